@@ -1,0 +1,8 @@
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    qdock::report::init("qdock-starter");
+    ExitCode::from(qdock::methods::starter::run(
+        std::env::args_os().skip(1).collect(),
+    ))
+}

@@ -1,0 +1,417 @@
+//! `/etc/qdock/qdock.toml`: typed keys, defaults, validation and trusted loading.
+//! Every key is documented in `sge-conf/qdock.example.toml`.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::policy::{ImagePattern, MountSpec};
+
+pub const DEFAULT_PATH: &str = "/etc/qdock/qdock.toml";
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub engine: EngineConfig,
+    pub job: JobConfig,
+    pub container: ContainerConfig,
+    pub images: ImageConfig,
+    pub mounts: MountConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    pub socket: PathBuf,
+    /// How long one request may take before the engine counts as hung.
+    pub timeout_secs: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            socket: "/var/run/docker.sock".into(),
+            timeout_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobConfig {
+    /// The job environment variable that names the image.
+    pub image_variable: String,
+    /// The job environment variable through which a job asks for extra bind mounts.
+    pub mounts_variable: String,
+    /// Variables never passed into the container (`*` is a wildcard).
+    pub env_deny: Vec<String>,
+    /// When not empty, only these variables are passed (before `env_deny` applies).
+    pub env_pass: Vec<String>,
+}
+
+impl Default for JobConfig {
+    fn default() -> Self {
+        JobConfig {
+            image_variable: "IMAGE".into(),
+            mounts_variable: "QDOCK_MOUNTS".into(),
+            env_deny: [
+                "PATH",
+                "LD_*",
+                "DOCKER_*",
+                "SSH_AUTH_SOCK",
+                "DISPLAY",
+                "XAUTHORITY",
+                "DBUS_SESSION_BUS_ADDRESS",
+                "SGE_STARTER_*",
+            ]
+            .map(String::from)
+            .to_vec(),
+            env_pass: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContainerConfig {
+    /// `none`, `bridge`, `host` or the name of a Docker network.
+    pub network: String,
+    /// Seconds between the stop signal and SIGKILL on terminate.
+    pub stop_grace_secs: u64,
+    /// Run Docker's init (tini) as PID 1 so signals reach the job and zombies are reaped.
+    pub init: bool,
+    /// Capabilities to keep; all others are dropped.
+    pub cap_add: Vec<String>,
+    /// A seccomp profile (JSON file) instead of the engine's default profile.
+    pub seccomp_profile: Option<PathBuf>,
+    /// Host devices the container may use (`/dev/x` or `/dev/x:/dev/y`).
+    pub devices: Vec<String>,
+    /// Limit the container to as many CPUs as the job has slots (`NSLOTS`).
+    pub cpus_from_slots: bool,
+    /// Maximum number of processes in the container; 0 means no limit.
+    pub pids_limit: i64,
+}
+
+impl Default for ContainerConfig {
+    fn default() -> Self {
+        ContainerConfig {
+            network: "bridge".into(),
+            stop_grace_secs: 10,
+            init: true,
+            cap_add: Vec::new(),
+            seccomp_profile: None,
+            devices: Vec::new(),
+            cpus_from_slots: true,
+            pids_limit: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PullPolicy {
+    /// Only images already on the host run (admins stage them).
+    #[default]
+    Never,
+    /// Pull when the image is not on the host.
+    Missing,
+    /// Pull every time, so a moved tag is always followed.
+    Always,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImageConfig {
+    /// Patterns on the normalized reference; empty allows any image.
+    pub allow: Vec<String>,
+    pub require_digest: bool,
+    pub pull: PullPolicy,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MountConfig {
+    /// Mount /etc/passwd and /etc/group read-only so the user's name and groups resolve.
+    pub identity: bool,
+    /// Mount the user's home directory at the same path.
+    pub home: bool,
+    /// Mount the job's working directory at the same path.
+    pub cwd: bool,
+    /// Mount the per-job TMPDIR at the same path.
+    pub tmpdir: bool,
+    /// Admin mounts for every job: `/src[:/dst][:ro|:rw]`.
+    pub extra: Vec<String>,
+    /// Prefixes under which a job may ask for bind mounts.
+    pub user_allow: Vec<UserMountRule>,
+}
+
+impl Default for MountConfig {
+    fn default() -> Self {
+        MountConfig {
+            identity: true,
+            home: true,
+            cwd: true,
+            tmpdir: true,
+            extra: Vec::new(),
+            user_allow: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserMountRule {
+    pub prefix: PathBuf,
+    #[serde(default)]
+    pub writable: bool,
+}
+
+impl Config {
+    /// Parses and validates; `path` only names the file in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let config: Config = toml::from_str(text).map_err(|e| Error::Config {
+            path: path.into(),
+            problem: describe_toml_error(text, &e),
+        })?;
+        config.validate().map_err(|problem| Error::Config {
+            path: path.into(),
+            problem,
+        })?;
+        Ok(config)
+    }
+
+    /// Loads the config this process may trust: the fixed path while privileged, else the
+    /// caller's choice (`--config`, then `QDOCK_CONFIG`). The file must exist.
+    pub fn load(requested: Option<PathBuf>) -> Result<(Config, PathBuf)> {
+        let path = choose_path(requested);
+        if crate::privilege::is_elevated() {
+            check_trusted(&path)?;
+        }
+        let text = fs::read_to_string(&path).map_err(|e| Error::Config {
+            path: path.clone(),
+            problem: format!("cannot read it ({e}); an admin installs it with bin/install"),
+        })?;
+        Ok((Config::parse(&text, &path)?, path))
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        let var_ok = |v: &str| {
+            !v.is_empty()
+                && !v.starts_with(|c: char| c.is_ascii_digit())
+                && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        };
+        if !self.engine.socket.is_absolute() {
+            return Err("engine.socket must be an absolute path".into());
+        }
+        if self.engine.timeout_secs == 0 {
+            return Err("engine.timeout_secs must be at least 1".into());
+        }
+        if !var_ok(&self.job.image_variable) {
+            return Err(format!(
+                "job.image_variable {:?} is not a variable name",
+                self.job.image_variable
+            ));
+        }
+        if !var_ok(&self.job.mounts_variable) {
+            return Err(format!(
+                "job.mounts_variable {:?} is not a variable name",
+                self.job.mounts_variable
+            ));
+        }
+        let net = &self.container.network;
+        if net.is_empty()
+            || !net
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        {
+            return Err(format!(
+                "container.network {net:?} is not a network name (none, bridge, host or a Docker network)"
+            ));
+        }
+        if self.container.stop_grace_secs > 3600 {
+            return Err("container.stop_grace_secs must be at most 3600".into());
+        }
+        for cap in &self.container.cap_add {
+            let bare = cap.strip_prefix("CAP_").unwrap_or(cap);
+            if bare.is_empty()
+                || !bare.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+                || cap == "ALL"
+            {
+                return Err(format!(
+                    "container.cap_add: {cap:?} is not a capability name such as NET_RAW"
+                ));
+            }
+        }
+        if let Some(p) = &self.container.seccomp_profile
+            && !p.is_absolute()
+        {
+            return Err("container.seccomp_profile must be an absolute path".into());
+        }
+        for dev in &self.container.devices {
+            if !dev.starts_with("/dev/") {
+                return Err(format!(
+                    "container.devices: {dev:?} must be a path under /dev"
+                ));
+            }
+        }
+        for pattern in &self.images.allow {
+            ImagePattern::parse(pattern).map_err(|e| format!("images.allow: {e}"))?;
+        }
+        for m in &self.mounts.extra {
+            MountSpec::parse(m).map_err(|e| format!("mounts.extra: {m:?}: {e}"))?;
+        }
+        for rule in &self.mounts.user_allow {
+            if !rule.prefix.is_absolute() || rule.prefix == Path::new("/") {
+                return Err(format!(
+                    "mounts.user_allow: prefix {:?} must be an absolute path other than /",
+                    rule.prefix
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn choose_path(requested: Option<PathBuf>) -> PathBuf {
+    let asked = requested.or_else(|| std::env::var_os("QDOCK_CONFIG").map(PathBuf::from));
+    match asked {
+        Some(path) if !crate::privilege::is_secure() => path,
+        Some(path) => {
+            crate::report::debug(&format!(
+                "ignoring config {} while running setgid",
+                path.display()
+            ));
+            DEFAULT_PATH.into()
+        }
+        None => DEFAULT_PATH.into(),
+    }
+}
+
+/// A config that an ordinary user could write would let them choose what the setgid binary does.
+fn check_trusted(path: &Path) -> Result<()> {
+    let insecure = |problem: String| Error::ConfigInsecure {
+        path: path.into(),
+        problem,
+    };
+    let meta = fs::symlink_metadata(path).map_err(|e| Error::Config {
+        path: path.into(),
+        problem: format!("cannot read it ({e}); an admin installs it with bin/install"),
+    })?;
+    if !meta.file_type().is_file() {
+        return Err(insecure("it is not a regular file".into()));
+    }
+    check_owner_mode(&meta).map_err(|p| insecure(format!("the file {p}")))?;
+    let mut dir = path.parent();
+    while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
+        let meta =
+            fs::metadata(d).map_err(|e| insecure(format!("cannot check {} ({e})", d.display())))?;
+        check_owner_mode(&meta)
+            .map_err(|p| insecure(format!("its directory {} {p}", d.display())))?;
+        dir = d.parent();
+    }
+    Ok(())
+}
+
+fn check_owner_mode(meta: &fs::Metadata) -> std::result::Result<(), String> {
+    if meta.uid() != 0 {
+        return Err(format!("is owned by uid {}, not root", meta.uid()));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "is writable by group or others (mode {:o})",
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim_end().replace('\n', " ");
+    let Some(span) = e.span() else { return message };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    // Name the key the way the example file does: `section.key`.
+    let section = before
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix('[')
+                .map(|l| l.trim_matches(|c| c == '[' || c == ']').to_string())
+        })
+        .next_back();
+    let key = text
+        .lines()
+        .nth(line - 1)
+        .and_then(|l| l.split_once('='))
+        .map(|(k, _)| k.trim().to_string());
+    match (section, key) {
+        (Some(s), Some(k)) => format!("line {line}, key {s}.{k}: {message}"),
+        (None, Some(k)) => format!("line {line}, key {k}: {message}"),
+        _ => format!("line {line}: {message}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse(text, Path::new("/etc/qdock/qdock.toml"))
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.job.image_variable, "IMAGE");
+        assert_eq!(c.engine.socket, Path::new("/var/run/docker.sock"));
+        assert_eq!(c.images.pull, PullPolicy::Never);
+        assert!(c.container.init);
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let e = parse("[container]\nstop_grace_secs = 5\nbogus = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 3"), "{e}");
+        assert!(e.contains("bogus"), "{e}");
+        assert!(e.contains("/etc/qdock/qdock.toml"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let e = parse("[container]\nstop_grace_secs = \"ten\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 2, key container.stop_grace_secs") && e.contains("u64"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn not_toml_is_refused() {
+        let e = parse("this is not toml").unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::EXIT_NEVER);
+    }
+
+    #[test]
+    fn invalid_values_are_refused() {
+        for (text, needle) in [
+            ("[engine]\nsocket = \"docker.sock\"", "engine.socket"),
+            ("[job]\nimage_variable = \"1X\"", "image_variable"),
+            ("[container]\nnetwork = \"a b\"", "network"),
+            ("[container]\ncap_add = [\"ALL\"]", "cap_add"),
+            ("[images]\nallow = [\"UPPER/case\"]", "images.allow"),
+            ("[images]\npull = \"sometimes\"", "pull"),
+            ("[mounts]\nextra = [\"relative:/x\"]", "mounts.extra"),
+            ("[[mounts.user_allow]]\nprefix = \"/\"", "user_allow"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(needle), "{text}: {e}");
+        }
+    }
+}

@@ -1,0 +1,468 @@
+//! The only module that talks to the Docker Engine (through bollard). It speaks in qdock's
+//! terms: specs in, states and errors with fixes out.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::errors::Error as BollardError;
+use bollard::models::{
+    ContainerCreateBody, DeviceMapping, HostConfig, HostConfigLogConfig, Mount, MountType,
+    ResourcesUlimits,
+};
+use bollard::query_parameters::{
+    AttachContainerOptions, CreateContainerOptions, CreateImageOptions, KillContainerOptions,
+    ListContainersOptions, RemoveContainerOptions, StopContainerOptions, WaitContainerOptions,
+};
+use futures_util::{Stream, StreamExt};
+use tokio::io::AsyncWrite;
+
+use crate::config::EngineConfig;
+use crate::error::{Error, Result};
+use crate::spec::{ContainerSpec, LABEL_PREFIX};
+
+pub struct Engine {
+    docker: Docker,
+    socket: String,
+    timeout_secs: u64,
+}
+
+/// An image as the engine holds it.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub id: String,
+    pub repo_digests: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    Created,
+    Running,
+    Paused,
+    Exited,
+    /// restarting, removing, dead, stopping…
+    Other(String),
+}
+
+impl State {
+    fn parse(s: &str) -> State {
+        match s {
+            "created" => State::Created,
+            "running" => State::Running,
+            "paused" => State::Paused,
+            "exited" => State::Exited,
+            other => State::Other(other.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Container {
+    pub name: String,
+    pub state: State,
+    pub labels: HashMap<String, String>,
+    pub exit_code: i64,
+    pub oom_killed: bool,
+    pub memory_limit: Option<i64>,
+}
+
+impl Container {
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .get(&format!("{LABEL_PREFIX}{key}"))
+            .map(String::as_str)
+    }
+}
+
+/// The job's output as the engine delivers it, already split into stdout and stderr.
+pub type Output = Pin<Box<dyn Stream<Item = Result<Chunk>> + Send>>;
+
+pub enum Chunk {
+    Stdout(bytes::Bytes),
+    Stderr(bytes::Bytes),
+}
+
+pub type Input = Pin<Box<dyn AsyncWrite + Send>>;
+
+impl Engine {
+    /// Connects to the configured socket only: DOCKER_HOST and friends are never consulted.
+    pub async fn connect(config: &EngineConfig) -> Result<Engine> {
+        let socket = config.socket.display().to_string();
+        let unreachable = |cause: String| Error::EngineUnreachable {
+            socket: socket.clone(),
+            cause,
+        };
+        let docker =
+            Docker::connect_with_unix(&socket, config.timeout_secs, bollard::API_DEFAULT_VERSION)
+                .map_err(|e| unreachable(cause_chain(&e)))?;
+        let engine = Engine {
+            docker,
+            socket: socket.clone(),
+            timeout_secs: config.timeout_secs,
+        };
+        let docker = engine
+            .docker
+            .clone()
+            .negotiate_version()
+            .await
+            .map_err(|e| engine.fail("answer", e))?;
+        Ok(Engine { docker, ..engine })
+    }
+
+    /// Maps a bollard error to the one our callers and users understand.
+    fn fail(&self, action: &str, e: BollardError) -> Error {
+        match e {
+            BollardError::RequestTimeoutError => Error::EngineTimeout {
+                socket: self.socket.clone(),
+                secs: self.timeout_secs,
+            },
+            BollardError::SocketNotFoundError(_) => Error::EngineUnreachable {
+                socket: self.socket.clone(),
+                cause: "the socket does not exist".into(),
+            },
+            BollardError::HyperLegacyError { ref err } if err.is_connect() => {
+                Error::EngineUnreachable {
+                    socket: self.socket.clone(),
+                    cause: cause_chain(&e),
+                }
+            }
+            BollardError::DockerResponseServerError { message, .. } => Error::Engine {
+                action: action.to_string(),
+                cause: message,
+            },
+            other => Error::Engine {
+                action: action.to_string(),
+                cause: cause_chain(&other),
+            },
+        }
+    }
+
+    pub async fn image(&self, reference: &str) -> Result<Option<Image>> {
+        match self.docker.inspect_image(reference).await {
+            Ok(i) => Ok(Some(Image {
+                id: i.id.unwrap_or_default(),
+                repo_digests: i.repo_digests.unwrap_or_default(),
+            })),
+            Err(e) if status(&e) == Some(404) => Ok(None),
+            Err(e) => Err(self.fail(&format!("look up image {reference}"), e)),
+        }
+    }
+
+    /// Pulls; a refusal by the registry (no such image, no access) is permanent, the rest may pass.
+    pub async fn pull(&self, reference: &str) -> Result<()> {
+        let options = CreateImageOptions {
+            from_image: Some(reference.to_string()),
+            ..Default::default()
+        };
+        let mut progress = self.docker.create_image(Some(options), None, None);
+        while let Some(item) = progress.next().await {
+            if let Err(e) = item {
+                let cause = match &e {
+                    BollardError::DockerResponseServerError { message, .. }
+                    | BollardError::DockerStreamError { error: message } => message.clone(),
+                    _ => return Err(self.fail(&format!("pull {reference}"), e)),
+                };
+                let permanent = status(&e) == Some(404)
+                    || [
+                        "not found",
+                        "manifest unknown",
+                        "does not exist",
+                        "access denied",
+                        "unauthorized",
+                        "invalid reference",
+                    ]
+                    .iter()
+                    .any(|m| cause.to_lowercase().contains(m));
+                return Err(if permanent {
+                    Error::PullRefused {
+                        image: reference.to_string(),
+                        cause,
+                    }
+                } else {
+                    Error::PullFailed {
+                        image: reference.to_string(),
+                        cause,
+                    }
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn create(&self, spec: &ContainerSpec) -> Result<()> {
+        let options = CreateContainerOptions {
+            name: Some(spec.name.clone()),
+            ..Default::default()
+        };
+        self.docker
+            .create_container(Some(options), create_body(spec))
+            .await
+            .map(drop)
+            .map_err(|e| self.fail(&format!("create container {}", spec.name), e))
+    }
+
+    /// Attaches before start, so not one byte of early output is lost.
+    pub async fn attach(&self, name: &str, stdin: bool) -> Result<(Output, Input)> {
+        let options = AttachContainerOptions {
+            stream: true,
+            stdout: true,
+            stderr: true,
+            stdin,
+            ..Default::default()
+        };
+        let attached = self
+            .docker
+            .attach_container(name, Some(options))
+            .await
+            .map_err(|e| self.fail(&format!("attach to container {name}"), e))?;
+        let socket = self.socket.clone();
+        let output = attached.output.filter_map(move |item| {
+            let mapped = match item {
+                Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+                    Some(Ok(Chunk::Stdout(message)))
+                }
+                Ok(LogOutput::StdErr { message }) => Some(Ok(Chunk::Stderr(message))),
+                Ok(LogOutput::StdIn { .. }) => None,
+                Err(e) => Some(Err(Error::Engine {
+                    action: format!("stream the job's output (engine at {socket})"),
+                    cause: cause_chain(&e),
+                })),
+            };
+            std::future::ready(mapped)
+        });
+        Ok((Box::pin(output), attached.input))
+    }
+
+    pub async fn start(&self, name: &str) -> Result<()> {
+        self.docker
+            .start_container(name, None)
+            .await
+            .map_err(|e| self.fail(&format!("start container {name}"), e))
+    }
+
+    /// Waits until the container is not running and returns its exit code.
+    pub async fn wait(&self, name: &str) -> Result<i64> {
+        let options = WaitContainerOptions {
+            condition: "not-running".into(),
+        };
+        let mut stream = self.docker.wait_container(name, Some(options));
+        match stream.next().await {
+            Some(Ok(response)) => Ok(response.status_code),
+            // bollard reports a non-zero exit as an error; it is the job's exit code.
+            Some(Err(BollardError::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(e)) => Err(self.fail(&format!("wait for container {name}"), e)),
+            None => Err(Error::Engine {
+                action: format!("wait for container {name}"),
+                cause: "no answer".into(),
+            }),
+        }
+    }
+
+    pub async fn inspect(&self, name: &str) -> Result<Option<Container>> {
+        let c = match self.docker.inspect_container(name, None).await {
+            Ok(c) => c,
+            Err(e) if status(&e) == Some(404) => return Ok(None),
+            Err(e) => return Err(self.fail(&format!("inspect container {name}"), e)),
+        };
+        let state = c.state.unwrap_or_default();
+        Ok(Some(Container {
+            name: name.to_string(),
+            state: State::parse(&state.status.map(|s| s.to_string()).unwrap_or_default()),
+            labels: c.config.and_then(|c| c.labels).unwrap_or_default(),
+            exit_code: state.exit_code.unwrap_or(0),
+            oom_killed: state.oom_killed.unwrap_or(false),
+            memory_limit: c.host_config.and_then(|h| h.memory).filter(|&m| m > 0),
+        }))
+    }
+
+    pub async fn pause(&self, name: &str) -> Result<()> {
+        self.docker
+            .pause_container(name)
+            .await
+            .map_err(|e| self.fail(&format!("pause container {name}"), e))
+    }
+
+    pub async fn unpause(&self, name: &str) -> Result<()> {
+        self.docker
+            .unpause_container(name)
+            .await
+            .map_err(|e| self.fail(&format!("resume container {name}"), e))
+    }
+
+    /// Sends the container's stop signal, then SIGKILL after `grace_secs`; returns once stopped.
+    pub async fn stop(&self, name: &str, grace_secs: u64) -> Result<()> {
+        let t = i32::try_from(grace_secs).unwrap_or(i32::MAX);
+        let options = StopContainerOptions {
+            t: Some(t),
+            signal: None,
+        };
+        // The engine answers only after the container stopped: allow for the grace period.
+        let engine = self
+            .docker
+            .clone()
+            .with_timeout(std::time::Duration::from_secs(
+                self.timeout_secs + grace_secs,
+            ));
+        match engine.stop_container(name, Some(options)).await {
+            Err(e) if status(&e) == Some(404) => Ok(()),
+            other => other.map_err(|e| self.fail(&format!("stop container {name}"), e)),
+        }
+    }
+
+    pub async fn kill(&self, name: &str, signal: &str) -> Result<()> {
+        let options = KillContainerOptions {
+            signal: signal.to_string(),
+        };
+        self.docker
+            .kill_container(name, Some(options))
+            .await
+            .map_err(|e| self.fail(&format!("send {signal} to container {name}"), e))
+    }
+
+    /// Removes the container, stopping it first if `force`; a missing one is fine.
+    pub async fn remove(&self, name: &str, force: bool) -> Result<()> {
+        let options = RemoveContainerOptions {
+            force,
+            v: true,
+            ..Default::default()
+        };
+        match self.docker.remove_container(name, Some(options)).await {
+            Err(e) if status(&e) == Some(404) => Ok(()),
+            // "removal already in progress": another party is removing it.
+            Err(e) if status(&e) == Some(409) && e.to_string().contains("in progress") => Ok(()),
+            other => other.map_err(|e| self.fail(&format!("remove container {name}"), e)),
+        }
+    }
+
+    /// Every container carrying qdock's labels, running or not.
+    pub async fn list_qdock(&self) -> Result<Vec<Container>> {
+        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_PREFIX}job-id")])]);
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let listed = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| self.fail("list containers", e))?;
+        Ok(listed
+            .into_iter()
+            .map(|c| Container {
+                name: c
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .unwrap_or_default()
+                    .trim_start_matches('/')
+                    .to_string(),
+                state: State::parse(&c.state.map(|s| s.to_string()).unwrap_or_default()),
+                labels: c.labels.unwrap_or_default(),
+                exit_code: 0,
+                oom_killed: false,
+                memory_limit: None,
+            })
+            .collect())
+    }
+}
+
+fn status(e: &BollardError) -> Option<u16> {
+    match e {
+        BollardError::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+/// Hyper hides the useful part ("Permission denied", "Connection refused") in the source chain.
+fn cause_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text = format!("{text}: {s_text}");
+        }
+        source = s.source();
+    }
+    text
+}
+
+fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
+    let mounts = spec
+        .mounts
+        .iter()
+        .map(|m| Mount {
+            typ: Some(MountType::BIND),
+            source: Some(m.source.display().to_string()),
+            target: Some(m.target.display().to_string()),
+            read_only: Some(m.read_only),
+            ..Default::default()
+        })
+        .collect();
+    let devices = spec
+        .devices
+        .iter()
+        .map(|d| {
+            let (host, inside) = d.split_once(':').unwrap_or((d, d));
+            DeviceMapping {
+                path_on_host: Some(host.to_string()),
+                path_in_container: Some(inside.to_string()),
+                cgroup_permissions: Some("rwm".into()),
+            }
+        })
+        .collect();
+    let ulimits = spec
+        .ulimits
+        .iter()
+        .map(|(name, soft, hard)| ResourcesUlimits {
+            name: Some(name.clone()),
+            soft: Some(*soft),
+            hard: Some(*hard),
+        })
+        .collect();
+    let host_config = HostConfig {
+        mounts: Some(mounts),
+        network_mode: Some(spec.network.clone()),
+        init: Some(spec.init),
+        cap_drop: Some(vec!["ALL".into()]),
+        cap_add: Some(spec.cap_add.clone()),
+        security_opt: Some(spec.security_opt.clone()),
+        privileged: Some(false),
+        ipc_mode: Some("private".into()),
+        group_add: Some(spec.groups.clone()),
+        devices: Some(devices),
+        memory: spec.memory,
+        // Without swap the limit would be doubled by swap space.
+        memory_swap: spec.memory,
+        nano_cpus: spec.nano_cpus,
+        pids_limit: spec.pids_limit,
+        ulimits: Some(ulimits),
+        auto_remove: Some(false),
+        // The job's output goes to the starter only: no copy piles up in the engine's logs.
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("none".into()),
+            config: None,
+        }),
+        ..Default::default()
+    };
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        user: Some(spec.user.clone()),
+        entrypoint: Some(spec.entrypoint.clone()),
+        cmd: Some(spec.cmd.clone()),
+        working_dir: Some(spec.workdir.clone()),
+        hostname: spec.hostname.clone(),
+        env: Some(spec.env.clone()),
+        labels: Some(spec.labels.clone().into_iter().collect()),
+        attach_stdin: Some(spec.stdin_script),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        open_stdin: Some(spec.stdin_script),
+        stdin_once: Some(spec.stdin_script),
+        tty: Some(false),
+        stop_timeout: Some(i64::try_from(spec.stop_grace_secs).unwrap_or(i64::MAX)),
+        host_config: Some(host_config),
+        ..Default::default()
+    }
+}

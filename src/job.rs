@@ -1,0 +1,296 @@
+//! What Grid Engine tells a method about its job: the environment execd prepared and argv.
+//! Parsing is pure: it takes the environment as a list, so tests need no real job.
+
+use std::ffi::{OsStr, OsString};
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+
+/// Identifies one task of one job in one cell: the key to its container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobKey {
+    pub cell: String,
+    pub job_id: u64,
+    /// 0 for a non-array job, as Grid Engine's `$ja_task_id`.
+    pub task_id: u64,
+}
+
+impl JobKey {
+    pub fn container_name(&self) -> String {
+        format!("qdock-{}-{}-{}", self.cell, self.job_id, self.task_id)
+    }
+
+    /// From the method's arguments (`$job_id $ja_task_id`), falling back to the environment.
+    pub fn from_args_or_env(job: Option<&str>, task: Option<&str>, env: &Env) -> Result<JobKey> {
+        let job = job.map(str::to_string).or_else(|| env.get_str("JOB_ID"));
+        let task = task
+            .map(str::to_string)
+            .or_else(|| env.get_str("SGE_TASK_ID"));
+        Ok(JobKey {
+            cell: cell(env)?,
+            job_id: parse_job_id(job.as_deref())?,
+            task_id: parse_task_id(task.as_deref())?,
+        })
+    }
+}
+
+impl std::fmt::Display for JobKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.job_id, self.task_id)
+    }
+}
+
+/// The process environment as given, non-UTF-8 values included.
+#[derive(Debug, Clone, Default)]
+pub struct Env(pub Vec<(OsString, OsString)>);
+
+impl Env {
+    pub fn from_process() -> Env {
+        Env(std::env::vars_os().collect())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&OsStr> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_os_str())
+    }
+
+    pub fn get_str(&self, name: &str) -> Option<String> {
+        self.get(name).map(|v| v.to_string_lossy().into_owned())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMode {
+    /// The shell runs the script as a file argument (`shell script args`).
+    Posix,
+    /// The script is executed itself; its `#!` line picks the interpreter.
+    Unix,
+    /// The shell reads the script on stdin.
+    Stdin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shell {
+    pub path: PathBuf,
+    pub mode: StartMode,
+    pub login: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    pub key: JobKey,
+    pub name: String,
+    pub queue: String,
+    pub script: PathBuf,
+    pub args: Vec<OsString>,
+    pub shell: Shell,
+    pub nslots: Option<u32>,
+    pub home: Option<PathBuf>,
+    pub tmpdir: Option<PathBuf>,
+    /// The image the job asked for, unparsed; `None` runs the job natively.
+    pub image: Option<String>,
+    /// The job's extra mount request, unparsed.
+    pub mounts: Option<String>,
+    pub env: Env,
+}
+
+impl JobContext {
+    /// `argv` is the starter's argv without argv[0]: the job script, then the job's arguments.
+    pub fn parse(
+        env: Env,
+        argv: Vec<OsString>,
+        image_var: &str,
+        mounts_var: &str,
+    ) -> Result<JobContext> {
+        let mut argv = argv.into_iter();
+        let script = argv.next().map(PathBuf::from).ok_or_else(|| {
+            Error::Usage("usage: qdock-starter JOB_SCRIPT [ARGS...] (Grid Engine runs it as the queue's starter_method)".into())
+        })?;
+        let key = JobKey {
+            cell: cell(&env)?,
+            job_id: parse_job_id(env.get_str("JOB_ID").as_deref())?,
+            task_id: parse_task_id(env.get_str("SGE_TASK_ID").as_deref())?,
+        };
+        let mode = match env.get_str("SGE_STARTER_SHELL_START_MODE").as_deref() {
+            None | Some("") | Some("posix_compliant") => StartMode::Posix,
+            Some("unix_behavior") => StartMode::Unix,
+            Some("script_from_stdin") => StartMode::Stdin,
+            Some(other) => {
+                return Err(Error::JobEnv(format!(
+                    "SGE_STARTER_SHELL_START_MODE={other:?} is not a Grid Engine start mode; check the queue's shell_start_mode"
+                )));
+            }
+        };
+        let shell = Shell {
+            path: env
+                .get("SGE_STARTER_SHELL_PATH")
+                .filter(|p| !p.is_empty())
+                .map_or("/bin/sh".into(), PathBuf::from),
+            mode,
+            login: env.get_str("SGE_STARTER_USE_LOGIN_SHELL").as_deref() == Some("true"),
+        };
+        let nonempty = |name: &str| env.get_str(name).filter(|v| !v.is_empty());
+        Ok(JobContext {
+            key,
+            name: nonempty("JOB_NAME").unwrap_or_default(),
+            queue: nonempty("QUEUE").unwrap_or_default(),
+            script,
+            args: argv.collect(),
+            shell,
+            nslots: env.get_str("NSLOTS").and_then(|n| n.parse().ok()),
+            home: env.get("HOME").filter(|p| !p.is_empty()).map(PathBuf::from),
+            tmpdir: env
+                .get("TMPDIR")
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
+            image: env.get(image_var).map(|v| v.to_string_lossy().into_owned()),
+            mounts: nonempty(mounts_var),
+            env,
+        })
+    }
+}
+
+fn cell(env: &Env) -> Result<String> {
+    let cell = env
+        .get_str("SGE_CELL")
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "default".into());
+    let ok = cell.len() <= 64
+        && cell.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && cell
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if !ok {
+        return Err(Error::JobEnv(format!(
+            "SGE_CELL={cell:?} is not a usable cell name (letters, digits, _ . -)"
+        )));
+    }
+    Ok(cell)
+}
+
+fn parse_job_id(value: Option<&str>) -> Result<u64> {
+    let value = value.ok_or_else(|| {
+        Error::JobEnv("JOB_ID is not set; qdock methods run under Grid Engine, or take the job id as first argument".into())
+    })?;
+    parse_number(value).filter(|&n| n > 0).ok_or_else(|| {
+        Error::JobEnv(format!(
+            "job id {value:?} is not a positive decimal number; pass Grid Engine's $job_id"
+        ))
+    })
+}
+
+fn parse_task_id(value: Option<&str>) -> Result<u64> {
+    match value {
+        None | Some("") | Some("undefined") => Ok(0),
+        Some(v) => parse_number(v).ok_or_else(|| {
+            Error::JobEnv(format!(
+                "task id {v:?} is not a decimal number; pass Grid Engine's $ja_task_id"
+            ))
+        }),
+    }
+}
+
+fn parse_number(value: &str) -> Option<u64> {
+    if value.is_empty() || value.len() > 19 || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    value.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env(pairs.iter().map(|(k, v)| (k.into(), v.into())).collect())
+    }
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<JobContext> {
+        JobContext::parse(
+            env(pairs),
+            vec!["/spool/job_scripts/7".into(), "a b".into()],
+            "IMAGE",
+            "QDOCK_MOUNTS",
+        )
+    }
+
+    #[test]
+    fn reads_a_plain_job() {
+        let j = parse(&[
+            ("JOB_ID", "7"),
+            ("SGE_TASK_ID", "undefined"),
+            ("IMAGE", "busybox"),
+            ("NSLOTS", "2"),
+        ])
+        .unwrap();
+        assert_eq!(j.key.container_name(), "qdock-default-7-0");
+        assert_eq!(j.image.as_deref(), Some("busybox"));
+        assert_eq!(j.args, vec![OsString::from("a b")]);
+        assert_eq!(
+            j.shell,
+            Shell {
+                path: "/bin/sh".into(),
+                mode: StartMode::Posix,
+                login: false
+            }
+        );
+        assert_eq!(j.nslots, Some(2));
+    }
+
+    #[test]
+    fn array_task_and_cell_name_the_container() {
+        let j = parse(&[("JOB_ID", "12"), ("SGE_TASK_ID", "3"), ("SGE_CELL", "bio")]).unwrap();
+        assert_eq!(j.key.container_name(), "qdock-bio-12-3");
+    }
+
+    #[test]
+    fn start_modes() {
+        let j = parse(&[
+            ("JOB_ID", "1"),
+            ("SGE_STARTER_SHELL_START_MODE", "unix_behavior"),
+            ("SGE_STARTER_SHELL_PATH", "/bin/bash"),
+            ("SGE_STARTER_USE_LOGIN_SHELL", "true"),
+        ])
+        .unwrap();
+        assert_eq!(
+            j.shell,
+            Shell {
+                path: "/bin/bash".into(),
+                mode: StartMode::Unix,
+                login: true
+            }
+        );
+        assert!(parse(&[("JOB_ID", "1"), ("SGE_STARTER_SHELL_START_MODE", "weird")]).is_err());
+    }
+
+    #[test]
+    fn bad_ids_are_refused() {
+        for id in ["", "abc", "-1", "0", "1;id", "99999999999999999999", " 1"] {
+            assert!(parse(&[("JOB_ID", id)]).is_err(), "{id:?}");
+        }
+        assert!(parse(&[]).is_err());
+        assert!(parse(&[("JOB_ID", "1"), ("SGE_TASK_ID", "x")]).is_err());
+        assert!(parse(&[("JOB_ID", "1"), ("SGE_CELL", "../x")]).is_err());
+    }
+
+    #[test]
+    fn key_prefers_arguments() {
+        let e = env(&[("JOB_ID", "5"), ("SGE_TASK_ID", "2")]);
+        assert_eq!(
+            JobKey::from_args_or_env(None, None, &e)
+                .unwrap()
+                .to_string(),
+            "5.2"
+        );
+        assert_eq!(
+            JobKey::from_args_or_env(Some("9"), Some("0"), &e)
+                .unwrap()
+                .to_string(),
+            "9.0"
+        );
+        assert!(JobKey::from_args_or_env(Some("9x"), None, &e).is_err());
+    }
+}

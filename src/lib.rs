@@ -1,0 +1,21 @@
+//! qdock: Grid Engine queue methods that run each job in the Docker image it asks for and let
+//! the scheduler drive the container's whole life through the Docker Engine API.
+//!
+//! Data flows one way: environment + argv -> [`job::JobContext`] -> (with [`config::Config`]
+//! and [`policy`]) -> [`spec::ContainerSpec`] -> [`engine::Engine`] -> exit code.
+
+pub mod config;
+pub mod engine;
+pub mod environ;
+pub mod error;
+pub mod image_ref;
+pub mod job;
+pub mod limits;
+pub mod methods;
+pub mod policy;
+pub mod privilege;
+pub mod report;
+pub mod signals;
+pub mod spec;
+
+pub use error::{Error, Result};

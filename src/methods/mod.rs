@@ -1,0 +1,4 @@
+//! The flows behind each binary.
+
+pub mod native;
+pub mod starter;

@@ -1,0 +1,296 @@
+//! The admin's rules, as pure decisions: which images may run, which mounts a job gets,
+//! which environment variables cross into the container.
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::config::{ImageConfig, UserMountRule};
+use crate::error::{Error, Result};
+use crate::image_ref::ImageRef;
+
+/// An allow-list entry; `*` matches any run of characters, `/` included. It is matched against
+/// both the normalized and the familiar form, so `qdock/*` and `docker.io/qdock/*` both work.
+#[derive(Debug, Clone)]
+pub struct ImagePattern(String);
+
+impl ImagePattern {
+    pub fn parse(pattern: &str) -> std::result::Result<ImagePattern, String> {
+        let ok = !pattern.is_empty()
+            && pattern
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "/:@._-*".contains(c));
+        if !ok {
+            return Err(format!(
+                "{pattern:?} is not an image pattern (lowercase reference with * wildcards)"
+            ));
+        }
+        Ok(ImagePattern(pattern.to_string()))
+    }
+
+    pub fn matches(&self, image: &ImageRef) -> bool {
+        glob_match(&self.0, &image.normalized()) || glob_match(&self.0, &image.familiar())
+    }
+}
+
+/// Parses the requested reference and applies the allow list and the digest rule.
+pub fn check_image(requested: &str, rules: &ImageConfig) -> Result<ImageRef> {
+    let image = ImageRef::parse(requested).map_err(|problem| Error::BadImage {
+        reference: requested.to_string(),
+        problem,
+    })?;
+    let patterns: Vec<ImagePattern> = rules
+        .allow
+        .iter()
+        .filter_map(|p| ImagePattern::parse(p).ok())
+        .collect();
+    if !patterns.is_empty() && !patterns.iter().any(|p| p.matches(&image)) {
+        return Err(Error::ImageNotAllowed {
+            image: image.normalized(),
+            allowed: rules.allow.join(", "),
+        });
+    }
+    if rules.require_digest && image.digest.is_none() {
+        return Err(Error::DigestRequired {
+            image: image.normalized(),
+        });
+    }
+    Ok(image)
+}
+
+/// `*` globbing without backtracking blow-up: greedy match of each literal piece in order.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let pieces: Vec<&str> = pattern.split('*').collect();
+    let (first, last) = (pieces[0], pieces[pieces.len() - 1]);
+    if pieces.len() == 1 {
+        return pattern == text;
+    }
+    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for piece in &pieces[1..pieces.len() - 1] {
+        match rest.find(piece) {
+            Some(i) => rest = &rest[i + piece.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// One bind mount: host `source` at `target` in the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountSpec {
+    pub source: PathBuf,
+    pub target: PathBuf,
+    pub read_only: bool,
+}
+
+impl MountSpec {
+    /// `/src`, `/src:/dst`, `/src:ro`, `/src:/dst:rw`.
+    pub fn parse(text: &str) -> std::result::Result<MountSpec, String> {
+        let mut parts: Vec<&str> = text.split(':').collect();
+        let read_only = match parts.last() {
+            Some(&"ro") => true,
+            Some(&"rw") => false,
+            _ => {
+                parts.push("rw");
+                false
+            }
+        };
+        parts.pop();
+        let (source, target) = match parts.as_slice() {
+            [src] => (*src, *src),
+            [src, dst] => (*src, *dst),
+            _ => return Err("expected /source[:/target][:ro|:rw]".into()),
+        };
+        Ok(MountSpec {
+            source: clean_path(source)?,
+            target: clean_path(target)?,
+            read_only,
+        })
+    }
+}
+
+/// Absolute, no `..`, no `.`: a path that means what it says before any link is followed.
+fn clean_path(path: &str) -> std::result::Result<PathBuf, String> {
+    let p = Path::new(path);
+    if !p.is_absolute() {
+        return Err(format!("{path:?} is not an absolute path"));
+    }
+    if p.components()
+        .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+        || path.contains("/./")
+    {
+        return Err(format!("{path:?} contains . or .. components"));
+    }
+    if path.contains(',') || path.contains('\0') {
+        return Err(format!("{path:?} contains a comma or NUL"));
+    }
+    Ok(p.to_path_buf())
+}
+
+/// Parses the job's mount request: mounts separated by commas.
+pub fn parse_mount_request(request: &str) -> Result<Vec<MountSpec>> {
+    request
+        .split(',')
+        .filter(|m| !m.is_empty())
+        .map(|m| {
+            MountSpec::parse(m).map_err(|problem| Error::MountRefused {
+                request: m.to_string(),
+                problem,
+            })
+        })
+        .collect()
+}
+
+/// Decides a user mount whose source has already been resolved (links followed, as the user).
+/// Read-only unless the matching admin rule allows writes.
+pub fn authorize_mount(
+    requested: &MountSpec,
+    resolved: &Path,
+    rules: &[UserMountRule],
+) -> Result<MountSpec> {
+    let refuse = |problem: String| Error::MountRefused {
+        request: format!(
+            "{}:{}",
+            requested.source.display(),
+            requested.target.display()
+        ),
+        problem,
+    };
+    let Some(rule) = rules.iter().find(|r| resolved.starts_with(&r.prefix)) else {
+        let allowed: Vec<String> = rules
+            .iter()
+            .map(|r| r.prefix.display().to_string())
+            .collect();
+        return Err(refuse(if allowed.is_empty() {
+            "this cluster allows no user mounts (mounts.user_allow is empty)".into()
+        } else {
+            format!(
+                "{} is not under an allowed prefix ({})",
+                resolved.display(),
+                allowed.join(", ")
+            )
+        }));
+    };
+    if !requested.read_only && !rule.writable {
+        return Err(refuse(format!(
+            "{} may only be mounted read-only; add :ro",
+            rule.prefix.display()
+        )));
+    }
+    let target = &requested.target;
+    if ["/proc", "/sys", "/dev", "/etc"]
+        .iter()
+        .any(|p| target.starts_with(p))
+        || target == Path::new("/")
+    {
+        return Err(refuse(format!(
+            "the target {} is a system directory",
+            target.display()
+        )));
+    }
+    Ok(MountSpec {
+        source: resolved.to_path_buf(),
+        target: target.clone(),
+        read_only: requested.read_only,
+    })
+}
+
+/// True when a variable may be passed into the container.
+pub fn env_passes(name: &str, pass: &[String], deny: &[String]) -> bool {
+    (pass.is_empty() || pass.iter().any(|p| glob_match(p, name)))
+        && !deny.iter().any(|d| glob_match(d, name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(allow: &[&str], require_digest: bool) -> ImageConfig {
+        ImageConfig {
+            allow: allow.iter().map(|s| s.to_string()).collect(),
+            require_digest,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn globbing() {
+        assert!(glob_match("a*", "abc"));
+        assert!(glob_match("*c", "abc"));
+        assert!(glob_match("a*b*c", "a-b-c"));
+        assert!(!glob_match("a*b*c", "a-c"));
+        assert!(!glob_match("ab*ba", "aba"));
+        assert!(glob_match("*", ""));
+        assert!(glob_match("exact", "exact"));
+        assert!(!glob_match("exact", "exactly"));
+    }
+
+    #[test]
+    fn allow_list_matches_both_forms() {
+        assert!(check_image("qdock/busybox:1", &rules(&["qdock/*"], false)).is_ok());
+        assert!(check_image("qdock/busybox:1", &rules(&["docker.io/qdock/*"], false)).is_ok());
+        assert!(check_image("busybox", &rules(&["busybox:*"], false)).is_ok());
+        let e = check_image("evil.example.com/x:1", &rules(&["qdock/*"], false)).unwrap_err();
+        assert!(matches!(e, Error::ImageNotAllowed { .. }), "{e}");
+        assert!(check_image("anything:1", &rules(&[], false)).is_ok());
+    }
+
+    #[test]
+    fn digest_required() {
+        assert!(matches!(
+            check_image("busybox:1", &rules(&[], true)),
+            Err(Error::DigestRequired { .. })
+        ));
+        let d = format!("busybox@sha256:{}", "0".repeat(64));
+        assert!(check_image(&d, &rules(&[], true)).is_ok());
+    }
+
+    #[test]
+    fn mount_syntax() {
+        let m = MountSpec::parse("/data/a:/data:ro").unwrap();
+        assert_eq!(
+            (m.source.to_str(), m.target.to_str(), m.read_only),
+            (Some("/data/a"), Some("/data"), true)
+        );
+        assert!(!MountSpec::parse("/scratch").unwrap().read_only);
+        for bad in ["data", "/a/../etc", "/a:b", "/a:/b:/c:ro", "/a/./b"] {
+            assert!(MountSpec::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn mount_authorization() {
+        let rules = vec![
+            UserMountRule {
+                prefix: "/data".into(),
+                writable: false,
+            },
+            UserMountRule {
+                prefix: "/scratch".into(),
+                writable: true,
+            },
+        ];
+        let req = MountSpec::parse("/data/alice:/in:ro").unwrap();
+        assert!(authorize_mount(&req, Path::new("/data/alice"), &rules).is_ok());
+        // The link resolved outside the prefix: refused.
+        assert!(authorize_mount(&req, Path::new("/etc"), &rules).is_err());
+        let rw = MountSpec::parse("/data/alice:/in:rw").unwrap();
+        assert!(authorize_mount(&rw, Path::new("/data/alice"), &rules).is_err());
+        let rw = MountSpec::parse("/scratch/a:/out").unwrap();
+        assert!(authorize_mount(&rw, Path::new("/scratch/a"), &rules).is_ok());
+        let sys = MountSpec::parse("/data/a:/etc/x:ro").unwrap();
+        assert!(authorize_mount(&sys, Path::new("/data/a"), &rules).is_err());
+        // "/database" is not under "/data".
+        assert!(authorize_mount(&req, Path::new("/database"), &rules).is_err());
+    }
+
+    #[test]
+    fn env_filter() {
+        let deny = vec!["PATH".to_string(), "LD_*".to_string()];
+        assert!(env_passes("JOB_ID", &[], &deny));
+        assert!(!env_passes("LD_PRELOAD", &[], &deny));
+        assert!(!env_passes("PATH", &[], &deny));
+        assert!(!env_passes("JOB_ID", &["SGE_*".to_string()], &deny));
+    }
+}

@@ -1,0 +1,66 @@
+//! What this process may trust. Installed setgid docker, the binaries hold the keys to the
+//! engine (docker group = root), so while privileged nothing from the caller's environment or
+//! command line may choose the config, the socket or the engine.
+
+use nix::unistd::{Gid, Uid, getegid, geteuid, getgid, getgroups, getuid};
+
+/// True when the kernel marked this exec as secure (setuid/setgid/capabilities): then the
+/// caller is not the one we work for, and their environment is hostile input.
+pub fn is_secure() -> bool {
+    // SAFETY: getauxval only reads the auxiliary vector the kernel passed at exec.
+    unsafe { nix::libc::getauxval(nix::libc::AT_SECURE) != 0 }
+}
+
+/// True when mistakes in trusted files would hand out more than the caller already has.
+pub fn is_elevated() -> bool {
+    is_secure() || geteuid().is_root()
+}
+
+/// The caller's real identity: the container runs as this, never as anything asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups, including Grid Engine's per-job group from `gid_range`.
+    pub groups: Vec<u32>,
+    pub name: String,
+}
+
+impl Identity {
+    pub fn of_caller() -> Self {
+        let uid = getuid();
+        let gid = getgid();
+        // The setgid group is the key to the socket, not one of the user's groups.
+        let key = (getegid() != gid).then(getegid);
+        let groups = getgroups()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|g| Some(*g) != key && *g != gid)
+            .map(Gid::as_raw)
+            .collect();
+        Identity {
+            uid: uid.as_raw(),
+            gid: gid.as_raw(),
+            groups,
+            name: user_name(uid),
+        }
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.uid == 0
+    }
+}
+
+fn user_name(uid: Uid) -> String {
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(user)) => user.name,
+        _ => uid.to_string(),
+    }
+}
+
+/// Gives up the setgid group for good, before running anything of the user's: a native job
+/// exec'ed with the docker group kept would own the engine.
+pub fn drop_privilege() -> std::io::Result<()> {
+    let gid = getgid();
+    nix::unistd::setresgid(gid, gid, gid).map_err(std::io::Error::from)
+}

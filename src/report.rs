@@ -1,0 +1,103 @@
+//! qdock's own words: one `qdock:` line on stderr (the job's `.e` file) and the same in
+//! syslog, where admins look. stdout is never used: it belongs to the job, byte for byte.
+
+use std::io::Write;
+use std::sync::{Mutex, OnceLock};
+
+use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
+
+use crate::error::Error;
+
+struct Reporter {
+    program: &'static str,
+    job: Mutex<Option<String>>,
+    syslog: Mutex<Option<Option<Logger<LoggerBackend, Formatter3164>>>>,
+}
+
+static REPORTER: OnceLock<Reporter> = OnceLock::new();
+
+fn reporter() -> &'static Reporter {
+    REPORTER.get_or_init(|| Reporter {
+        program: "qdock",
+        job: Mutex::new(None),
+        syslog: Mutex::new(None),
+    })
+}
+
+/// Names the program in syslog; call once at the top of main.
+pub fn init(program: &'static str) {
+    let _ = REPORTER.set(Reporter {
+        program,
+        job: Mutex::new(None),
+        syslog: Mutex::new(None),
+    });
+}
+
+/// Names the job in every later syslog line.
+pub fn set_job(job: impl std::fmt::Display) {
+    *reporter().job.lock().unwrap_or_else(|e| e.into_inner()) = Some(job.to_string());
+}
+
+#[derive(Clone, Copy)]
+enum Level {
+    Error,
+    Warning,
+    Info,
+    Debug,
+}
+
+fn emit(level: Level, message: &str, to_stderr: bool) {
+    let r = reporter();
+    if to_stderr {
+        // One write, so lines from concurrent methods do not interleave in the .e file.
+        let _ = std::io::stderr().write_all(format!("qdock: {message}\n").as_bytes());
+    }
+    let line = match &*r.job.lock().unwrap_or_else(|e| e.into_inner()) {
+        Some(job) => format!("job {job}: {message}"),
+        None => message.to_string(),
+    };
+    let mut slot = r.syslog.lock().unwrap_or_else(|e| e.into_inner());
+    let logger = slot.get_or_insert_with(|| {
+        let formatter = Formatter3164 {
+            facility: Facility::LOG_DAEMON,
+            hostname: None,
+            process: r.program.to_string(),
+            pid: std::process::id(),
+        };
+        syslog::unix(formatter).ok()
+    });
+    if let Some(logger) = logger {
+        let _ = match level {
+            Level::Error => logger.err(line),
+            Level::Warning => logger.warning(line),
+            Level::Info => logger.info(line),
+            Level::Debug => logger.debug(line),
+        };
+    }
+}
+
+pub fn error(e: &Error) {
+    emit(Level::Error, &e.to_string(), true);
+}
+
+pub fn warn(message: &str) {
+    emit(Level::Warning, message, true);
+}
+
+pub fn info(message: &str) {
+    emit(Level::Info, message, true);
+}
+
+/// Syslog only: for admins, not for the job's `.e` file.
+pub fn log(message: &str) {
+    emit(Level::Info, message, false);
+}
+
+/// Syslog at debug level; on stderr too when `QDOCK_DEBUG` is set.
+pub fn debug(message: &str) {
+    emit(
+        Level::Debug,
+        message,
+        std::env::var_os("QDOCK_DEBUG").is_some(),
+    );
+}

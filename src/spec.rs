@@ -1,0 +1,404 @@
+//! JobContext + Config -> the container to create. Pure: everything read from the host
+//! (identity, limits, resolved image and mounts) comes in as arguments, so the whole
+//! decision can be tested without an engine.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::image_ref::ImageRef;
+use crate::job::{JobContext, StartMode};
+use crate::limits::Limits;
+use crate::policy::{MountSpec, env_passes};
+use crate::privilege::Identity;
+
+pub const LABEL_PREFIX: &str = "qdock.";
+
+/// The image as the engine resolved it: what actually runs, not what was asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedImage {
+    pub reference: ImageRef,
+    /// The local image ID (`sha256:…`); the container is created from it, so a tag moved
+    /// between the lookup and the start cannot change what runs.
+    pub id: String,
+    /// `repository@sha256:…` when the image came from a registry.
+    pub repo_digest: Option<String>,
+}
+
+/// Facts about the host the spec depends on.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub hostname: String,
+    pub cpus: u32,
+    pub cwd: PathBuf,
+    /// Default mount sources that exist (home, TMPDIR); the others are left out.
+    pub existing: Vec<PathBuf>,
+    /// The admin's seccomp profile, read from `container.seccomp_profile`.
+    pub seccomp_profile: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    pub user: String,
+    pub groups: Vec<String>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    /// The script is fed on stdin (`script_from_stdin`).
+    pub stdin_script: bool,
+    pub workdir: String,
+    pub hostname: Option<String>,
+    pub env: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub mounts: Vec<MountSpec>,
+    pub network: String,
+    pub init: bool,
+    pub cap_add: Vec<String>,
+    pub security_opt: Vec<String>,
+    pub devices: Vec<String>,
+    pub memory: Option<i64>,
+    pub nano_cpus: Option<i64>,
+    pub pids_limit: Option<i64>,
+    pub ulimits: Vec<(String, i64, i64)>,
+    pub stop_grace_secs: u64,
+}
+
+/// What the build noticed but did not refuse.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Notes {
+    /// Variables left out because the engine API carries only UTF-8.
+    pub skipped_env: Vec<String>,
+}
+
+pub struct Inputs<'a> {
+    pub job: &'a JobContext,
+    pub config: &'a Config,
+    pub who: &'a Identity,
+    pub image: &'a ResolvedImage,
+    pub limits: &'a Limits,
+    pub user_mounts: &'a [MountSpec],
+    pub host: &'a Host,
+}
+
+pub fn build(i: &Inputs) -> Result<(ContainerSpec, Notes)> {
+    let (job, config) = (i.job, i.config);
+    let script = utf8_path(&job.script, "the job script path")?;
+    let args = job
+        .args
+        .iter()
+        .map(|a| utf8(a, "a job argument"))
+        .collect::<Result<Vec<_>>>()?;
+    let shell = utf8_path(&job.shell.path, "the job shell path")?;
+    let login: &[String] = if job.shell.login {
+        &[String::from("-l")]
+    } else {
+        &[]
+    };
+    let (entrypoint, cmd) = match job.shell.mode {
+        StartMode::Posix => (
+            [&[shell], login].concat(),
+            [vec![script.clone()], args].concat(),
+        ),
+        StartMode::Unix => (vec![script.clone()], args),
+        StartMode::Stdin => (
+            [&[shell], login].concat(),
+            [vec!["-s".to_string()], args].concat(),
+        ),
+    };
+
+    let mut notes = Notes::default();
+    let mut env = Vec::new();
+    for (k, v) in &job.env.0 {
+        match (k.to_str(), v.to_str()) {
+            (Some(k), Some(v)) => {
+                if env_passes(k, &config.job.env_pass, &config.job.env_deny) {
+                    env.push(format!("{k}={v}"));
+                }
+            }
+            _ => notes.skipped_env.push(k.to_string_lossy().into_owned()),
+        }
+    }
+
+    let spec = ContainerSpec {
+        name: job.key.container_name(),
+        image: i.image.id.clone(),
+        user: format!("{}:{}", i.who.uid, i.who.gid),
+        groups: i.who.groups.iter().map(u32::to_string).collect(),
+        entrypoint,
+        cmd,
+        stdin_script: job.shell.mode == StartMode::Stdin,
+        workdir: utf8_path(&i.host.cwd, "the working directory")?,
+        hostname: (config.container.network != "host").then(|| i.host.hostname.clone()),
+        env,
+        labels: labels(i),
+        mounts: mounts(i, &job.script)?,
+        network: config.container.network.clone(),
+        init: config.container.init,
+        cap_add: config.container.cap_add.clone(),
+        security_opt: security_opt(i.host.seccomp_profile.as_deref()),
+        devices: config.container.devices.clone(),
+        memory: i.limits.memory,
+        nano_cpus: cpus(config, job.nslots, i.host.cpus),
+        pids_limit: (config.container.pids_limit > 0).then_some(config.container.pids_limit),
+        ulimits: i.limits.ulimits.clone(),
+        stop_grace_secs: config.container.stop_grace_secs,
+    };
+    Ok((spec, notes))
+}
+
+fn labels(i: &Inputs) -> BTreeMap<String, String> {
+    let job = i.job;
+    [
+        ("job-id", job.key.job_id.to_string()),
+        ("task-id", job.key.task_id.to_string()),
+        ("cell", job.key.cell.clone()),
+        ("queue", job.queue.clone()),
+        ("owner-uid", i.who.uid.to_string()),
+        ("owner", i.who.name.clone()),
+        ("image", i.image.reference.normalized()),
+        (
+            "image-digest",
+            i.image
+                .repo_digest
+                .clone()
+                .unwrap_or_else(|| i.image.id.clone()),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (format!("{LABEL_PREFIX}{k}"), v))
+    .collect()
+}
+
+/// Identity files, home, cwd, TMPDIR and the job script at the same paths as on the host, so
+/// the job sees the files it would see natively; then the admin's and the job's own mounts.
+fn mounts(i: &Inputs, script: &Path) -> Result<Vec<MountSpec>> {
+    let m = &i.config.mounts;
+    let same = |p: &Path, read_only: bool| MountSpec {
+        source: p.into(),
+        target: p.into(),
+        read_only,
+    };
+    let mut out = vec![same(script, true)];
+    if m.identity {
+        out.push(same(Path::new("/etc/passwd"), true));
+        out.push(same(Path::new("/etc/group"), true));
+    }
+    let exists = |p: &&PathBuf| i.host.existing.contains(p);
+    if m.home {
+        out.extend(i.job.home.as_ref().filter(exists).map(|p| same(p, false)));
+    }
+    if m.cwd {
+        out.push(same(&i.host.cwd, false));
+    }
+    if m.tmpdir {
+        out.extend(i.job.tmpdir.as_ref().filter(exists).map(|p| same(p, false)));
+    }
+    for extra in &m.extra {
+        out.push(
+            MountSpec::parse(extra).map_err(|problem| Error::MountRefused {
+                request: extra.clone(),
+                problem,
+            })?,
+        );
+    }
+    out.extend(i.user_mounts.iter().cloned());
+    // The engine refuses two mounts on one target; the first (most specific default) wins.
+    let mut seen = Vec::new();
+    out.retain(|mount| {
+        let fresh = !seen.contains(&mount.target);
+        seen.push(mount.target.clone());
+        fresh
+    });
+    for mount in &out {
+        utf8_path(&mount.source, "a mount path")?;
+    }
+    Ok(out)
+}
+
+fn security_opt(seccomp_profile: Option<&str>) -> Vec<String> {
+    let mut opts = vec!["no-new-privileges:true".to_string()];
+    if let Some(profile) = seccomp_profile {
+        opts.push(format!("seccomp={profile}"));
+    }
+    opts
+}
+
+fn cpus(config: &Config, nslots: Option<u32>, host_cpus: u32) -> Option<i64> {
+    let slots = nslots.filter(|_| config.container.cpus_from_slots)?;
+    Some(i64::from(slots.clamp(1, host_cpus.max(1))) * 1_000_000_000)
+}
+
+fn utf8(value: &OsStr, what: &str) -> Result<String> {
+    value.to_str().map(str::to_string).ok_or_else(|| {
+        Error::JobEnv(format!(
+            "{what} {value:?} is not UTF-8, which the Docker API cannot carry; rename it"
+        ))
+    })
+}
+
+fn utf8_path(path: &Path, what: &str) -> Result<String> {
+    utf8(path.as_os_str(), what)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::Env;
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+
+    fn job(extra: &[(&str, &str)]) -> JobContext {
+        let mut pairs = vec![
+            ("JOB_ID", "42"),
+            ("SGE_TASK_ID", "undefined"),
+            ("QUEUE", "all.q"),
+            ("HOME", "/home/alice"),
+            ("TMPDIR", "/tmp/42.1.all.q"),
+            ("PATH", "/usr/bin"),
+            ("LD_PRELOAD", "x.so"),
+            ("NSLOTS", "4"),
+        ];
+        pairs.extend_from_slice(extra);
+        let env = Env(pairs.iter().map(|(k, v)| (k.into(), v.into())).collect());
+        JobContext::parse(
+            env,
+            vec!["/spool/job_scripts/42".into(), "in.fq".into()],
+            "IMAGE",
+            "QDOCK_MOUNTS",
+        )
+        .unwrap()
+    }
+
+    fn image() -> ResolvedImage {
+        ResolvedImage {
+            reference: ImageRef::parse("fastqc:0.11.5").unwrap(),
+            id: "sha256:abc".into(),
+            repo_digest: None,
+        }
+    }
+
+    fn host() -> Host {
+        Host {
+            hostname: "node1".into(),
+            cpus: 2,
+            cwd: "/home/alice/run".into(),
+            existing: vec!["/home/alice".into(), "/tmp/42.1.all.q".into()],
+            seccomp_profile: None,
+        }
+    }
+
+    fn who() -> Identity {
+        Identity {
+            uid: 2001,
+            gid: 2001,
+            groups: vec![65400, 3000],
+            name: "alice".into(),
+        }
+    }
+
+    fn build_with(job: &JobContext, config: &Config) -> (ContainerSpec, Notes) {
+        let limits = Limits {
+            memory: Some(300 << 20),
+            ulimits: vec![("cpu".into(), 60, 60)],
+        };
+        build(&Inputs {
+            job,
+            config,
+            who: &who(),
+            image: &image(),
+            limits: &limits,
+            user_mounts: &[],
+            host: &host(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn golden_posix_job() {
+        let (spec, notes) = build_with(&job(&[]), &Config::default());
+        assert_eq!(spec.name, "qdock-default-42-0");
+        assert_eq!(spec.image, "sha256:abc");
+        assert_eq!(spec.user, "2001:2001");
+        assert_eq!(spec.groups, vec!["65400", "3000"]);
+        assert_eq!(spec.entrypoint, vec!["/bin/sh"]);
+        assert_eq!(spec.cmd, vec!["/spool/job_scripts/42", "in.fq"]);
+        assert_eq!(spec.workdir, "/home/alice/run");
+        assert_eq!(spec.hostname.as_deref(), Some("node1"));
+        assert!(spec.env.contains(&"JOB_ID=42".to_string()));
+        assert!(
+            !spec
+                .env
+                .iter()
+                .any(|e| e.starts_with("PATH=") || e.starts_with("LD_PRELOAD="))
+        );
+        assert_eq!(spec.labels["qdock.owner-uid"], "2001");
+        assert_eq!(
+            spec.labels["qdock.image"],
+            "docker.io/library/fastqc:0.11.5"
+        );
+        assert_eq!(spec.labels["qdock.image-digest"], "sha256:abc");
+        assert_eq!(spec.labels["qdock.task-id"], "0");
+        let targets: Vec<&str> = spec
+            .mounts
+            .iter()
+            .map(|m| m.target.to_str().unwrap())
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                "/spool/job_scripts/42",
+                "/etc/passwd",
+                "/etc/group",
+                "/home/alice",
+                "/home/alice/run",
+                "/tmp/42.1.all.q"
+            ]
+        );
+        assert!(spec.mounts[0].read_only && spec.mounts[1].read_only && !spec.mounts[3].read_only);
+        assert_eq!(spec.security_opt, vec!["no-new-privileges:true"]);
+        assert_eq!(spec.memory, Some(300 << 20));
+        // 4 slots on a 2-CPU host: clamped, the engine refuses more CPUs than exist.
+        assert_eq!(spec.nano_cpus, Some(2_000_000_000));
+        assert_eq!(notes, Notes::default());
+    }
+
+    #[test]
+    fn start_modes_shape_the_command() {
+        let unix = job(&[("SGE_STARTER_SHELL_START_MODE", "unix_behavior")]);
+        let (spec, _) = build_with(&unix, &Config::default());
+        assert_eq!(
+            (spec.entrypoint, spec.cmd),
+            (vec!["/spool/job_scripts/42".into()], vec!["in.fq".into()])
+        );
+        let stdin = job(&[
+            ("SGE_STARTER_SHELL_START_MODE", "script_from_stdin"),
+            ("SGE_STARTER_USE_LOGIN_SHELL", "true"),
+        ]);
+        let (spec, _) = build_with(&stdin, &Config::default());
+        assert_eq!(spec.entrypoint, vec!["/bin/sh", "-l"]);
+        assert_eq!(spec.cmd, vec!["-s", "in.fq"]);
+        assert!(spec.stdin_script);
+    }
+
+    #[test]
+    fn non_utf8_variables_are_noted_not_passed() {
+        let mut j = job(&[]);
+        j.env
+            .0
+            .push((OsString::from("BAD"), OsString::from_vec(vec![0xff, 0xfe])));
+        let (spec, notes) = build_with(&j, &Config::default());
+        assert_eq!(notes.skipped_env, vec!["BAD"]);
+        assert!(!spec.env.iter().any(|e| e.starts_with("BAD=")));
+    }
+
+    #[test]
+    fn host_network_keeps_host_name() {
+        let mut config = Config::default();
+        config.container.network = "host".into();
+        let (spec, _) = build_with(&job(&[]), &config);
+        assert_eq!(spec.hostname, None);
+    }
+}
