@@ -291,7 +291,7 @@ fn choose_path(requested: Option<PathBuf>) -> PathBuf {
 }
 
 /// A config that an ordinary user could write would let them choose what the setgid binary does.
-fn check_trusted(path: &Path) -> Result<()> {
+pub fn check_trusted(path: &Path) -> Result<()> {
     let insecure = |problem: String| Error::ConfigInsecure {
         path: path.into(),
         problem,

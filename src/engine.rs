@@ -335,6 +335,34 @@ impl Engine {
         }
     }
 
+    /// The tags of every local image (`repository:tag`).
+    pub async fn image_tags(&self) -> Result<Vec<String>> {
+        let images = self
+            .docker
+            .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+            .await
+            .map_err(|e| self.fail("list images", e))?;
+        Ok(images
+            .into_iter()
+            .flat_map(|i| i.repo_tags)
+            .filter(|t| t != "<none>:<none>")
+            .collect())
+    }
+
+    /// The engine's version, for `qdock check`.
+    pub async fn version(&self) -> Result<String> {
+        let v = self
+            .docker
+            .version()
+            .await
+            .map_err(|e| self.fail("report its version", e))?;
+        Ok(format!(
+            "{} (API {})",
+            v.version.unwrap_or_default(),
+            v.api_version.unwrap_or_default()
+        ))
+    }
+
     /// Every container carrying qdock's labels, running or not.
     pub async fn list_qdock(&self) -> Result<Vec<Container>> {
         let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_PREFIX}job-id")])]);

@@ -96,6 +96,9 @@ pub enum Error {
     Io { action: String, cause: String },
 
     #[error("{0}")]
+    Denied(String),
+
+    #[error("{0}")]
     Usage(String),
 }
 
@@ -119,7 +122,8 @@ impl Error {
             | Error::MountRefused { .. }
             | Error::Leftover { .. }
             | Error::NotOwner { .. }
-            | Error::NothingToSignal { .. } => EXIT_NEVER,
+            | Error::NothingToSignal { .. }
+            | Error::Denied(_) => EXIT_NEVER,
             Error::Usage(_) => EXIT_USAGE,
         }
     }

@@ -14,6 +14,7 @@ pub mod limits;
 pub mod methods;
 pub mod policy;
 pub mod privilege;
+pub mod process;
 pub mod report;
 pub mod signals;
 pub mod spec;

@@ -13,6 +13,7 @@ use crate::job::{JobContext, StartMode};
 use crate::limits::Limits;
 use crate::policy::{MountSpec, env_passes};
 use crate::privilege::Identity;
+use crate::process::ProcessId;
 
 pub const LABEL_PREFIX: &str = "qdock.";
 
@@ -37,6 +38,8 @@ pub struct Host {
     pub existing: Vec<PathBuf>,
     /// The admin's seccomp profile, read from `container.seccomp_profile`.
     pub seccomp_profile: Option<String>,
+    /// The starter itself, recorded so `qdock gc` can tell a live job from an orphan.
+    pub starter: Option<ProcessId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,6 +171,12 @@ fn labels(i: &Inputs) -> BTreeMap<String, String> {
         ),
     ]
     .into_iter()
+    .chain(i.host.starter.iter().flat_map(|s| {
+        [
+            ("starter-pid", s.pid.to_string()),
+            ("starter-start", s.start.to_string()),
+        ]
+    }))
     .map(|(k, v)| (format!("{LABEL_PREFIX}{k}"), v))
     .collect()
 }
@@ -287,6 +296,10 @@ mod tests {
             cwd: "/home/alice/run".into(),
             existing: vec!["/home/alice".into(), "/tmp/42.1.all.q".into()],
             seccomp_profile: None,
+            starter: Some(ProcessId {
+                pid: 4242,
+                start: 77,
+            }),
         }
     }
 
@@ -341,6 +354,13 @@ mod tests {
         );
         assert_eq!(spec.labels["qdock.image-digest"], "sha256:abc");
         assert_eq!(spec.labels["qdock.task-id"], "0");
+        assert_eq!(
+            (
+                spec.labels["qdock.starter-pid"].as_str(),
+                spec.labels["qdock.starter-start"].as_str()
+            ),
+            ("4242", "77")
+        );
         let targets: Vec<&str> = spec
             .mounts
             .iter()

@@ -1,4 +1,7 @@
 //! The flows behind each binary.
 
+pub mod admin;
+pub mod control;
+pub mod gc;
 pub mod native;
 pub mod starter;

@@ -128,6 +128,7 @@ async fn prepare(
         cwd,
         existing,
         seccomp_profile,
+        starter: crate::process::ProcessId::of_self(),
     };
     let limits = limits::of_process();
     let inputs = spec::Inputs {

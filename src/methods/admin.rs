@@ -1,0 +1,240 @@
+//! `qdock`: the admin's tool. `check` validates an installation, `gc` removes orphaned
+//! containers, `ps` shows what qdock runs on this host.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Config};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::methods::gc;
+use crate::policy::ImagePattern;
+use crate::report;
+
+pub const BINARIES: [&str; 5] = [
+    "qdock",
+    "qdock-starter",
+    "qdock-suspend",
+    "qdock-resume",
+    "qdock-terminate",
+];
+
+#[derive(Parser)]
+#[command(version, about = "qdock: run Grid Engine jobs in Docker images")]
+pub struct Cli {
+    /// Config file (ignored when installed setgid: then /etc/qdock/qdock.toml)
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check the installation: binaries, config, engine, images
+    Check,
+    /// Stop and remove containers whose starter is gone (root only)
+    Gc {
+        /// Only print what would be removed
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List the containers qdock runs on this host
+    Ps,
+}
+
+pub fn main() -> u8 {
+    report::init("qdock");
+    let cli = Cli::parse();
+    let result = runtime().and_then(|rt| {
+        rt.block_on(async {
+            match cli.command {
+                Command::Check => check(cli.config).await,
+                Command::Gc { dry_run } => run_gc(cli.config, dry_run).await,
+                Command::Ps => ps(cli.config).await,
+            }
+        })
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            report::error(&e);
+            e.exit_code()
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("start the async runtime", e))
+}
+
+async fn run_gc(config: Option<PathBuf>, dry_run: bool) -> Result<u8> {
+    if !nix::unistd::getuid().is_root() {
+        return Err(Error::Denied(
+            "qdock gc removes other users' containers: run it as root".into(),
+        ));
+    }
+    let (config, _) = Config::load(config)?;
+    let engine = Engine::connect(&config.engine).await?;
+    let removed = gc::collect(&engine, dry_run).await?;
+    if removed.is_empty() {
+        println!("no orphaned containers");
+    }
+    Ok(0)
+}
+
+async fn ps(config: Option<PathBuf>) -> Result<u8> {
+    let (config, _) = Config::load(config)?;
+    let engine = Engine::connect(&config.engine).await?;
+    println!(
+        "{:<32} {:<12} {:<10} {:<8} {:<8} IMAGE",
+        "CONTAINER", "JOB", "OWNER", "STATE", "STARTER"
+    );
+    for c in engine.list_qdock().await? {
+        let job = format!(
+            "{}.{}",
+            c.label("job-id").unwrap_or("?"),
+            c.label("task-id").unwrap_or("?")
+        );
+        let starter = if gc::orphan_reason(&c).is_none() {
+            "alive"
+        } else {
+            "gone"
+        };
+        let state = format!("{:?}", c.state).to_lowercase();
+        println!(
+            "{:<32} {:<12} {:<10} {:<8} {:<8} {}",
+            c.name,
+            job,
+            c.label("owner").unwrap_or("?"),
+            state,
+            starter,
+            c.label("image").unwrap_or("?")
+        );
+    }
+    Ok(0)
+}
+
+/// Prints one line per finding; exits 1 when anything needs fixing.
+async fn check(requested: Option<PathBuf>) -> Result<u8> {
+    let mut problems = 0;
+    let mut finding = |ok: bool, text: String| {
+        println!("{} {text}", if ok { "ok     " } else { "PROBLEM" });
+        problems += usize::from(!ok);
+    };
+    let dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    let docker_gid = nix::unistd::Group::from_name("docker")
+        .ok()
+        .flatten()
+        .map(|g| g.gid.as_raw());
+    for name in BINARIES {
+        let (ok, text) = check_binary(&dir.join(name), docker_gid);
+        finding(ok, text);
+    }
+    let path = requested.unwrap_or_else(|| config::DEFAULT_PATH.into());
+    let loaded = config::check_trusted(&path).and_then(|_| Config::load(Some(path.clone())));
+    let config = match loaded {
+        Ok((config, path)) => {
+            finding(
+                true,
+                format!(
+                    "config {} is owned by root, not writable by others, and valid",
+                    path.display()
+                ),
+            );
+            config
+        }
+        Err(e) => {
+            finding(false, e.to_string());
+            Config::default()
+        }
+    };
+    match Engine::connect(&config.engine).await {
+        Ok(engine) => {
+            finding(
+                true,
+                format!(
+                    "engine at {} answers: {}",
+                    config.engine.socket.display(),
+                    engine.version().await?
+                ),
+            );
+            check_images(&engine, &config, &mut finding).await?;
+        }
+        Err(e) => finding(false, e.to_string()),
+    }
+    println!(
+        "{}",
+        if problems == 0 {
+            "qdock is ready".to_string()
+        } else {
+            format!("{problems} problem(s) found")
+        }
+    );
+    Ok(u8::from(problems > 0))
+}
+
+fn check_binary(path: &Path, docker_gid: Option<u32>) -> (bool, String) {
+    let shown = path.display();
+    let Ok(meta) = std::fs::metadata(path) else {
+        return (false, format!("{shown} is missing; run bin/install"));
+    };
+    let mode = meta.mode() & 0o7777;
+    let ok = meta.uid() == 0 && Some(meta.gid()) == docker_gid && mode == 0o2755;
+    if ok {
+        (true, format!("{shown} is root:docker 2755"))
+    } else {
+        (
+            false,
+            format!(
+                "{shown} is uid {} gid {} mode {mode:o}; fix: chown root:docker {shown} && chmod 2755 {shown}",
+                meta.uid(),
+                meta.gid()
+            ),
+        )
+    }
+}
+
+async fn check_images(
+    engine: &Engine,
+    config: &Config,
+    finding: &mut impl FnMut(bool, String),
+) -> Result<()> {
+    let tags = engine.image_tags().await?;
+    if config.images.allow.is_empty() {
+        finding(
+            true,
+            format!(
+                "every image may run (images.allow is empty); {} local image tags",
+                tags.len()
+            ),
+        );
+        return Ok(());
+    }
+    for pattern in &config.images.allow {
+        let Ok(p) = ImagePattern::parse(pattern) else {
+            continue;
+        };
+        let local: Vec<&String> = tags
+            .iter()
+            .filter(|t| crate::image_ref::ImageRef::parse(t).is_ok_and(|r| p.matches(&r)))
+            .collect();
+        let text = format!(
+            "images.allow {pattern:?} matches {} local image(s)",
+            local.len()
+        );
+        finding(
+            !local.is_empty() || config.images.pull != config::PullPolicy::Never,
+            text,
+        );
+    }
+    Ok(())
+}

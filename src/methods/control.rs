@@ -1,0 +1,213 @@
+//! `qdock-suspend`, `qdock-resume`, `qdock-terminate`: Grid Engine's suspend, resume and
+//! terminate methods. Without them Grid Engine signals the job's processes, which never reach
+//! a container; with them it hands the whole job to us, so every path must end in the state
+//! Grid Engine asked for.
+//!
+//! A job whose container does not exist yet (the starter is still pulling or creating) is
+//! driven through its starter instead: SIGSTOP holds it before it can start the container,
+//! SIGTERM makes it clean up and exit.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::config::Config;
+use crate::engine::{Container, Engine, State};
+use crate::error::{Error, Result};
+use crate::job::{Env, JobKey};
+use crate::{environ, process, report};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Suspend,
+    Resume,
+    Terminate,
+}
+
+/// A Grid Engine queue method: `qdock-suspend $job_id $ja_task_id $job_pid` (likewise
+/// resume and terminate). Without arguments the job comes from JOB_ID and SGE_TASK_ID.
+#[derive(Debug, Default, clap::Parser)]
+#[command(version)]
+pub struct Call {
+    /// Grid Engine's $job_id (default: JOB_ID)
+    pub job_id: Option<String>,
+    /// Grid Engine's $ja_task_id (default: SGE_TASK_ID)
+    pub task_id: Option<String>,
+    /// Grid Engine's $job_pid: signalled when the job has no container
+    pub job_pid: Option<String>,
+}
+
+/// The whole of a method's main: parse argv, act, return the exit code.
+pub fn main(action: Action, program: &'static str) -> u8 {
+    report::init(program);
+    run(action, <Call as clap::Parser>::parse())
+}
+
+struct Job {
+    key: JobKey,
+    pid: Option<i32>,
+    /// The job asked for an image, so it has (or will have) a container.
+    containerised: bool,
+    config: Config,
+}
+
+pub fn run(action: Action, call: Call) -> u8 {
+    let result = prepare(call).and_then(|job| {
+        report::set_job(&job.key);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("start the async runtime", e))?;
+        runtime.block_on(act(action, &job))
+    });
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            report::error(&e);
+            e.exit_code()
+        }
+    }
+}
+
+fn prepare(call: Call) -> Result<Job> {
+    let env: Env = environ::original();
+    let key = JobKey::from_args_or_env(call.job_id.as_deref(), call.task_id.as_deref(), &env)?;
+    let pid = call
+        .job_pid
+        .as_deref()
+        .map(process::parse_pid)
+        .transpose()?;
+    let (config, _) = Config::load(None)?;
+    let containerised = env
+        .get(&config.job.image_variable)
+        .is_some_and(|v| !v.is_empty());
+    Ok(Job {
+        key,
+        pid,
+        containerised,
+        config,
+    })
+}
+
+async fn act(action: Action, job: &Job) -> Result<()> {
+    if !job.containerised {
+        // A native job: exactly what Grid Engine does without a method.
+        let signal = match action {
+            Action::Suspend => Signal::SIGSTOP,
+            Action::Resume => Signal::SIGCONT,
+            Action::Terminate => Signal::SIGKILL,
+        };
+        return signal_job(job, signal);
+    }
+    let engine = match Engine::connect(&job.config.engine).await {
+        Ok(engine) => engine,
+        Err(e) if action == Action::Terminate => return terminate_without_engine(job, e),
+        Err(e) => return Err(e),
+    };
+    let name = job.key.container_name();
+    let container = owned(engine.inspect(&name).await?)?;
+    match action {
+        Action::Suspend => suspend(&engine, job, container).await,
+        Action::Resume => resume(&engine, job, container).await,
+        Action::Terminate => terminate(&engine, job, container).await,
+    }
+}
+
+/// Refuses to touch another user's container; root may act on any.
+fn owned(container: Option<Container>) -> Result<Option<Container>> {
+    let caller = nix::unistd::getuid().as_raw();
+    if let Some(c) = &container
+        && caller != 0
+        && c.label("owner-uid") != Some(caller.to_string().as_str())
+    {
+        let owner = c.label("owner-uid").unwrap_or("unknown").to_string();
+        return Err(Error::NotOwner {
+            name: c.name.clone(),
+            owner,
+            caller,
+        });
+    }
+    Ok(container)
+}
+
+async fn suspend(engine: &Engine, job: &Job, container: Option<Container>) -> Result<()> {
+    let name = job.key.container_name();
+    match container.map(|c| c.state) {
+        Some(State::Running) => engine.pause(&name).await,
+        Some(State::Paused) | Some(State::Exited) => Ok(()),
+        _ => {
+            // Not started yet: hold the starter, then catch a container it started meanwhile.
+            signal_job(job, Signal::SIGSTOP)?;
+            match owned(engine.inspect(&name).await?)?.map(|c| c.state) {
+                Some(State::Running) => engine.pause(&name).await,
+                _ => Ok(()),
+            }
+        }
+    }
+}
+
+async fn resume(engine: &Engine, job: &Job, container: Option<Container>) -> Result<()> {
+    let name = job.key.container_name();
+    if matches!(container.map(|c| c.state), Some(State::Paused)) {
+        engine.unpause(&name).await?;
+    }
+    // The starter may have been held before its container existed.
+    if job.pid.is_some() {
+        signal_job(job, Signal::SIGCONT)?;
+    }
+    Ok(())
+}
+
+async fn terminate(engine: &Engine, job: &Job, container: Option<Container>) -> Result<()> {
+    let name = job.key.container_name();
+    let grace = job.config.container.stop_grace_secs;
+    if job.pid.is_some() {
+        signal_job(job, Signal::SIGCONT)?;
+    }
+    match container.map(|c| c.state) {
+        Some(State::Paused) => {
+            // A frozen process cannot handle its stop signal.
+            engine.unpause(&name).await?;
+            engine.stop(&name, grace).await
+        }
+        Some(State::Running) => engine.stop(&name, grace).await,
+        Some(State::Exited) => Ok(()),
+        _ => {
+            // No container yet: the starter cleans up on SIGTERM; SIGKILL if it does not.
+            let Some(pid) = job.pid else {
+                return Err(Error::NothingToSignal {
+                    job: job.key.to_string(),
+                });
+            };
+            signal_job(job, Signal::SIGTERM)?;
+            let deadline = Instant::now() + Duration::from_secs(grace);
+            while process::exists(pid) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if process::exists(pid) {
+                signal_job(job, Signal::SIGKILL)?;
+            }
+            // A container created in the race has no starter left to remove it.
+            engine.remove(&name, true).await
+        }
+    }
+}
+
+/// Grid Engine runs the terminate method once and then waits for the job forever: with the
+/// engine down, the job is ended by killing its processes and the container left to `qdock gc`.
+fn terminate_without_engine(job: &Job, e: Error) -> Result<()> {
+    report::error(&e);
+    report::warn(&format!(
+        "killing job {} without the engine; its container {} is left for `qdock gc`",
+        job.key,
+        job.key.container_name()
+    ));
+    signal_job(job, Signal::SIGKILL)
+}
+
+fn signal_job(job: &Job, signal: Signal) -> Result<()> {
+    let pid = job.pid.ok_or_else(|| Error::NothingToSignal {
+        job: job.key.to_string(),
+    })?;
+    process::signal_job(pid, signal)
+}
