@@ -276,6 +276,18 @@ impl Config {
 }
 
 fn choose_path(requested: Option<PathBuf>) -> PathBuf {
+    if crate::privilege::is_secure() {
+        let ignored: Vec<String> = std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .filter(|k| k.starts_with("DOCKER_"))
+            .collect();
+        if !ignored.is_empty() {
+            crate::report::debug(&format!(
+                "ignoring {} while running setgid",
+                ignored.join(", ")
+            ));
+        }
+    }
     let asked = requested.or_else(|| std::env::var_os("QDOCK_CONFIG").map(PathBuf::from));
     match asked {
         Some(path) if !crate::privilege::is_secure() => path,
@@ -369,6 +381,14 @@ mod tests {
         assert_eq!(c.engine.socket, Path::new("/var/run/docker.sock"));
         assert_eq!(c.images.pull, PullPolicy::Never);
         assert!(c.container.init);
+    }
+
+    #[test]
+    fn example_config_documents_the_defaults() {
+        let example = include_str!("../sge-conf/qdock.example.toml");
+        let c = parse(example).unwrap();
+        let d = Config::default();
+        assert_eq!(format!("{c:?}"), format!("{d:?}"));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{self, Config};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::methods::gc;
+use crate::methods::{gc, jsv, load_sensor};
 use crate::policy::ImagePattern;
 use crate::report;
 
@@ -43,20 +43,31 @@ enum Command {
     },
     /// List the containers qdock runs on this host
     Ps,
+    /// Job Submission Verifier: refuse bad image requests at qsub time (jsv_url)
+    Jsv,
+    /// Load sensor: report qdock_engine and qdock_containers (execd load_sensor)
+    LoadSensor,
 }
 
 pub fn main() -> u8 {
     report::init("qdock");
     let cli = Cli::parse();
-    let result = runtime().and_then(|rt| {
-        rt.block_on(async {
-            match cli.command {
-                Command::Check => check(cli.config).await,
-                Command::Gc { dry_run } => run_gc(cli.config, dry_run).await,
-                Command::Ps => ps(cli.config).await,
-            }
-        })
-    });
+    let result = match cli.command {
+        // These two speak line protocols on stdin/stdout for the life of a Grid Engine daemon.
+        Command::Jsv => Config::load(cli.config).and_then(|(c, _)| serve_protocol(jsv::serve(&c))),
+        Command::LoadSensor => {
+            Config::load(cli.config).and_then(|(c, _)| serve_protocol(load_sensor::serve(&c)))
+        }
+        command => runtime().and_then(|rt| {
+            rt.block_on(async {
+                match command {
+                    Command::Check => check(cli.config).await,
+                    Command::Gc { dry_run } => run_gc(cli.config, dry_run).await,
+                    _ => ps(cli.config).await,
+                }
+            })
+        }),
+    };
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -64,6 +75,12 @@ pub fn main() -> u8 {
             e.exit_code()
         }
     }
+}
+
+fn serve_protocol(result: std::io::Result<()>) -> Result<u8> {
+    result
+        .map(|()| 0)
+        .map_err(|e| Error::io("talk to Grid Engine on stdin/stdout", e))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

@@ -3,5 +3,7 @@
 pub mod admin;
 pub mod control;
 pub mod gc;
+pub mod jsv;
+pub mod load_sensor;
 pub mod native;
 pub mod starter;
