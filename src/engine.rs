@@ -199,7 +199,7 @@ impl Engine {
             .create_container(Some(options), create_body(spec))
             .await
             .map(drop)
-            .map_err(|e| self.fail(&format!("create container {}", spec.name), e))
+            .map_err(|e| self.fail_permanent_on_400(&format!("create container {}", spec.name), e))
     }
 
     /// Attaches before start, so not one byte of early output is lost.
@@ -238,7 +238,21 @@ impl Engine {
         self.docker
             .start_container(name, None)
             .await
-            .map_err(|e| self.fail(&format!("start container {name}"), e))
+            .map_err(|e| self.fail_permanent_on_400(&format!("start container {name}"), e))
+    }
+
+    /// A 400 to create or start means this container can never run here (say, the job's
+    /// shell is not in the image and there is no init): requeueing it would loop forever.
+    fn fail_permanent_on_400(&self, action: &str, e: BollardError) -> Error {
+        match e {
+            BollardError::DockerResponseServerError {
+                status_code: 400,
+                message,
+            } => Error::JobEnv(format!(
+                "the Docker engine refused to {action}: {message}; check that the job's shell (-S) and script interpreter exist in the image"
+            )),
+            other => self.fail(action, other),
+        }
     }
 
     /// Waits until the container is not running and returns its exit code.
@@ -276,18 +290,21 @@ impl Engine {
         }))
     }
 
+    /// Pauses; a container already paused, or no longer running, is left as it is: a second
+    /// suspend, or one racing the job's end, has nothing to do.
     pub async fn pause(&self, name: &str) -> Result<()> {
-        self.docker
-            .pause_container(name)
-            .await
-            .map_err(|e| self.fail(&format!("pause container {name}"), e))
+        match self.docker.pause_container(name).await {
+            Err(e) if conflict(&e, &["already paused", "is not running"]) => Ok(()),
+            other => other.map_err(|e| self.fail(&format!("pause container {name}"), e)),
+        }
     }
 
+    /// Unpauses; a container that is not paused (a racing resume got there first) is fine.
     pub async fn unpause(&self, name: &str) -> Result<()> {
-        self.docker
-            .unpause_container(name)
-            .await
-            .map_err(|e| self.fail(&format!("resume container {name}"), e))
+        match self.docker.unpause_container(name).await {
+            Err(e) if conflict(&e, &["not paused"]) => Ok(()),
+            other => other.map_err(|e| self.fail(&format!("resume container {name}"), e)),
+        }
     }
 
     /// Sends the container's stop signal, then SIGKILL after `grace_secs`; returns once stopped.
@@ -393,6 +410,12 @@ impl Engine {
             })
             .collect())
     }
+}
+
+/// A 409 from the engine whose message says one of `reasons`.
+fn conflict(e: &BollardError, reasons: &[&str]) -> bool {
+    matches!(e, BollardError::DockerResponseServerError { status_code: 409, message }
+        if reasons.iter().any(|r| message.contains(r)))
 }
 
 fn status(e: &BollardError) -> Option<u16> {

@@ -105,12 +105,29 @@ async fn act(action: Action, job: &Job) -> Result<()> {
         Err(e) => return Err(e),
     };
     let name = job.key.container_name();
-    let container = owned(engine.inspect(&name).await?)?;
-    match action {
-        Action::Suspend => suspend(&engine, job, container).await,
-        Action::Resume => resume(&engine, job, container).await,
-        Action::Terminate => terminate(&engine, job, container).await,
+    let result = async {
+        let container = owned(engine.inspect(&name).await?)?;
+        match action {
+            Action::Suspend => suspend(&engine, job, container).await,
+            Action::Resume => resume(&engine, job, container).await,
+            Action::Terminate => terminate(&engine, job, container).await,
+        }
     }
+    .await;
+    match result {
+        // The engine failed half-way (hung, gone, refused): the job must end all the same.
+        Err(e) if action == Action::Terminate && is_engine_failure(&e) => {
+            terminate_without_engine(job, e)
+        }
+        other => other,
+    }
+}
+
+fn is_engine_failure(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::EngineUnreachable { .. } | Error::EngineTimeout { .. } | Error::Engine { .. }
+    )
 }
 
 /// Refuses to touch another user's container; root may act on any.
@@ -120,7 +137,11 @@ fn owned(container: Option<Container>) -> Result<Option<Container>> {
         && caller != 0
         && c.label("owner-uid") != Some(caller.to_string().as_str())
     {
-        let owner = c.label("owner-uid").unwrap_or("unknown").to_string();
+        let uid = c.label("owner-uid").unwrap_or("unknown");
+        let owner = match c.label("owner") {
+            Some(user) => format!("{uid} ({user})"),
+            None => uid.to_string(),
+        };
         return Err(Error::NotOwner {
             name: c.name.clone(),
             owner,
@@ -165,13 +186,15 @@ async fn terminate(engine: &Engine, job: &Job, container: Option<Container>) -> 
         signal_job(job, Signal::SIGCONT)?;
     }
     match container.map(|c| c.state) {
-        Some(State::Paused) => {
-            // A frozen process cannot handle its stop signal.
-            engine.unpause(&name).await?;
-            engine.stop(&name, grace).await
+        Some(state @ (State::Paused | State::Running)) => {
+            if state == State::Paused {
+                // A frozen process cannot handle its stop signal.
+                engine.unpause(&name).await?;
+            }
+            engine.stop(&name, grace).await?;
+            remove_if_starter_gone(engine, job, &name).await
         }
-        Some(State::Running) => engine.stop(&name, grace).await,
-        Some(State::Exited) => Ok(()),
+        Some(State::Exited) => remove_if_starter_gone(engine, job, &name).await,
         _ => {
             // No container yet: the starter cleans up on SIGTERM; SIGKILL if it does not.
             let Some(pid) = job.pid else {
@@ -187,14 +210,29 @@ async fn terminate(engine: &Engine, job: &Job, container: Option<Container>) -> 
             if process::exists(pid) {
                 signal_job(job, Signal::SIGKILL)?;
             }
-            // A container created in the race has no starter left to remove it.
-            engine.remove(&name, true).await
+            // A container created in the race has no starter left to remove it; but a
+            // container that appeared meanwhile is checked again: the pid was the caller's
+            // word, and the name alone does not say whose job it is.
+            match owned(engine.inspect(&name).await?)? {
+                Some(_) => engine.remove(&name, true).await,
+                None => Ok(()),
+            }
         }
     }
 }
 
-/// Grid Engine runs the terminate method once and then waits for the job forever: with the
-/// engine down, the job is ended by killing its processes and the container left to `qdock gc`.
+/// The starter removes its container once the container stops; without a starter (it was
+/// killed) nobody would, so terminate does.
+async fn remove_if_starter_gone(engine: &Engine, job: &Job, name: &str) -> Result<()> {
+    match job.pid {
+        Some(pid) if !process::exists(pid) => engine.remove(name, true).await,
+        _ => Ok(()),
+    }
+}
+
+/// Grid Engine relies on the terminate method alone to end the job (it retries only much
+/// later): with the engine down, the job is ended by killing its processes and the container
+/// is left to `qdock gc`.
 fn terminate_without_engine(job: &Job, e: Error) -> Result<()> {
     report::error(&e);
     report::warn(&format!(
