@@ -199,7 +199,10 @@ impl Engine {
             .create_container(Some(options), create_body(spec))
             .await
             .map(drop)
-            .map_err(|e| self.fail_permanent_on_400(&format!("create container {}", spec.name), e))
+            .map_err(|e| {
+                let action = format!("create container {}", spec.name);
+                self.refused(&action, "check the job's request and the qdock config", e)
+            })
     }
 
     /// Attaches before start, so not one byte of early output is lost.
@@ -235,21 +238,21 @@ impl Engine {
     }
 
     pub async fn start(&self, name: &str) -> Result<()> {
-        self.docker
-            .start_container(name, None)
-            .await
-            .map_err(|e| self.fail_permanent_on_400(&format!("start container {name}"), e))
+        self.docker.start_container(name, None).await.map_err(|e| {
+            let hint = "check that the job's shell (-S) and script interpreter are in the image";
+            self.refused(&format!("start container {name}"), hint, e)
+        })
     }
 
-    /// A 400 to create or start means this container can never run here (say, the job's
-    /// shell is not in the image and there is no init): requeueing it would loop forever.
-    fn fail_permanent_on_400(&self, action: &str, e: BollardError) -> Error {
+    /// A 400 to create or start means this container can never run as asked (say, the job's
+    /// shell is not in the image and there is no init): a requeue (99) would loop forever.
+    fn refused(&self, action: &str, hint: &str, e: BollardError) -> Error {
         match e {
             BollardError::DockerResponseServerError {
                 status_code: 400,
                 message,
             } => Error::JobEnv(format!(
-                "the Docker engine refused to {action}: {message}; check that the job's shell (-S) and script interpreter exist in the image"
+                "the Docker engine refused to {action}: {message}; {hint}"
             )),
             other => self.fail(action, other),
         }

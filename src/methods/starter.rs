@@ -4,6 +4,7 @@
 use std::ffi::OsString;
 use std::future::Future;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
@@ -79,8 +80,9 @@ fn start(argv: Vec<OsString>) -> Result<u8> {
             spec.name
         ));
         let outcome = execute(&engine, &spec, &job, &mut signals).await;
-        // Whatever happened after create, the container goes: no orphans.
-        let removed = engine.remove(&spec.name, true).await;
+        // Whatever happened after create, the container goes: no orphans. Only our own:
+        // when create lost a race for the name, the container there is someone else's.
+        let removed = remove_own(&engine, &spec).await;
         let code = outcome?;
         if let Err(e) = removed {
             report::warn(&format!(
@@ -102,6 +104,7 @@ async fn prepare(
         Error::JobEnv(format!("the working directory is gone ({e}); submit from a directory that exists until the job runs"))
     })?;
     let reference = policy::check_image(requested, &config.images)?;
+    check_script(job)?;
     let user_mounts = user_mounts(job, config)?;
     let seccomp_profile = match &config.container.seccomp_profile {
         Some(path) => Some(std::fs::read_to_string(path).map_err(|e| Error::Config {
@@ -142,12 +145,53 @@ async fn prepare(
     };
     let (spec, notes) = spec::build(&inputs)?;
     if !notes.skipped_env.is_empty() {
+        // Escaped: a name may hold a newline that would forge a line in the .e file.
+        let names: Vec<String> = notes
+            .skipped_env
+            .iter()
+            .map(|n| n.escape_debug().to_string())
+            .collect();
         report::warn(&format!(
             "not passed into the container (values are not UTF-8): {}",
-            notes.skipped_env.join(", ")
+            names.join(", ")
         ));
     }
     Ok((engine, spec, image))
+}
+
+/// The engine bind-mounts the job script as root, past directories the caller may not
+/// enter: so it must be a regular file the caller can open themselves (as a native job must).
+fn check_script(job: &JobContext) -> Result<()> {
+    let refuse = |problem: String| {
+        Error::JobEnv(format!(
+            "the job script {} {problem}; Grid Engine passes the spooled job script as the first argument",
+            job.script.display()
+        ))
+    };
+    // Non-blocking, so a FIFO named as the script cannot hold the starter.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(&job.script)
+        .map_err(|e| refuse(format!("cannot be opened ({e})")))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| refuse(format!("cannot be examined ({e})")))?;
+    if !meta.is_file() {
+        return Err(refuse("is not a regular file".into()));
+    }
+    Ok(())
+}
+
+/// Removes the container named for this job only when it is the one this starter created
+/// (all its labels, the starter's pid and start time among them, are ours).
+async fn remove_own(engine: &Engine, spec: &ContainerSpec) -> Result<()> {
+    match engine.inspect(&spec.name).await? {
+        Some(c) if spec.labels.iter().all(|(k, v)| c.labels.get(k) == Some(v)) => {
+            engine.remove(&spec.name, true).await
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The job's extra mounts: each source resolved with links followed, with the user's own
@@ -242,29 +286,71 @@ async fn execute(
     job: &JobContext,
     signals: &mut Signals,
 ) -> Result<u8> {
+    let script = if spec.stdin_script {
+        Some(
+            std::fs::read(&job.script)
+                .map_err(|e| Error::io(format!("read {}", job.script.display()), e))?,
+        )
+    } else {
+        None
+    };
     let setup = async {
         engine.create(spec).await?;
-        let (output, mut input) = engine.attach(&spec.name, spec.stdin_script).await?;
+        let (output, input) = engine.attach(&spec.name, spec.stdin_script).await?;
         engine.start(&spec.name).await?;
-        if spec.stdin_script {
-            let script = std::fs::read(&job.script)
-                .map_err(|e| Error::io(format!("read {}", job.script.display()), e))?;
-            input
-                .write_all(&script)
-                .await
-                .map_err(|e| Error::io("feed the script to the job's shell", e))?;
-            input
-                .shutdown()
-                .await
-                .map_err(|e| Error::io("close the job's stdin", e))?;
+        Ok::<_, Error>((output, input))
+    };
+    tokio::pin!(setup);
+    // The job may run (and set its traps) before the engine has answered the start:
+    // warnings arriving meanwhile are forwarded once it has, not dropped.
+    let mut warnings = Vec::new();
+    let (output, input) = loop {
+        tokio::select! {
+            setup = &mut setup => break setup?,
+            received = signals.next() => match received {
+                Received::Terminate(n) => {
+                    // Ours may be running already: the job gets its grace, as later on.
+                    if let Ok(Some(c)) = engine.inspect(&spec.name).await
+                        && spec.labels.iter().all(|(k, v)| c.labels.get(k) == Some(v))
+                        && let Err(e) = engine.stop(&spec.name, spec.stop_grace_secs).await
+                    {
+                        report::warn(&format!("stopping the container failed: {e}"));
+                    }
+                    return Ok(128 + n as u8);
+                }
+                Received::Forward(_) => warnings.push(received),
+            },
         }
-        Ok::<_, Error>(output)
     };
-    let output = tokio::select! {
-        output = setup => output?,
-        n = signals.next_terminate() => return Ok(128 + n as u8),
-    };
-    supervise(engine, spec, output, signals).await
+    for received in warnings {
+        forward(engine, &spec.name, received).await;
+    }
+    // Fed while the output is read: a shell that writes much before it has read its whole
+    // script would otherwise block on its output while the starter blocks on its input.
+    let feeding = script.map(|script| Box::pin(feed(input, script)) as Pending);
+    supervise(engine, spec, output, feeding, signals).await
+}
+
+/// Hands a `-notify` warning (SIGUSR1, SIGUSR2) to the job.
+async fn forward(engine: &Engine, name: &str, received: Received) {
+    if let Err(e) = engine.kill(name, received.name()).await {
+        report::warn(&format!(
+            "could not forward {} to the job: {e}",
+            received.name()
+        ));
+    }
+}
+
+/// Writes the script to the shell's stdin (`script_from_stdin`), then closes it.
+async fn feed(mut input: crate::engine::Input, script: Vec<u8>) -> Result<()> {
+    input
+        .write_all(&script)
+        .await
+        .map_err(|e| Error::io("feed the script to the job's shell", e))?;
+    input
+        .shutdown()
+        .await
+        .map_err(|e| Error::io("close the job's stdin", e))
 }
 
 type Pending<'a> = Pin<Box<dyn Future<Output = Result<()>> + 'a>>;
@@ -273,6 +359,7 @@ async fn supervise(
     engine: &Engine,
     spec: &ContainerSpec,
     mut output: Output,
+    mut feeding: Option<Pending<'_>>,
     signals: &mut Signals,
 ) -> Result<u8> {
     let name = spec.name.as_str();
@@ -303,6 +390,13 @@ async fn supervise(
                 report::warn("the job's output did not end after it exited; the rest is lost");
                 output_open = false;
             },
+            result = async { feeding.as_mut().expect("guarded").await }, if feeding.is_some() => {
+                feeding = None;
+                // A job may end (exit) before it read all of its script: not a failure.
+                if let Err(e) = result {
+                    report::log(&e.to_string());
+                }
+            },
             result = async { stopping.as_mut().expect("guarded").await }, if stopping.is_some() => {
                 stopping = None;
                 if let Err(e) = result {
@@ -317,11 +411,7 @@ async fn supervise(
                         stopping = Some(Box::pin(engine.stop(name, spec.stop_grace_secs)));
                     }
                 }
-                Received::Forward(_) => {
-                    if let Err(e) = engine.kill(name, received.name()).await {
-                        report::warn(&format!("could not forward {} to the job: {e}", received.name()));
-                    }
-                }
+                Received::Forward(_) => forward(engine, name, received).await,
             },
         }
     }
@@ -330,17 +420,30 @@ async fn supervise(
     if let Some(n) = terminated {
         return Ok(128 + n as u8);
     }
-    if let Some(c) = engine.inspect(name).await?.filter(|c| c.oom_killed) {
-        let limit = c
-            .memory_limit
-            .map(|m| format!("{} MiB", m >> 20))
-            .unwrap_or_else(|| "none set".into());
-        report::info(&format!(
-            "the job ran out of memory (limit {limit}) and was killed"
-        ));
-        return Ok(137);
+    let code = u8::try_from(code).unwrap_or(255);
+    // The job ran to its end: a failed look-up must not turn it into a requeue (99).
+    match engine.inspect(name).await {
+        Ok(Some(c)) if c.oom_killed => {
+            let limit = c
+                .memory_limit
+                .map(|m| format!("{} MiB", m >> 20))
+                .unwrap_or_else(|| "none set".into());
+            // OOMKilled is set when any process of the container was killed; when the job
+            // itself survived that, its own exit code stands, as it would natively.
+            report::info(&if code == 137 {
+                format!("the job ran out of memory (limit {limit}) and was killed")
+            } else {
+                format!(
+                    "a process of the job ran out of memory (limit {limit}) and was killed; the job went on and exited with {code}"
+                )
+            });
+        }
+        Ok(_) => {}
+        Err(e) => report::warn(&format!(
+            "could not check whether the job ran out of memory: {e}"
+        )),
     }
-    Ok(u8::try_from(code).unwrap_or(255))
+    Ok(code)
 }
 
 /// Writes the job's output straight to fds 1 and 2: unbuffered, byte for byte. A closed
@@ -360,7 +463,10 @@ impl Sink {
             return;
         }
         let result = if index == 0 {
-            std::io::stdout().lock().write_all(bytes)
+            // Stdout is line-buffered: flush, so a partial line (a progress bar) is not held
+            // back until the job's next newline.
+            let mut out = std::io::stdout().lock();
+            out.write_all(bytes).and_then(|()| out.flush())
         } else {
             std::io::stderr().lock().write_all(bytes)
         };

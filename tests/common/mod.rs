@@ -1,0 +1,1038 @@
+//! Shared harness for qdock's integration tests against the real Docker engine.
+//!
+//! Every test drives a qdock binary the way Grid Engine's execd would: as an ordinary user,
+//! in a cleared environment that looks like a job's, with the job script in a root-owned
+//! spool directory and the working directory in the user's home. The tests run as root
+//! (CI runs them as root) so the harness can prepare directories, switch users and talk to
+//! the engine itself.
+//!
+//! ```ignore
+//! mod common;
+//! use common::*;
+//!
+//! #[test]
+//! fn hello() {
+//!     if !require_engine() {
+//!         return;
+//!     }
+//!     let job = Job::new("echo hello");
+//!     let out = job.run();
+//!     out.assert_code(0);
+//!     assert_eq!(out.stdout, b"hello\n");
+//!     job.assert_no_container();
+//! }
+//! ```
+//!
+//! # How a binary is run
+//! - [`Mode::Installed`]: as in production. The cargo-built binaries are copied once per
+//!   test process into `/var/lib/qdock-test/bin-<pid>/`, owned `root:docker` with mode
+//!   2755 (setgid docker), and run there as the user through `setpriv`, with the user's
+//!   group and [`JOB_GROUP`] (like Grid Engine's per-job group from `gid_range`) only. Being
+//!   setgid they read only `/etc/qdock/qdock.toml`.
+//! - [`Mode::Config`]: the un-installed cargo binary as the user, with the docker group added
+//!   to the supplementary groups and `QDOCK_CONFIG` pointing at a test's own config (see
+//!   [`Job::with_config`]).
+//! - [`Mode::Root`]: the cargo binary as root, optionally with `QDOCK_CONFIG`; for error paths.
+//!
+//! # Isolation
+//! Each [`Job`] gets a job id unique across concurrently running test processes (derived
+//! from the pid and a counter), so container names never collide. Dropping a `Job`
+//! force-removes its container and deletes its directories (they are kept, and their paths
+//! printed, when the test panicked).
+//!
+//! Two things from outside can still kill a test's processes, so keep them apart from a run:
+//! a real Grid Engine job ending SIGKILLs every process carrying its `gid_range` group
+//! (hence [`JOB_GROUP`] lies outside that range), and tests that take the engine away
+//! (tests/gridengine.rs moves the socket aside) fail every job running meanwhile. Cargo runs
+//! the test binaries one after another, so `cargo test` and `bin/test` are safe.
+//!
+//! # Waiting
+//! [`Running::wait_until`] polls a condition while a job runs and, on failure, shows what the
+//! starter wrote; [`Running::wait`] and [`Job::run`] kill a starter that outlives their
+//! timeout and fail the test. [`Outcome::assert_code`] accepts only a real exit, never death
+//! by a signal.
+//!
+//! # Docker missing
+//! [`require_engine`] checks the prerequisites once per process. Outside CI a test without
+//! them is skipped with a printed reason (on stderr, past libtest's capture); under
+//! `CI=true` it fails.
+
+#![allow(dead_code)]
+
+use std::ffi::OsString;
+use std::fmt;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::{PermissionsExt, chown};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub use nix::sys::signal::Signal;
+
+/// The test image: `FROM scratch` + static busybox, with `/qdock-image-marker` and
+/// `/etc/os-release` `ID=qdock-busybox`.
+pub const IMAGE: &str = "qdock/busybox:1";
+/// A file only the test image has: its absence proves a job ran natively.
+pub const IMAGE_MARKER: &str = "/qdock-image-marker";
+/// Stands for Grid Engine's per-job supplementary group (from `gid_range`, 65400-65500 on
+/// the test cell), but lies outside that range on purpose: when a Grid Engine job ends,
+/// execd SIGKILLs every process carrying the job's group, so test processes holding 65400
+/// died whenever a real job with that group ended meanwhile (tests/gridengine.rs).
+pub const JOB_GROUP: u32 = 65390;
+/// Root of everything the harness creates outside home directories and /tmp.
+pub const TEST_ROOT: &str = "/var/lib/qdock-test";
+/// The config the installed (setgid) binaries read.
+pub const SYSTEM_CONFIG: &str = "/etc/qdock/qdock.toml";
+/// How long [`Job::run`] waits before it kills the starter and fails the test.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// An ordinary user the tests run jobs as (created by `bin/setup-cluster`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct User {
+    pub name: &'static str,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl User {
+    pub fn home(&self) -> PathBuf {
+        if self.uid == 0 {
+            "/root".into()
+        } else {
+            Path::new("/home").join(self.name)
+        }
+    }
+}
+
+pub const ALICE: User = User {
+    name: "alice",
+    uid: 2001,
+    gid: 2001,
+};
+pub const BOB: User = User {
+    name: "bob",
+    uid: 2002,
+    gid: 2002,
+};
+pub const ROOT: User = User {
+    name: "root",
+    uid: 0,
+    gid: 0,
+};
+
+/// How a qdock binary is run; see the module docs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// The setgid `root:docker` copy, as the user, reading only `/etc/qdock/qdock.toml`.
+    Installed,
+    /// The cargo binary, as the user plus the docker group, with `QDOCK_CONFIG` = this path.
+    /// The file must sit in a root-owned directory nobody else may write
+    /// ([`Job::write_config`] makes one).
+    Config(PathBuf),
+    /// The cargo binary as root (no `setpriv`), with `QDOCK_CONFIG` when given.
+    Root(Option<PathBuf>),
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prerequisites
+
+fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false"))
+}
+
+fn check_prerequisites() -> Result<(), String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err("the integration tests must run as root".into());
+    }
+    // An engine that is just (re)starting gets a few seconds to answer.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = Command::new("docker")
+            .args(["info", "--format", "{{.ServerVersion}}"])
+            .output()
+            .map_err(|e| format!("cannot run the docker CLI: {e}"))?;
+        if info.status.success() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "the Docker engine is not reachable (docker info: {})",
+                String::from_utf8_lossy(&info.stderr).trim()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let image = docker(&["image", "inspect", "--format", "{{.Id}}", IMAGE]);
+    if !image.status.success() {
+        return Err(format!(
+            "the test image {IMAGE} is missing; build it (examples/images, bin/test does)"
+        ));
+    }
+    for user in [ALICE, BOB] {
+        match nix::unistd::User::from_name(user.name) {
+            Ok(Some(u)) if u.uid.as_raw() == user.uid && u.gid.as_raw() == user.gid => {}
+            Ok(Some(u)) => {
+                return Err(format!(
+                    "user {} has uid {} gid {}, the tests expect {} {}",
+                    user.name, u.uid, u.gid, user.uid, user.gid
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "user {} (uid {}) does not exist; bin/setup-cluster creates it",
+                    user.name, user.uid
+                ));
+            }
+        }
+    }
+    for tool in ["/usr/bin/setpriv", "/usr/bin/prlimit"] {
+        if !Path::new(tool).exists() {
+            return Err(format!("{tool} is missing (Debian package util-linux)"));
+        }
+    }
+    if docker_gid().is_none() {
+        return Err("there is no docker group".into());
+    }
+    if !Path::new(SYSTEM_CONFIG).is_file() {
+        return Err(format!(
+            "{SYSTEM_CONFIG} is missing; bin/install puts it there"
+        ));
+    }
+    Ok(())
+}
+
+/// True when the engine, the test image, the users and the tools are all there. Otherwise
+/// prints why and returns false (skip the test), or panics under `CI=true`, where a test
+/// that cannot run must fail rather than pass unseen.
+pub fn require_engine() -> bool {
+    static CHECKED: OnceLock<Result<(), String>> = OnceLock::new();
+    let checked = CHECKED.get_or_init(|| {
+        let checked = check_prerequisites();
+        if let Err(reason) = &checked {
+            // Straight to fd 2, past libtest's capture: a skip must not pass unseen.
+            let _ = writeln!(
+                std::io::stderr(),
+                "qdock integration tests cannot run: {reason}"
+            );
+        }
+        checked
+    });
+    match checked {
+        Ok(()) => true,
+        Err(reason) if under_ci() => panic!("CI=true and the test cannot run: {reason}"),
+        Err(reason) => {
+            eprintln!("SKIPPED: {reason}");
+            false
+        }
+    }
+}
+
+/// The docker group's gid, the key the setgid binaries hold.
+pub fn docker_gid() -> Option<u32> {
+    static GID: OnceLock<Option<u32>> = OnceLock::new();
+    *GID.get_or_init(|| {
+        nix::unistd::Group::from_name("docker")
+            .ok()
+            .flatten()
+            .map(|g| g.gid.as_raw())
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Binaries
+
+/// The directory cargo built the package's binaries into.
+fn cargo_bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_qdock-starter"))
+        .parent()
+        .expect("binary has a directory")
+        .to_path_buf()
+}
+
+/// A cargo-built binary of this package, e.g. `cargo_bin("qdock-suspend")`.
+pub fn cargo_bin(name: &str) -> PathBuf {
+    let path = cargo_bin_dir().join(name);
+    assert!(
+        path.is_file(),
+        "{} does not exist; is {name} a [[bin]] of the package?",
+        path.display()
+    );
+    path
+}
+
+fn is_qdock_binary(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    (name == "qdock" || name.starts_with("qdock-"))
+        && !name.contains('.')
+        && fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// `/var/lib/qdock-test/bin-<pid>/`: this process's setgid copies of every qdock binary.
+pub fn installed_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = test_root().join(format!("bin-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        set_owner_mode(&dir, 0, 0, 0o755);
+        let docker = docker_gid().expect("a docker group");
+        for entry in fs::read_dir(cargo_bin_dir()).expect("read the cargo bin dir") {
+            let source = entry.expect("dir entry").path();
+            if !is_qdock_binary(&source) {
+                continue;
+            }
+            let target = dir.join(source.file_name().expect("a file name"));
+            fs::copy(&source, &target).unwrap_or_else(|e| {
+                panic!("copy {} to {}: {e}", source.display(), target.display())
+            });
+            // chown clears the setgid bit, so the mode comes after it.
+            set_owner_mode(&target, 0, docker, 0o2755);
+        }
+        dir
+    })
+}
+
+/// The installed (setgid) copy of a binary, e.g. `installed_bin("qdock-starter")`.
+pub fn installed_bin(name: &str) -> PathBuf {
+    let path = installed_dir().join(name);
+    assert!(path.is_file(), "{} was not installed", path.display());
+    path
+}
+
+// ---------------------------------------------------------------------------------------------
+// Directories
+
+/// `/var/lib/qdock-test`, root-owned, mode 0755 (configs below it must be trusted).
+pub fn test_root() -> &'static Path {
+    static ROOT_DIR: OnceLock<PathBuf> = OnceLock::new();
+    ROOT_DIR.get_or_init(|| {
+        let root = PathBuf::from(TEST_ROOT);
+        fs::create_dir_all(&root).unwrap_or_else(|e| panic!("create {TEST_ROOT}: {e}"));
+        set_owner_mode(&root, 0, 0, 0o755);
+        remove_dead_process_dirs(&root, &["bin-", "job-"]);
+        for home in [ALICE.home(), BOB.home()] {
+            remove_dead_process_dirs(&home, &["qdock-test-"]);
+        }
+        remove_dead_process_dirs(Path::new("/tmp"), &["qdock-test-"]);
+        root
+    })
+}
+
+/// Removes the entries of `dir` named `<prefix><pid>…` whose test process is gone (failed
+/// tests keep theirs for inspection; the next run clears them).
+fn remove_dead_process_dirs(dir: &Path, prefixes: &[&str]) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = prefixes
+            .iter()
+            .find_map(|p| name.strip_prefix(p))
+            .and_then(|rest| rest.split(['-', '.']).next())
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && pid != std::process::id()
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn set_owner_mode(path: &Path, uid: u32, gid: u32, mode: u32) {
+    chown(path, Some(uid), Some(gid))
+        .unwrap_or_else(|e| panic!("chown {uid}:{gid} {}: {e}", path.display()));
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", path.display()));
+}
+
+fn make_dir(path: &Path, uid: u32, gid: u32, mode: u32) {
+    fs::create_dir_all(path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+    set_owner_mode(path, uid, gid, mode);
+}
+
+/// Writes a file and sets its owner and mode.
+pub fn write_file(path: &Path, contents: impl AsRef<[u8]>, uid: u32, gid: u32, mode: u32) {
+    fs::write(path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    set_owner_mode(path, uid, gid, mode);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Jobs
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A job id no other test (in this or a concurrent test process) uses: 1 000 000 000 +
+/// (pid mod 1 000 000) × 1000 + a per-process counter.
+fn unique_job_id() -> (u64, u64) {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
+    assert!(n < 1000, "more than 999 jobs in one test process");
+    let pid = u64::from(std::process::id());
+    (1_000_000_000 + (pid % 1_000_000) * 1000 + n, n)
+}
+
+/// One Grid Engine job (or one array task) and everything around it: its script in a
+/// spool directory, its working directory, its TMPDIR, its environment and its container.
+pub struct Job {
+    pub id: u64,
+    /// `Some(n)` for task n of an array job; `None` for an ordinary job (`SGE_TASK_ID=undefined`).
+    pub task: Option<u64>,
+    pub user: User,
+    pub mode: Mode,
+    /// `Some` sets `IMAGE`; `None` leaves it unset (the job runs natively).
+    pub image: Option<String>,
+    pub script: Vec<u8>,
+    pub args: Vec<OsString>,
+    /// Extra variables, set after (so overriding) the Grid Engine ones.
+    pub env: Vec<(String, String)>,
+    /// `RLIMIT_AS` for the starter (`-l h_vmem`), applied with `prlimit`.
+    pub rlimit_as: Option<u64>,
+    pub cell: String,
+    pub nslots: u32,
+    /// Root-owned `/var/lib/qdock-test/job-<pid>-<n>/`: spool and configs.
+    pub dir: PathBuf,
+    /// Where the script lives, like execd's `job_scripts/<job_id>`.
+    pub script_path: PathBuf,
+    /// The job's working directory, owned by the user.
+    pub cwd: PathBuf,
+    /// The job's TMPDIR, owned by the user.
+    pub tmpdir: PathBuf,
+}
+
+impl Job {
+    /// A job of [`ALICE`] running `script` with `/bin/sh` in [`IMAGE`], [`Mode::Installed`].
+    pub fn new(script: impl Into<Vec<u8>>) -> Job {
+        let (id, n) = unique_job_id();
+        let pid = std::process::id();
+        let dir = test_root().join(format!("job-{pid}-{n}"));
+        make_dir(&dir.join("job_scripts"), 0, 0, 0o755);
+        set_owner_mode(&dir, 0, 0, 0o755);
+        let mut job = Job {
+            id,
+            task: None,
+            user: ALICE,
+            mode: Mode::Installed,
+            image: Some(IMAGE.into()),
+            script: script.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            rlimit_as: None,
+            cell: "default".into(),
+            nslots: 1,
+            script_path: dir.join("job_scripts").join(id.to_string()),
+            cwd: PathBuf::new(),
+            tmpdir: PathBuf::new(),
+            dir,
+        };
+        job.make_user_dirs();
+        job
+    }
+
+    fn make_user_dirs(&mut self) {
+        let _ = fs::remove_dir_all(&self.cwd);
+        let _ = fs::remove_dir_all(&self.tmpdir);
+        let tag = format!("qdock-test-{}-{}", std::process::id(), self.id % 1000);
+        self.cwd = self.user.home().join(&tag);
+        // Grid Engine's is /tmp/<job>.<task>.<queue>; the prefix lets later runs clean up.
+        self.tmpdir = PathBuf::from(format!("/tmp/{tag}.{}.all.q", self.task.unwrap_or(1)));
+        // A directory of the same name may be left from a dead test process with our pid.
+        let _ = fs::remove_dir_all(&self.cwd);
+        let _ = fs::remove_dir_all(&self.tmpdir);
+        make_dir(&self.cwd, self.user.uid, self.user.gid, 0o755);
+        make_dir(&self.tmpdir, self.user.uid, self.user.gid, 0o700);
+    }
+
+    /// Runs as another user (recreates the working directory and TMPDIR for them).
+    pub fn user(mut self, user: User) -> Job {
+        self.user = user;
+        self.make_user_dirs();
+        self
+    }
+
+    pub fn mode(mut self, mode: Mode) -> Job {
+        self.mode = mode;
+        self
+    }
+
+    /// Writes `toml` to a trusted file in the job's directory and selects [`Mode::Config`].
+    pub fn with_config(self, toml: &str) -> Job {
+        let path = self.write_config(toml);
+        self.mode(Mode::Config(path))
+    }
+
+    /// Writes `toml` to `<job dir>/qdock.toml` (root-owned, 0644) and returns its path.
+    pub fn write_config(&self, toml: &str) -> PathBuf {
+        let path = self.dir.join("qdock.toml");
+        write_file(&path, toml, 0, 0, 0o644);
+        path
+    }
+
+    /// Asks for `image` (`IMAGE=image`); `""` sets an empty `IMAGE`.
+    pub fn image(mut self, image: &str) -> Job {
+        self.image = Some(image.into());
+        self
+    }
+
+    /// Leaves `IMAGE` unset: the job runs natively.
+    pub fn native(mut self) -> Job {
+        self.image = None;
+        self
+    }
+
+    /// Makes this task `task` of an array job.
+    pub fn task(mut self, task: u64) -> Job {
+        self.task = Some(task);
+        self.make_user_dirs();
+        self
+    }
+
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Job {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Job {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Limits the starter's address space as `-l h_vmem=bytes` would.
+    pub fn rlimit_as(mut self, bytes: u64) -> Job {
+        self.rlimit_as = Some(bytes);
+        self
+    }
+
+    /// `qdock-<cell>-<job>-<task>`, task 0 for a non-array job.
+    pub fn container_name(&self) -> String {
+        format!("qdock-{}-{}-{}", self.cell, self.id, self.task.unwrap_or(0))
+    }
+
+    /// A path in the job's working directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.cwd.join(name)
+    }
+
+    /// The user the binary runs as, which is root in [`Mode::Root`].
+    pub fn runs_as(&self) -> User {
+        match self.mode {
+            Mode::Root(_) => ROOT,
+            _ => self.user,
+        }
+    }
+
+    /// The environment execd gives a job (then `IMAGE` and [`Job::env`]).
+    pub fn environment(&self) -> Vec<(String, String)> {
+        let who = self.runs_as();
+        let mut env: Vec<(String, String)> = [
+            ("JOB_ID", self.id.to_string()),
+            (
+                "SGE_TASK_ID",
+                self.task.map_or("undefined".into(), |t| t.to_string()),
+            ),
+            ("SGE_CELL", self.cell.clone()),
+            ("SGE_ROOT", "/var/lib/gridengine".into()),
+            ("QUEUE", "all.q".into()),
+            ("JOB_NAME", format!("qdock-test-{}", self.id)),
+            ("NSLOTS", self.nslots.to_string()),
+            ("HOME", who.home().display().to_string()),
+            ("USER", who.name.into()),
+            ("LOGNAME", who.name.into()),
+            ("PATH", "/usr/local/bin:/usr/bin:/bin".into()),
+            ("TMPDIR", self.tmpdir.display().to_string()),
+            ("SGE_STARTER_SHELL_PATH", "/bin/sh".into()),
+            ("SGE_STARTER_SHELL_START_MODE", "posix_compliant".into()),
+            ("SGE_STARTER_USE_LOGIN_SHELL", "false".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        if let Some(image) = &self.image {
+            env.push(("IMAGE".into(), image.clone()));
+        }
+        if let Mode::Config(path) | Mode::Root(Some(path)) = &self.mode {
+            env.push(("QDOCK_CONFIG".into(), path.display().to_string()));
+        }
+        env.extend(self.env.iter().cloned());
+        env
+    }
+
+    /// The command that runs qdock binary `name` with `args` for this job: the right binary
+    /// for the mode, as the right user, in the job's cwd and environment, in a new process
+    /// group (as Grid Engine's shepherd starts a job).
+    pub fn command(&self, name: &str, args: &[OsString]) -> Command {
+        let binary = match self.mode {
+            Mode::Installed => installed_bin(name),
+            Mode::Config(_) | Mode::Root(_) => cargo_bin(name),
+        };
+        let mut argv: Vec<OsString> = Vec::new();
+        if let Some(bytes) = self.rlimit_as {
+            argv.extend([
+                "/usr/bin/prlimit".into(),
+                format!("--as={bytes}:{bytes}").into(),
+            ]);
+            argv.push("--".into());
+        }
+        if !matches!(self.mode, Mode::Root(_)) {
+            let mut groups = format!("{},{JOB_GROUP}", self.user.gid);
+            if matches!(self.mode, Mode::Config(_)) {
+                groups += &format!(",{}", docker_gid().expect("a docker group"));
+            }
+            argv.extend(
+                [
+                    "/usr/bin/setpriv".to_string(),
+                    format!("--reuid={}", self.user.uid),
+                    format!("--regid={}", self.user.gid),
+                    format!("--groups={groups}"),
+                    "--inh-caps=-all".into(),
+                    "--".into(),
+                ]
+                .map(OsString::from),
+            );
+        }
+        argv.push(binary.into());
+        argv.extend(args.iter().cloned());
+        let mut command = Command::new(&argv[0]);
+        command
+            .args(&argv[1..])
+            .env_clear()
+            .envs(self.environment())
+            .current_dir(&self.cwd)
+            .stdin(Stdio::null())
+            .process_group(0);
+        command
+    }
+
+    fn write_script(&self) {
+        write_file(&self.script_path, &self.script, 0, 0, 0o755);
+    }
+
+    /// Starts `qdock-starter SCRIPT ARGS…` in the background.
+    pub fn spawn(&self) -> Running {
+        self.write_script();
+        let mut argv = vec![self.script_path.clone().into_os_string()];
+        argv.extend(self.args.iter().cloned());
+        Running::spawn(self.command("qdock-starter", &argv), self.describe())
+    }
+
+    /// Runs the starter to its end (at most [`DEFAULT_TIMEOUT`]).
+    pub fn run(&self) -> Outcome {
+        self.spawn().wait(DEFAULT_TIMEOUT)
+    }
+
+    /// Runs another qdock binary (`qdock-suspend` …) for this job, e.g. with
+    /// `["<job id>", "<task>", "<pid>"]`, to its end.
+    pub fn run_method(&self, name: &str, args: &[&str], timeout: Duration) -> Outcome {
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        Running::spawn(
+            self.command(name, &args),
+            format!("{name} {args:?} for {}", self.describe()),
+        )
+        .wait(timeout)
+    }
+
+    /// Runs a control method the way the queue's method line does:
+    /// `NAME $job_id $ja_task_id $job_pid` (`job_pid` is the starter's pid).
+    pub fn method(&self, name: &str, job_pid: i32) -> Outcome {
+        let task = self.task.unwrap_or(0).to_string();
+        self.run_method(
+            name,
+            &[&self.id.to_string(), &task, &job_pid.to_string()],
+            DEFAULT_TIMEOUT,
+        )
+    }
+
+    /// Waits until the job's container runs; panics after `timeout`.
+    pub fn wait_for_container(&self, timeout: Duration) {
+        wait_until(
+            &format!("container {} runs", self.container_name()),
+            timeout,
+            || self.container_running(),
+        );
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "job {} ({}, {:?}, image {:?})",
+            self.container_name(),
+            self.runs_as().name,
+            self.mode,
+            self.image
+        )
+    }
+
+    /// True when a container with this job's name exists (running or not).
+    pub fn container_exists(&self) -> bool {
+        container_exists(&self.container_name())
+    }
+
+    /// True when this job's container is running.
+    pub fn container_running(&self) -> bool {
+        container_running(&self.container_name())
+    }
+
+    /// Fails the test if the job's container is still there.
+    pub fn assert_no_container(&self) {
+        let name = self.container_name();
+        assert!(
+            !container_exists(&name),
+            "container {name} was left behind: {}",
+            docker_text(&["ps", "-a", "--filter", &name_filter(&name)])
+        );
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        let name = self.container_name();
+        if remove_container(&name) && !std::thread::panicking() {
+            eprintln!("harness: removed container {name}, which the test left behind");
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "harness: kept {}, {} and {} for inspection",
+                self.dir.display(),
+                self.cwd.display(),
+                self.tmpdir.display()
+            );
+            return;
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+        let _ = fs::remove_dir_all(&self.cwd);
+        let _ = fs::remove_dir_all(&self.tmpdir);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+/// A qdock binary running in the background. Its output is collected as it arrives;
+/// dropping it kills its process group.
+pub struct Running {
+    child: Option<Child>,
+    pub pid: i32,
+    started: Instant,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<JoinHandle<()>>,
+    what: String,
+}
+
+fn collect(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => into.lock().unwrap().extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+}
+
+impl Running {
+    /// Spawns `command` with stdout and stderr captured.
+    pub fn spawn(mut command: Command, what: String) -> Running {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let readers = vec![
+            collect(child.stdout.take().expect("piped"), stdout.clone()),
+            collect(child.stderr.take().expect("piped"), stderr.clone()),
+        ];
+        Running {
+            pid: i32::try_from(child.id()).expect("pid fits i32"),
+            child: Some(child),
+            started: Instant::now(),
+            stdout,
+            stderr,
+            readers,
+            what,
+        }
+    }
+
+    /// Sends `signal` to the process (the starter itself).
+    pub fn signal(&self, signal: Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), signal)
+            .unwrap_or_else(|e| panic!("kill -{signal} {}: {e}", self.pid));
+    }
+
+    /// Sends `signal` to the process group, as Grid Engine's `-notify` does.
+    pub fn signal_group(&self, signal: Signal) {
+        nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.pid), signal)
+            .unwrap_or_else(|e| panic!("kill -{signal} -{}: {e}", self.pid));
+    }
+
+    /// The stdout collected so far.
+    pub fn stdout_so_far(&self) -> Vec<u8> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// The stderr collected so far.
+    pub fn stderr_so_far(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+    }
+
+    /// True once the process has exited (it is then reaped by [`Running::wait`]).
+    pub fn has_exited(&mut self) -> bool {
+        let child = self.child.as_mut().expect("not yet waited for");
+        matches!(child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Polls `condition` (given this process) every 20 ms for at most `timeout`. Fails the
+    /// test, with what the process wrote, on timeout or when the process ends first.
+    /// Returns how long it took.
+    pub fn wait_until(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut condition: impl FnMut(&Running) -> bool,
+    ) -> Duration {
+        let start = Instant::now();
+        loop {
+            if condition(self) {
+                return start.elapsed();
+            }
+            let exited = self.has_exited();
+            if exited || start.elapsed() >= timeout {
+                let why = if exited {
+                    "it ended first".to_string()
+                } else {
+                    format!("timed out after {timeout:?}")
+                };
+                panic!(
+                    "{} while waiting until {what}: {why}\nstdout: {:?}\nstderr: {}",
+                    self.what,
+                    abbreviate(&self.stdout_so_far()),
+                    self.stderr_so_far()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Waits at most `timeout` for the exit; on timeout kills the process group and panics
+    /// with what the process wrote.
+    pub fn wait(mut self, timeout: Duration) -> Outcome {
+        let mut child = self.child.take().expect("waited for once");
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ =
+                    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.pid), Signal::SIGKILL);
+                let _ = child.wait();
+                panic!(
+                    "{} did not end within {timeout:?}; killed it.\nstdout: {:?}\nstderr: {}",
+                    self.what,
+                    abbreviate(&self.stdout_so_far()),
+                    self.stderr_so_far()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let elapsed = self.started.elapsed();
+        // A process left behind by a native job may hold the pipes: do not wait for it long.
+        let readers_deadline = Instant::now() + Duration::from_secs(5);
+        for reader in std::mem::take(&mut self.readers) {
+            while !reader.is_finished() && Instant::now() < readers_deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if reader.is_finished() {
+                let _ = reader.join();
+            }
+        }
+        let stderr_raw = self.stderr.lock().unwrap().clone();
+        Outcome {
+            stdout: self.stdout.lock().unwrap().clone(),
+            stderr: String::from_utf8_lossy(&stderr_raw).into_owned(),
+            stderr_raw,
+            status,
+            elapsed,
+            what: self.what.clone(),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.pid), Signal::SIGKILL);
+            let _ = child.wait();
+        }
+    }
+}
+
+/// How a run ended and what it wrote.
+pub struct Outcome {
+    pub stdout: Vec<u8>,
+    /// stderr, lossily decoded; qdock's own lines start with `qdock:`.
+    pub stderr: String,
+    pub stderr_raw: Vec<u8>,
+    pub status: ExitStatus,
+    pub elapsed: Duration,
+    what: String,
+}
+
+impl Outcome {
+    /// The exit code, or 128+N when the process itself died of signal N (as a shell reports).
+    pub fn code(&self) -> i32 {
+        self.status
+            .code()
+            .or_else(|| self.status.signal().map(|s| 128 + s))
+            .expect("exit code or signal")
+    }
+
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// qdock's own stderr lines (`qdock: …`).
+    pub fn qdock_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("qdock:"))
+            .collect()
+    }
+
+    /// The job's stderr: everything but qdock's own lines.
+    pub fn job_stderr(&self) -> String {
+        self.stderr
+            .split_inclusive('\n')
+            .filter(|l| !l.starts_with("qdock:"))
+            .collect()
+    }
+
+    /// Fails with the whole story unless the process exited with code `expected` (a
+    /// process killed by a signal never passes, whatever 128+N makes).
+    pub fn assert_code(&self, expected: i32) -> &Outcome {
+        assert_eq!(
+            self.status.code(),
+            Some(expected),
+            "exit code of {}\n{self:?}",
+            self.what
+        );
+        self
+    }
+
+    /// Fails unless some `qdock:` line contains every one of `needles`.
+    pub fn assert_qdock_line(&self, needles: &[&str]) -> &Outcome {
+        assert!(
+            self.qdock_lines()
+                .iter()
+                .any(|l| needles.iter().all(|n| l.contains(n))),
+            "no qdock: line with {needles:?}\n{self:?}"
+        );
+        self
+    }
+}
+
+fn abbreviate(bytes: &[u8]) -> String {
+    const SHOWN: usize = 2000;
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(SHOWN)]).into_owned();
+    if bytes.len() > SHOWN {
+        format!("{text}… ({} bytes in all)", bytes.len())
+    } else {
+        text
+    }
+}
+
+impl fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "status: {:?} after {:?}\nstdout: {:?}\nstderr:\n{}",
+            self.status,
+            self.elapsed,
+            abbreviate(&self.stdout),
+            self.stderr
+        )
+    }
+}
+
+/// Polls `condition` every 20 ms for at most `timeout`; panics naming `what` on timeout.
+/// Returns how long it took.
+pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !condition() {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    start.elapsed()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Docker CLI
+
+/// Runs the docker CLI (as root) and returns its output.
+pub fn docker(args: &[&str]) -> std::process::Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run docker {args:?}: {e}"))
+}
+
+/// The docker CLI's stdout, trimmed; panics when it fails.
+pub fn docker_text(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A `name=` filter matching exactly one container name (the filter is a regex otherwise).
+pub fn name_filter(name: &str) -> String {
+    format!("name=^/?{name}$")
+}
+
+pub fn container_exists(name: &str) -> bool {
+    !docker_text(&["ps", "-a", "-q", "--filter", &name_filter(name)]).is_empty()
+}
+
+pub fn container_running(name: &str) -> bool {
+    !docker_text(&[
+        "ps",
+        "-q",
+        "--filter",
+        &name_filter(name),
+        "--filter",
+        "status=running",
+    ])
+    .is_empty()
+}
+
+/// `docker inspect --format FORMAT NAME`.
+pub fn inspect(name: &str, format: &str) -> String {
+    docker_text(&["inspect", "--format", format, name])
+}
+
+/// Force-removes a container; true when there was one. Never panics (it runs in `Drop`).
+pub fn remove_container(name: &str) -> bool {
+    let removed = Command::new("docker")
+        .args(["rm", "-f", name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    matches!(removed, Ok(status) if status.success())
+}

@@ -1,0 +1,589 @@
+//! The control methods (`qdock-suspend`, `qdock-resume`, `qdock-terminate`) and `qdock gc`
+//! against the real engine, run as ordinary users the way Grid Engine runs them:
+//! `qdock-suspend $job_id $ja_task_id $job_pid` with the job's environment, `$job_pid` being
+//! the starter, leader of the job's process group.
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const METHOD_TIMEOUT: Duration = Duration::from_secs(60);
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Counts in `counter` (written atomically) every 0.1 s; exits 0 on SIGTERM.
+const COUNTER: &str = "trap 'exit 0' TERM
+i=0
+while :; do
+  i=$((i+1))
+  echo $i > counter.tmp
+  mv counter.tmp counter
+  sleep 0.1
+done
+";
+
+/// Cleans up on SIGTERM and exits 0.
+const TRAPS_TERM: &str = "trap 'echo cleaned up > cleaned; exit 0' TERM
+echo started > started
+while :; do sleep 0.1; done
+";
+
+/// Ignores SIGTERM: only SIGKILL ends it.
+const IGNORES_TERM: &str = "trap '' TERM
+echo started > started
+while :; do sleep 0.1; done
+";
+
+/// Runs `qdock-<action> JOB_ID 0 PID` for `job` (its user, mode and environment).
+fn method(job: &Job, action: &str, pid: i32) -> Outcome {
+    let id = job.id.to_string();
+    let pid = pid.to_string();
+    job.run_method(
+        &format!("qdock-{action}"),
+        &[&id, "0", &pid],
+        METHOD_TIMEOUT,
+    )
+}
+
+fn counter(job: &Job) -> u64 {
+    fs::read_to_string(job.file("counter"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn state(job: &Job) -> String {
+    inspect(&job.container_name(), "{{.State.Status}}")
+}
+
+/// Starts `job` and waits until its container runs and the script wrote `marker`.
+fn start(job: &Job, marker: &str) -> Running {
+    let mut starter = job.spawn();
+    let began = Instant::now();
+    while !(job.file(marker).exists() && job.container_running()) {
+        if starter.has_exited() || began.elapsed() > START_TIMEOUT {
+            let name = job.container_name();
+            panic!(
+                "job {name} did not start (exited: {}): {}",
+                starter.has_exited(),
+                starter.stderr_so_far()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    starter
+}
+
+/// Field 3 (state) of /proc/PID/stat; None when the process is gone.
+fn proc_state(pid: i32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// The live members of process group `pgid`.
+fn group_members(pgid: i32) -> Vec<i32> {
+    fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                return false;
+            };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            fields.first() != Some(&"Z") && fields.get(2) == Some(&pgid.to_string().as_str())
+        })
+        .collect()
+}
+
+/// A process group of `user` standing in for a job: a leader `sleep` and a background one.
+fn sleep_group(user: User) -> Running {
+    let mut command = Command::new("/usr/bin/setpriv");
+    command
+        .args([
+            format!("--reuid={}", user.uid),
+            format!("--regid={}", user.gid),
+            format!("--groups={}", user.gid),
+            "--inh-caps=-all".into(),
+            "--".into(),
+            "/bin/sh".into(),
+            "-c".into(),
+            "sleep 120 & exec sleep 120".into(),
+        ])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .stdin(Stdio::null())
+        .process_group(0);
+    let group = Running::spawn(command, format!("sleep group of {}", user.name));
+    wait_until("the sleep group has two members", START_TIMEOUT, || {
+        group_members(group.pid).len() == 2
+    });
+    group
+}
+
+/// A stand-in for the Docker engine on a unix socket: it accepts connections and, when
+/// `answers_version`, answers `GET /version` (so the client's negotiation succeeds); every
+/// other request it leaves unanswered forever, like a hung dockerd.
+struct FakeEngine {
+    path: PathBuf,
+    accepted: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FakeEngine {
+    fn start(path: PathBuf, answers_version: bool) -> FakeEngine {
+        let _ = fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).expect("bind the fake engine socket");
+        // The users run the methods: let them connect.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).expect("chmod socket");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (accepted, stop) = (accepted.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut held = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            accepted.fetch_add(1, Ordering::SeqCst);
+                            let stop = stop.clone();
+                            held.push(std::thread::spawn(move || {
+                                serve(stream, answers_version, &stop)
+                            }));
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+                for h in held {
+                    let _ = h.join();
+                }
+            })
+        };
+        FakeEngine {
+            path,
+            accepted,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// A config whose engine is this one.
+    fn config(&self, timeout_secs: u64) -> String {
+        format!(
+            "[engine]\nsocket = \"{}\"\ntimeout_secs = {timeout_secs}\n",
+            self.path.display()
+        )
+    }
+}
+
+fn serve(mut stream: UnixStream, answers_version: bool, stop: &AtomicBool) {
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
+    let mut pending = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !stop.load(Ordering::Relaxed) {
+        match stream.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(_) => return,
+        }
+        // Requests without a body: one ends at the blank line.
+        while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            let request: Vec<u8> = pending.drain(..end + 4).collect();
+            let line = String::from_utf8_lossy(&request);
+            let is_version = line
+                .lines()
+                .next()
+                .is_some_and(|l| l.starts_with("GET ") && l.contains("/version"));
+            if answers_version && is_version {
+                let body = r#"{"Version":"20.10.24","ApiVersion":"1.41","MinAPIVersion":"1.12"}"#;
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(reply.as_bytes());
+            }
+        }
+    }
+}
+
+impl Drop for FakeEngine {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Suspend and resume
+
+#[test]
+fn suspend_pauses_the_container_and_resume_continues_it() {
+    if !require_engine() {
+        return;
+    }
+    let job = Job::new(COUNTER);
+    let mut starter = job.spawn();
+    wait_until("the job counts", START_TIMEOUT, || {
+        assert!(!starter.has_exited(), "{}", starter.stderr_so_far());
+        counter(&job) >= 3
+    });
+    let pid = starter.pid;
+
+    method(&job, "suspend", pid).assert_code(0);
+    assert_eq!(state(&job), "paused");
+    let frozen = counter(&job);
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(counter(&job), frozen, "the counter advanced while paused");
+
+    let again = method(&job, "suspend", pid);
+    again.assert_code(0);
+    assert!(again.qdock_lines().is_empty(), "{again:?}");
+    assert_eq!(state(&job), "paused");
+
+    method(&job, "resume", pid).assert_code(0);
+    assert_eq!(state(&job), "running");
+    wait_until(
+        "the counter advances after resume",
+        Duration::from_secs(10),
+        || counter(&job) > frozen + 2,
+    );
+
+    let again = method(&job, "resume", pid);
+    again.assert_code(0);
+    assert!(again.qdock_lines().is_empty(), "{again:?}");
+    assert_eq!(state(&job), "running");
+
+    method(&job, "terminate", pid).assert_code(0);
+    starter.wait(METHOD_TIMEOUT).assert_code(0);
+    job.assert_no_container();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Terminate
+
+#[test]
+fn terminate_lets_the_job_clean_up_within_the_grace_period() {
+    if !require_engine() {
+        return;
+    }
+    let job = Job::new(TRAPS_TERM);
+    let starter = start(&job, "started");
+    let out = method(&job, "terminate", starter.pid);
+    out.assert_code(0);
+    // stop_grace_secs is 10 in /etc/qdock/qdock.toml; the job needs a fraction of a second.
+    assert!(out.elapsed < Duration::from_secs(6), "{out:?}");
+    let ended = starter.wait(METHOD_TIMEOUT);
+    ended.assert_code(0);
+    assert_eq!(
+        fs::read_to_string(job.file("cleaned")).expect("the job's trap ran"),
+        "cleaned up\n"
+    );
+    job.assert_no_container();
+}
+
+#[test]
+fn terminate_kills_a_job_that_ignores_sigterm_after_the_grace_period() {
+    if !require_engine() {
+        return;
+    }
+    let job = Job::new(IGNORES_TERM).with_config("[container]\nstop_grace_secs = 2\n");
+    let starter = start(&job, "started");
+    let out = method(&job, "terminate", starter.pid);
+    out.assert_code(0);
+    assert!(
+        out.elapsed >= Duration::from_millis(1900) && out.elapsed < Duration::from_secs(7),
+        "terminate should take about the 2 s grace period\n{out:?}"
+    );
+    starter.wait(METHOD_TIMEOUT).assert_code(137);
+    job.assert_no_container();
+}
+
+#[test]
+fn terminate_of_a_paused_container_unpauses_and_stops_it() {
+    if !require_engine() {
+        return;
+    }
+    let job = Job::new(TRAPS_TERM);
+    let starter = start(&job, "started");
+    method(&job, "suspend", starter.pid).assert_code(0);
+    assert_eq!(state(&job), "paused");
+    let out = method(&job, "terminate", starter.pid);
+    out.assert_code(0);
+    assert!(out.elapsed < Duration::from_secs(6), "{out:?}");
+    starter.wait(METHOD_TIMEOUT).assert_code(0);
+    assert!(
+        job.file("cleaned").exists(),
+        "the paused job got no SIGTERM"
+    );
+    job.assert_no_container();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ownership
+
+#[test]
+fn another_user_cannot_control_the_container() {
+    if !require_engine() {
+        return;
+    }
+    let job = Job::new(COUNTER);
+    let mut starter = job.spawn();
+    wait_until("the job counts", START_TIMEOUT, || {
+        assert!(!starter.has_exited(), "{}", starter.stderr_so_far());
+        counter(&job) >= 1
+    });
+    let pid = starter.pid;
+    // Bob, with the same job's environment and method line.
+    let mut bob = Job::new("").user(BOB);
+    bob.id = job.id;
+    let refused = |action: &str, expected_state: &str| {
+        let out = method(&bob, action, pid);
+        out.assert_code(100);
+        let lines = out.qdock_lines();
+        assert_eq!(lines.len(), 1, "{action}: {out:?}");
+        out.assert_qdock_line(&[&job.container_name(), "2001", "alice", "2002"]);
+        assert_eq!(
+            state(&job),
+            expected_state,
+            "bob's {action} changed the container"
+        );
+        let starter_state = proc_state(pid);
+        assert!(
+            starter_state.is_some_and(|s| s != 'T'),
+            "bob's {action} signalled the starter (state {starter_state:?})"
+        );
+    };
+    refused("suspend", "running");
+    refused("terminate", "running");
+    method(&job, "suspend", pid).assert_code(0);
+    refused("resume", "paused");
+    refused("terminate", "paused");
+    method(&job, "resume", pid).assert_code(0);
+    method(&job, "terminate", pid).assert_code(0);
+    starter.wait(METHOD_TIMEOUT).assert_code(0);
+    job.assert_no_container();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Native jobs (no IMAGE): Grid Engine's own signals, to the whole process group
+
+#[test]
+fn native_jobs_get_stop_cont_and_kill() {
+    if !require_engine() {
+        return;
+    }
+    let job = Job::new("").native();
+    let group = sleep_group(ALICE);
+    let pgid = group.pid;
+    let members = group_members(pgid);
+    let all_in = |s: char| members.iter().all(|&p| proc_state(p) == Some(s));
+
+    method(&job, "suspend", group.pid).assert_code(0);
+    wait_until("the group is stopped", Duration::from_secs(5), || {
+        all_in('T')
+    });
+    method(&job, "resume", group.pid).assert_code(0);
+    wait_until("the group runs again", Duration::from_secs(5), || {
+        all_in('S')
+    });
+    method(&job, "terminate", group.pid).assert_code(0);
+    group.wait(Duration::from_secs(5)).assert_code(137);
+    wait_until("the whole group is gone", Duration::from_secs(5), || {
+        group_members(pgid).is_empty()
+            && members
+                .iter()
+                .all(|&p| proc_state(p).is_none_or(|s| s == 'Z'))
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Before the container exists
+
+/// The starter is held before its container exists (here: its engine hangs). Suspend must
+/// stop it, resume continue it, and terminate of a stopped one continue and end it, with no
+/// container ever created. The methods themselves reach the real engine.
+#[test]
+fn methods_drive_a_starter_that_has_no_container_yet() {
+    if !require_engine() {
+        return;
+    }
+    let job = Job::new("echo ran > ran");
+    let hung = FakeEngine::start(job.dir.join("hung.sock"), false);
+    let mut job = job.with_config(&hung.config(60));
+    let starter = job.spawn();
+    wait_until(
+        "the starter waits for its (hung) engine",
+        START_TIMEOUT,
+        || hung.accepted() >= 1,
+    );
+    let pid = starter.pid;
+    job.mode = Mode::Installed;
+
+    method(&job, "suspend", pid).assert_code(0);
+    wait_until("the starter is stopped", Duration::from_secs(5), || {
+        proc_state(pid) == Some('T')
+    });
+    method(&job, "resume", pid).assert_code(0);
+    wait_until("the starter runs again", Duration::from_secs(5), || {
+        proc_state(pid) != Some('T')
+    });
+    method(&job, "suspend", pid).assert_code(0);
+    wait_until("the starter is stopped", Duration::from_secs(5), || {
+        proc_state(pid) == Some('T')
+    });
+
+    let out = method(&job, "terminate", pid);
+    out.assert_code(0);
+    // A starter left stopped would only die of the SIGKILL after the 10 s grace (137).
+    assert!(out.elapsed < Duration::from_secs(5), "{out:?}");
+    starter.wait(Duration::from_secs(10)).assert_code(143);
+    assert!(!job.file("ran").exists());
+    job.assert_no_container();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The engine is gone or hangs: terminate must still end the job
+
+#[test]
+fn terminate_without_the_engine_kills_the_job_and_leaves_the_container_to_gc() {
+    if !require_engine() {
+        return;
+    }
+    let job = Job::new("");
+    let config = format!(
+        "[engine]\nsocket = \"{}\"\n",
+        job.dir.join("missing.sock").display()
+    );
+    let job = job.with_config(&config);
+    let group = sleep_group(ALICE);
+    let out = method(&job, "terminate", group.pid);
+    out.assert_code(0);
+    out.assert_qdock_line(&["qdock gc", &job.container_name()]);
+    group.wait(Duration::from_secs(5)).assert_code(137);
+}
+
+#[test]
+fn terminate_kills_the_job_when_the_engine_hangs_half_way() {
+    if !require_engine() {
+        return;
+    }
+    let job = Job::new("");
+    // Answers the version negotiation, then never answers the container look-up.
+    let engine = FakeEngine::start(job.dir.join("half.sock"), true);
+    let job = job.with_config(&engine.config(1));
+    let group = sleep_group(ALICE);
+    let out = method(&job, "terminate", group.pid);
+    out.assert_code(0);
+    out.assert_qdock_line(&["did not answer within 1 s"]);
+    out.assert_qdock_line(&["qdock gc", &job.container_name()]);
+    group.wait(Duration::from_secs(5)).assert_code(137);
+}
+
+// ---------------------------------------------------------------------------------------------
+// qdock gc
+
+#[test]
+fn gc_removes_only_containers_whose_starter_is_gone() {
+    if !require_engine() {
+        return;
+    }
+    let orphan = Job::new(TRAPS_TERM);
+    let live = Job::new(TRAPS_TERM);
+    let orphan_starter = start(&orphan, "started");
+    let live_starter = start(&live, "started");
+    orphan_starter.signal(Signal::SIGKILL);
+    orphan_starter
+        .wait(Duration::from_secs(10))
+        .assert_code(137);
+    assert!(
+        orphan.container_running(),
+        "the container should outlive its starter"
+    );
+
+    let admin = Job::new("").native().mode(Mode::Root(None));
+    let dry = admin.run_method("qdock", &["gc", "--dry-run"], METHOD_TIMEOUT);
+    dry.assert_code(0);
+    let listed = dry.stdout_text();
+    assert!(
+        listed.contains(&format!("would remove {}", orphan.container_name())),
+        "{dry:?}"
+    );
+    assert!(!listed.contains(&live.container_name()), "{dry:?}");
+    assert!(orphan.container_running(), "--dry-run removed the orphan");
+
+    let gc = admin.run_method("qdock", &["gc"], METHOD_TIMEOUT);
+    gc.assert_code(0);
+    let text = gc.stdout_text();
+    assert!(
+        text.contains(&format!("removed {}", orphan.container_name())),
+        "{gc:?}"
+    );
+    assert!(!text.contains(&live.container_name()), "{gc:?}");
+    orphan.assert_no_container();
+    assert!(
+        live.container_running(),
+        "gc touched a live job's container"
+    );
+
+    method(&live, "terminate", live_starter.pid).assert_code(0);
+    live_starter.wait(METHOD_TIMEOUT).assert_code(0);
+    live.assert_no_container();
+}
+
+#[test]
+fn gc_is_refused_to_ordinary_users() {
+    if !require_engine() {
+        return;
+    }
+    let job = Job::new("").native();
+    let out = job.run_method("qdock", &["gc"], METHOD_TIMEOUT);
+    out.assert_code(100);
+    out.assert_qdock_line(&["root"]);
+    assert!(out.stdout.is_empty(), "{out:?}");
+}
+
+#[test]
+fn gc_with_an_unreachable_engine_fails() {
+    if !require_engine() {
+        return;
+    }
+    let admin = Job::new("").native().mode(Mode::Root(None));
+    let missing = admin.dir.join("missing.sock");
+    let config = admin.write_config(&format!("[engine]\nsocket = \"{}\"\n", missing.display()));
+    let config = config.display().to_string();
+    let out = admin.run_method("qdock", &["gc", "--config", &config], METHOD_TIMEOUT);
+    out.assert_code(99);
+    assert_eq!(out.qdock_lines().len(), 1, "{out:?}");
+    out.assert_qdock_line(&["missing.sock"]);
+}
