@@ -69,6 +69,11 @@ pub enum Error {
     Engine { action: String, cause: String },
 
     #[error(
+        "lost the Docker engine while the job ran in {name} ({cause}); its outcome is unknown, so it is not requeued: check its output, then qmod -cj to run it again or qdel it"
+    )]
+    JobLost { name: String, cause: String },
+
+    #[error(
         "container {name} is left over from an earlier run and {problem}; ask your admin to remove it (qdock gc)"
     )]
     Leftover { name: String, problem: String },
@@ -121,6 +126,7 @@ impl Error {
             | Error::PullRefused { .. }
             | Error::MountRefused { .. }
             | Error::Leftover { .. }
+            | Error::JobLost { .. }
             | Error::NotOwner { .. }
             | Error::NothingToSignal { .. }
             | Error::Denied(_) => EXIT_NEVER,

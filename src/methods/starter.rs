@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 use std::future::Future;
-use std::io::Write;
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -383,7 +383,9 @@ async fn supervise(
                 None => output_open = false,
             },
             code = &mut wait, if exit.is_none() => {
-                exit = Some(code?);
+                // The job started: whether it finished is unknown, and a requeue could run it
+                // twice, so this is not a transient failure.
+                exit = Some(code.map_err(|e| Error::JobLost { name: name.to_string(), cause: e.to_string() })?);
                 drain_deadline.as_mut().reset(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
             },
             _ = &mut drain_deadline, if exit.is_some() => {
@@ -408,6 +410,9 @@ async fn supervise(
                     if terminated.is_none() {
                         report::info(&format!("{} received: stopping the job (grace {} s)", received.name(), spec.stop_grace_secs));
                         terminated = Some(n);
+                    }
+                    // A repeated signal retries a stop that failed.
+                    if stopping.is_none() {
                         stopping = Some(Box::pin(engine.stop(name, spec.stop_grace_secs)));
                     }
                 }
@@ -415,7 +420,6 @@ async fn supervise(
             },
         }
     }
-    sink.flush();
     let code = exit.unwrap_or(0);
     if let Some(n) = terminated {
         return Ok(128 + n as u8);
@@ -446,8 +450,10 @@ async fn supervise(
     Ok(code)
 }
 
-/// Writes the job's output straight to fds 1 and 2: unbuffered, byte for byte. A closed
-/// stdout is not the job's failure: output is then dropped and the job runs on.
+/// Writes the job's output straight to fds 1 and 2 with write(2): no buffer between the job
+/// and its `.o`/`.e` files, so partial lines (progress bars) appear at once and nothing is
+/// copied twice. A closed stdout is not the job's failure: output is then dropped and the
+/// job runs on.
 #[derive(Default)]
 struct Sink {
     broken: [bool; 2],
@@ -455,27 +461,24 @@ struct Sink {
 
 impl Sink {
     fn write(&mut self, chunk: Chunk) {
-        let (index, bytes) = match &chunk {
-            Chunk::Stdout(b) => (0, b),
-            Chunk::Stderr(b) => (1, b),
+        let (index, mut bytes) = match &chunk {
+            Chunk::Stdout(b) => (0, b.as_ref()),
+            Chunk::Stderr(b) => (1, b.as_ref()),
         };
         if self.broken[index] {
             return;
         }
-        let result = if index == 0 {
-            // Stdout is line-buffered: flush, so a partial line (a progress bar) is not held
-            // back until the job's next newline.
-            let mut out = std::io::stdout().lock();
-            out.write_all(bytes).and_then(|()| out.flush())
-        } else {
-            std::io::stderr().lock().write_all(bytes)
-        };
-        if result.is_err() {
-            self.broken[index] = true;
+        // SAFETY: fds 1 and 2 stay open for the whole life of the process.
+        let fd = unsafe { BorrowedFd::borrow_raw(index as i32 + 1) };
+        while !bytes.is_empty() {
+            match nix::unistd::write(fd, bytes) {
+                Ok(n) => bytes = &bytes[n..],
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => {
+                    self.broken[index] = true;
+                    return;
+                }
+            }
         }
-    }
-
-    fn flush(&mut self) {
-        let _ = std::io::stdout().flush();
     }
 }
