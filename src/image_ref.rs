@@ -4,6 +4,7 @@
 use std::fmt;
 
 const DEFAULT_REGISTRY: &str = "docker.io";
+const LEGACY_REGISTRY: &str = "index.docker.io";
 const MAX_NAME: usize = 255;
 const MAX_REFERENCE: usize = 512;
 
@@ -42,12 +43,14 @@ impl ImageRef {
             ),
             None => (rest, None),
         };
-        if name.len() > MAX_NAME {
-            return Err(format!(
-                "the repository name is longer than {MAX_NAME} characters"
-            ));
-        }
         let (registry, path) = split_registry(name);
+        // Docker's legacy name for its hub: the engine runs docker.io's image, so the allow
+        // list must see docker.io too.
+        let registry = if registry == LEGACY_REGISTRY {
+            DEFAULT_REGISTRY
+        } else {
+            registry
+        };
         if registry != DEFAULT_REGISTRY {
             check_registry(registry)?;
         }
@@ -62,6 +65,13 @@ impl ImageRef {
         } else {
             path.to_string()
         };
+        // Docker limits the normalized name (`docker.io/library/…` included): a longer one
+        // would pass here and be refused by the engine, which reads as a transient failure.
+        if registry.len() + 1 + repository.len() > MAX_NAME {
+            return Err(format!(
+                "the repository name is longer than {MAX_NAME} characters"
+            ));
+        }
         Ok(ImageRef {
             registry: registry.to_string(),
             repository,
@@ -76,15 +86,22 @@ impl ImageRef {
         self.render(&format!("{}/{}", self.registry, self.repository))
     }
 
-    /// The short form people type (`busybox:latest`, `qdock/busybox:1`).
+    /// The short form people type (`busybox:latest`, `qdock/busybox:1`). A Docker Hub
+    /// repository whose first component reads as a registry (`docker.io/localhost/x`,
+    /// `docker.io/example.com/x`) keeps `docker.io/`: shortened it would name another registry
+    /// and match that registry's allow-list patterns.
     pub fn familiar(&self) -> String {
-        let name = if self.registry != DEFAULT_REGISTRY {
+        // As Docker does, `library/` goes only when one component remains.
+        let short = self
+            .repository
+            .strip_prefix("library/")
+            .filter(|rest| !rest.contains('/'))
+            .unwrap_or(&self.repository);
+        let ambiguous = split_registry(short).0 != DEFAULT_REGISTRY;
+        let name = if self.registry != DEFAULT_REGISTRY || ambiguous {
             format!("{}/{}", self.registry, self.repository)
         } else {
-            self.repository
-                .strip_prefix("library/")
-                .unwrap_or(&self.repository)
-                .to_string()
+            short.to_string()
         };
         self.render(&name)
     }
@@ -239,6 +256,26 @@ mod tests {
             ),
             ("localhost/x", "localhost/x:latest", "localhost/x:latest"),
             (
+                "docker.io/localhost/x",
+                "docker.io/localhost/x:latest",
+                "docker.io/localhost/x:latest",
+            ),
+            (
+                "docker.io/example.com/x:1",
+                "docker.io/example.com/x:1",
+                "docker.io/example.com/x:1",
+            ),
+            (
+                "library/a.b/c",
+                "docker.io/library/a.b/c:latest",
+                "library/a.b/c:latest",
+            ),
+            (
+                "index.docker.io/busybox:1",
+                "docker.io/library/busybox:1",
+                "busybox:1",
+            ),
+            (
                 "a_b__c-d---e.f",
                 "docker.io/library/a_b__c-d---e.f:latest",
                 "a_b__c-d---e.f:latest",
@@ -281,6 +318,8 @@ mod tests {
             "ex ample.com/a",
             "bad_host:5000/a",
             "host:port/a",
+            // 250 characters, but 268 as docker.io/library/…, over Docker's 255.
+            "d".repeat(250).as_str(),
         ] {
             assert!(ImageRef::parse(input).is_err(), "{input:?} was accepted");
         }

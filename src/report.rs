@@ -53,7 +53,9 @@ fn emit(level: Level, message: &str, to_stderr: bool) {
         let _ = std::io::stderr().write_all(format!("qdock: {message}\n").as_bytes());
     }
     let line = match &*r.job.lock().unwrap_or_else(|e| e.into_inner()) {
-        Some(job) if !message.starts_with(&format!("job {job} ")) => format!("job {job}: {message}"),
+        Some(job) if !message.starts_with(&format!("job {job} ")) => {
+            format!("job {job}: {message}")
+        }
         _ => message.to_string(),
     };
     let mut slot = r.syslog.lock().unwrap_or_else(|e| e.into_inner());

@@ -1,0 +1,138 @@
+//! `JobContext::parse` (and the container spec built from it) on any environment and argv:
+//! never a panic; an accepted job has a container name Docker accepts and that cannot be
+//! mistaken for another job's, and the spec keeps its security settings whatever the input.
+#![no_main]
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+
+use arbitrary::Arbitrary;
+use libfuzzer_sys::fuzz_target;
+use qdock::config::Config;
+use qdock::image_ref::ImageRef;
+use qdock::job::{Env, JobContext, JobKey};
+use qdock::limits::Limits;
+use qdock::privilege::Identity;
+use qdock::spec::{self, Host, Inputs, ResolvedImage};
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    /// Raw pairs, plus pairs for the variables the parser reads (more likely to matter).
+    env: Vec<(Vec<u8>, Vec<u8>)>,
+    known: Vec<(u8, Vec<u8>)>,
+    argv: Vec<Vec<u8>>,
+    job_arg: Option<String>,
+    task_arg: Option<String>,
+}
+
+const KNOWN: [&str; 14] = [
+    "JOB_ID",
+    "SGE_TASK_ID",
+    "SGE_CELL",
+    "JOB_NAME",
+    "QUEUE",
+    "NSLOTS",
+    "HOME",
+    "TMPDIR",
+    "IMAGE",
+    "QDOCK_MOUNTS",
+    "SGE_STARTER_SHELL_PATH",
+    "SGE_STARTER_SHELL_START_MODE",
+    "SGE_STARTER_USE_LOGIN_SHELL",
+    "PATH",
+];
+
+fn name_ok(name: &str) -> bool {
+    // qdock-<cell>-<job>-<task>: Docker's [a-zA-Z0-9][a-zA-Z0-9_.-]*, and unambiguous.
+    let Some(rest) = name.strip_prefix("qdock-") else {
+        return false;
+    };
+    let mut parts = rest.rsplitn(3, '-');
+    let (task, job, cell) = (parts.next(), parts.next(), parts.next());
+    matches!((task, job, cell), (Some(t), Some(j), Some(c))
+        if t.parse::<u64>().is_ok()
+            && j.parse::<u64>().is_ok_and(|j| j > 0)
+            && !c.is_empty()
+            && c.len() <= 64
+            && c.chars().all(|ch| ch.is_ascii_alphanumeric() || "_.-".contains(ch)))
+}
+
+fuzz_target!(|input: Input| {
+    let mut pairs: Vec<(OsString, OsString)> = input
+        .env
+        .into_iter()
+        .map(|(k, v)| (OsString::from_vec(k), OsString::from_vec(v)))
+        .collect();
+    pairs.extend(input.known.into_iter().map(|(i, v)| {
+        (
+            OsString::from(KNOWN[usize::from(i) % KNOWN.len()]),
+            OsString::from_vec(v),
+        )
+    }));
+    let env = Env(pairs);
+    let argv: Vec<OsString> = input.argv.into_iter().map(OsString::from_vec).collect();
+
+    if let Ok(key) =
+        JobKey::from_args_or_env(input.job_arg.as_deref(), input.task_arg.as_deref(), &env)
+    {
+        assert!(name_ok(&key.container_name()), "{key:?}");
+    }
+
+    let Ok(job) = JobContext::parse(env, argv, "IMAGE", "QDOCK_MOUNTS") else {
+        return;
+    };
+    let name = job.key.container_name();
+    assert!(name_ok(&name), "{name:?}");
+
+    // The spec: whatever the job asked for, the security settings stay.
+    let config = Config::default();
+    let image = ResolvedImage {
+        reference: ImageRef::parse("qdock/busybox:1").unwrap(),
+        id: "sha256:0".into(),
+        repo_digest: None,
+    };
+    let who = Identity {
+        uid: 2001,
+        gid: 2001,
+        groups: vec![65400],
+        name: "alice".into(),
+    };
+    let host = Host {
+        hostname: "node".into(),
+        cpus: 2,
+        cwd: "/home/alice".into(),
+        existing: job.home.iter().chain(job.tmpdir.iter()).cloned().collect(),
+        seccomp_profile: None,
+        starter: None,
+    };
+    let inputs = Inputs {
+        job: &job,
+        config: &config,
+        who: &who,
+        image: &image,
+        limits: &Limits::default(),
+        user_mounts: &[],
+        host: &host,
+    };
+    if let Ok((spec, _notes)) = spec::build(&inputs) {
+        assert_eq!(spec.user, "2001:2001");
+        assert_eq!(spec.name, name);
+        assert!(spec.cap_add.is_empty());
+        assert!(
+            spec.security_opt
+                .iter()
+                .any(|o| o == "no-new-privileges:true")
+        );
+        assert_eq!(spec.network, "bridge");
+        assert_eq!(spec.labels["qdock.owner-uid"], "2001");
+        for e in &spec.env {
+            let key = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
+            assert!(
+                key != "PATH" && !key.starts_with("LD_") && !key.starts_with("DOCKER_"),
+                "{e:?} passed"
+            );
+        }
+        // The job script is always mounted read-only.
+        assert!(spec.mounts.first().is_some_and(|m| m.read_only));
+    }
+});

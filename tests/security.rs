@@ -1,0 +1,847 @@
+//! The security model (README "Security model") against the real engine, as ordinary users:
+//! the setgid binaries are the only door to the engine, nothing the caller controls chooses
+//! the config or the engine, containers are confined to the caller's identity, and every bad
+//! input is refused with one `qdock:` line, the documented exit code and no container.
+
+mod common;
+
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::symlink;
+use std::os::unix::net::UnixListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+macro_rules! require_engine {
+    () => {
+        if !require_engine() {
+            return;
+        }
+    };
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// Writes the job's script (owned by `owner`) and starts `qdock-starter SCRIPT` for `job`,
+/// letting `tweak` change the command (extra or removed variables) first.
+fn spawn_with(job: &Job, owner: User, tweak: impl FnOnce(&mut Command)) -> Running {
+    write_file(&job.script_path, &job.script, owner.uid, owner.gid, 0o755);
+    let mut command = job.command("qdock-starter", &[job.script_path.clone().into()]);
+    tweak(&mut command);
+    Running::spawn(command, format!("{} (custom)", job.container_name()))
+}
+
+fn run_with(job: &Job, tweak: impl FnOnce(&mut Command)) -> Outcome {
+    spawn_with(job, ROOT, tweak).wait(DEFAULT_TIMEOUT)
+}
+
+/// The refusal contract: the exit code, exactly one `qdock:` line naming the problem (and
+/// the fix), nothing on stdout and no container.
+fn assert_refused(job: &Job, out: &Outcome, code: i32, needles: &[&str]) {
+    out.assert_code(code);
+    assert_eq!(
+        out.qdock_lines().len(),
+        1,
+        "expected exactly one qdock: line\n{out:?}"
+    );
+    out.assert_qdock_line(needles);
+    assert!(out.stdout.is_empty(), "stdout: {out:?}");
+    job.assert_no_container();
+}
+
+/// `setpriv` as `user` (own group and the per-job group only), then `argv`.
+fn as_user(user: User, argv: &[&str]) -> Command {
+    let mut command = Command::new("/usr/bin/setpriv");
+    command
+        .arg(format!("--reuid={}", user.uid))
+        .arg(format!("--regid={}", user.gid))
+        .arg(format!("--groups={},{JOB_GROUP}", user.gid))
+        .args(["--inh-caps=-all", "--"])
+        .args(argv)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .current_dir("/");
+    command
+}
+
+/// A trusted directory of this job (root-owned, 0755) for configs and sockets.
+fn job_path(job: &Job, name: &str) -> PathBuf {
+    job.dir.join(name)
+}
+
+/// A config in the job's directory, root-owned with `mode`, and `Mode::Root` pointed at it.
+fn root_config(job: Job, name: &str, text: &str, mode: u32) -> (Job, PathBuf) {
+    let path = job_path(&job, name);
+    write_file(&path, text, 0, 0, mode);
+    let job = job.mode(Mode::Root(Some(path.clone())));
+    (job, path)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The door to the engine
+
+#[test]
+fn alice_cannot_reach_the_socket_but_her_job_runs() {
+    require_engine!();
+    let direct = as_user(
+        ALICE,
+        &[
+            "curl",
+            "-sv",
+            "--unix-socket",
+            "/var/run/docker.sock",
+            "http://x/version",
+        ],
+    )
+    .output()
+    .expect("run curl");
+    let stderr = String::from_utf8_lossy(&direct.stderr);
+    assert!(
+        !direct.status.success(),
+        "alice reached the engine: {stderr}"
+    );
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+    assert!(
+        !String::from_utf8_lossy(&direct.stdout).contains("ApiVersion"),
+        "alice got an answer from the engine"
+    );
+
+    let job = Job::new("echo reached");
+    let out = job.run();
+    out.assert_code(0);
+    assert_eq!(out.stdout_text(), "reached\n", "{out:?}");
+    job.assert_no_container();
+}
+
+#[test]
+fn native_job_runs_without_the_docker_group() {
+    require_engine!();
+    let docker = docker_gid().expect("docker group");
+    let job = Job::new(
+        "grep -E '^(Gid|Groups):' /proc/self/status\n\
+         curl -sv --unix-socket /var/run/docker.sock http://x/version 2>&1 | grep -o 'Permission denied' | head -1\n",
+    )
+    .native();
+    let out = job.run();
+    out.assert_code(0);
+    let text = out.stdout_text();
+    let gid_line = text.lines().find(|l| l.starts_with("Gid:")).unwrap_or("");
+    let ids: Vec<u32> = text
+        .lines()
+        .filter(|l| l.starts_with("Gid:") || l.starts_with("Groups:"))
+        .flat_map(|l| l.split_whitespace().skip(1))
+        .map(|n| n.parse().expect("a gid"))
+        .collect();
+    assert!(
+        !ids.contains(&docker),
+        "the native job kept the docker group: {text}"
+    );
+    assert!(
+        gid_line.split_whitespace().skip(1).all(|g| g == "2001"),
+        "{text}"
+    );
+    assert!(text.contains("Permission denied"), "{out:?}");
+}
+
+#[test]
+fn environment_cannot_choose_engine_or_config() {
+    require_engine!();
+    // An evil config alice owns: host network, every capability she could ask for, and a
+    // socket that does not exist (if it were honoured the job could not even start).
+    let evil = PathBuf::from(format!("/tmp/qdock-evil-{}.toml", std::process::id()));
+    write_file(
+        &evil,
+        "[engine]\nsocket = \"/nonexistent/docker.sock\"\n\
+         [container]\nnetwork = \"host\"\ncap_add = [\"SYS_ADMIN\", \"NET_ADMIN\"]\n\
+         [mounts]\nextra = [\"/:/host:rw\"]\n",
+        ALICE.uid,
+        ALICE.gid,
+        0o644,
+    );
+    let job = Job::new(
+        "sleep 1\ngrep CapEff /proc/self/status\nls /sys/class/net\ntest -e /host && echo HOST-MOUNTED\necho end\n",
+    )
+    .env("DOCKER_HOST", "tcp://127.0.0.1:1")
+    .env("DOCKER_TLS_VERIFY", "1")
+    .env("DOCKER_CERT_PATH", "/tmp")
+    .env("QDOCK_CONFIG", &evil.display().to_string());
+    let mut running = job.spawn();
+    wait_until("the container runs", secs(30), || {
+        job.container_running() || running.has_exited()
+    });
+    let network = docker(&[
+        "inspect",
+        "--format",
+        "{{.HostConfig.NetworkMode}} {{.HostConfig.CapAdd}}",
+        &job.container_name(),
+    ]);
+    let out = running.wait(DEFAULT_TIMEOUT);
+    let _ = fs::remove_file(&evil);
+    out.assert_code(0);
+    let text = out.stdout_text();
+    assert!(
+        text.contains("CapEff:\t0000000000000000"),
+        "capabilities: {out:?}"
+    );
+    assert!(!text.contains("docker0"), "host network: {out:?}");
+    assert!(text.contains("eth0"), "not the bridge network: {out:?}");
+    assert!(!text.contains("HOST-MOUNTED"), "{out:?}");
+    assert!(text.ends_with("end\n"), "{out:?}");
+    if network.status.success() {
+        let settings = String::from_utf8_lossy(&network.stdout);
+        assert!(settings.starts_with("bridge"), "{settings}");
+        assert!(!settings.contains("SYS_ADMIN"), "{settings}");
+    }
+    job.assert_no_container();
+}
+
+#[test]
+fn untrusted_configs_are_refused() {
+    require_engine!();
+    // World-writable file in a root-owned directory.
+    let (job, path) = root_config(Job::new("echo ran"), "qdock.toml", "", 0o666);
+    let out = job.run();
+    assert_refused(
+        &job,
+        &out,
+        100,
+        &[&path.display().to_string(), "not trusted", "chmod go-w"],
+    );
+
+    // A trusted-looking file in a group-writable directory.
+    let job = Job::new("echo ran");
+    let dir = job_path(&job, "gw");
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o775)).unwrap();
+    let path = dir.join("qdock.toml");
+    write_file(&path, "", 0, 0, 0o644);
+    let job = job.mode(Mode::Root(Some(path.clone())));
+    let out = job.run();
+    assert_refused(
+        &job,
+        &out,
+        100,
+        &[&path.display().to_string(), "its directory", "chmod go-w"],
+    );
+
+    // Owned by an ordinary user.
+    let job = Job::new("echo ran");
+    let path = job_path(&job, "alice.toml");
+    write_file(&path, "", ALICE.uid, ALICE.gid, 0o644);
+    let job = job.mode(Mode::Root(Some(path.clone())));
+    let out = job.run();
+    assert_refused(
+        &job,
+        &out,
+        100,
+        &[
+            &path.display().to_string(),
+            "owned by uid 2001",
+            "chown root",
+        ],
+    );
+
+    // A symlink, even to a trusted file.
+    let job = Job::new("echo ran");
+    let path = job_path(&job, "link.toml");
+    symlink(SYSTEM_CONFIG, &path).unwrap();
+    let job = job.mode(Mode::Root(Some(path.clone())));
+    let out = job.run();
+    assert_refused(
+        &job,
+        &out,
+        100,
+        &[&path.display().to_string(), "not a regular file"],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inside the container
+
+#[test]
+fn container_is_confined_to_the_callers_identity() {
+    require_engine!();
+    let docker = docker_gid().expect("docker group");
+    let job = Job::new(
+        "echo uid=$(id -u)\n\
+         echo euid-suid=$(/bin/busybox-suid id -u)\n\
+         echo groups=$(id -G)\n\
+         grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status\n\
+         echo tamper >> \"$0\" 2>/dev/null && echo SCRIPT-WRITTEN\n\
+         echo x >> /etc/passwd 2>/dev/null && echo PASSWD-WRITTEN\n\
+         echo end\n",
+    );
+    // The script is alice's own file: only the read-only mount can stop her writing it.
+    let out = spawn_with(&job, ALICE, |_| {}).wait(DEFAULT_TIMEOUT);
+    out.assert_code(0);
+    let text = out.stdout_text();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("no {name} in {out:?}"))
+            .to_string()
+    };
+    assert_eq!(field("uid="), "2001", "{out:?}");
+    assert_eq!(
+        field("euid-suid="),
+        "2001",
+        "a setuid binary in the image gave root: {out:?}"
+    );
+    let groups: Vec<u32> = field("groups=")
+        .split_whitespace()
+        .map(|g| g.parse().unwrap())
+        .collect();
+    assert!(groups.contains(&ALICE.gid), "{groups:?}");
+    assert!(
+        groups.contains(&JOB_GROUP),
+        "per-job group missing: {groups:?}"
+    );
+    assert!(!groups.contains(&docker), "docker group leaked: {groups:?}");
+    assert!(!groups.contains(&0), "root group: {groups:?}");
+    for cap in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
+        assert_eq!(field(cap), "0000000000000000", "{cap} {out:?}");
+    }
+    assert_eq!(field("NoNewPrivs:"), "1", "{out:?}");
+    assert_eq!(field("Seccomp:"), "2", "{out:?}");
+    assert!(!text.contains("WRITTEN"), "{out:?}");
+    assert!(text.ends_with("end\n"), "{out:?}");
+    assert_eq!(
+        fs::read(&job.script_path).unwrap(),
+        job.script,
+        "the job script was changed"
+    );
+    job.assert_no_container();
+}
+
+#[test]
+fn bob_cannot_control_alices_container() {
+    require_engine!();
+    let alice = Job::new("sleep 30");
+    let running = alice.spawn();
+    wait_until("alice's container runs", secs(30), || {
+        alice.container_running()
+    });
+    let bob = Job::new("true").user(BOB);
+    let id = alice.id.to_string();
+    for method in ["qdock-suspend", "qdock-resume", "qdock-terminate"] {
+        let out = bob.run_method(method, &[&id, "0"], secs(20));
+        out.assert_code(100);
+        out.assert_qdock_line(&["belongs to uid 2001", "not to you"]);
+    }
+    assert_eq!(
+        inspect(&alice.container_name(), "{{.State.Status}}"),
+        "running"
+    );
+    let pid = running.pid.to_string();
+    alice
+        .run_method("qdock-terminate", &[&id, "0", &pid], secs(30))
+        .assert_code(0);
+    running.wait(secs(30));
+    alice.assert_no_container();
+}
+
+/// Regression: `qdock-terminate` for a job without a container used to wait for the given
+/// pid and then force-remove the container by name, without checking who owned the one that
+/// had appeared meanwhile. Bob could kill alice's job.
+#[test]
+fn bob_cannot_remove_a_container_that_appears_while_he_terminates() {
+    require_engine!();
+    let alice = Job::new("sleep 30");
+    let bob = Job::new("true").user(BOB);
+    // Bob's own process, which ignores SIGTERM for a while.
+    let mut stubborn = as_user(BOB, &["/bin/sh", "-c", "trap '' TERM; sleep 6"]);
+    stubborn.process_group(0);
+    let mut stubborn = stubborn.spawn().expect("spawn bob's process");
+    let pid = stubborn.id().to_string();
+    let id = alice.id.to_string();
+    let terminate = Running::spawn(
+        bob.command(
+            "qdock-terminate",
+            &[id.clone().into(), "0".into(), pid.into()],
+        ),
+        "bob's qdock-terminate".into(),
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    let running = alice.spawn();
+    wait_until("alice's container runs", secs(30), || {
+        alice.container_running()
+    });
+    let out = terminate.wait(secs(30));
+    let _ = stubborn.wait();
+    assert!(
+        alice.container_running(),
+        "bob's qdock-terminate removed alice's container\n{out:?}"
+    );
+    assert_ne!(out.code(), 0, "{out:?}");
+    let alive = running.pid.to_string();
+    alice
+        .run_method("qdock-terminate", &[&id, "0", &alive], secs(30))
+        .assert_code(0);
+    running.wait(secs(30));
+    alice.assert_no_container();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad input: one qdock: line, the documented exit code, no container
+
+#[test]
+fn bad_images_are_refused() {
+    require_engine!();
+    let long = format!("qdock/{}", "a".repeat(294));
+    let cases: [(&str, &[&str]); 10] = [
+        ("", &["IMAGE", "empty", "run natively"]),
+        ("   ", &["IMAGE", "empty", "run natively"]),
+        (&long, &["longer than 255", "repository:tag"]),
+        (
+            "busybox;reboot",
+            &["not a valid repository name component", "repository:tag"],
+        ),
+        (
+            "qdock/busybox:1;id",
+            &["tag", "not valid", "repository:tag"],
+        ),
+        (
+            "$(id)",
+            &["not a valid repository name component", "repository:tag"],
+        ),
+        ("qdock/busybox 1", &["contains ' '", "repository:tag"]),
+        ("--privileged", &["starts with '-'", "repository:tag"]),
+        ("Qdock/Busybox:1", &["lowercase", "repository:tag"]),
+        ("qdock/busybox:1\n", &["contains '\\n'", "repository:tag"]),
+    ];
+    for (image, needles) in cases {
+        let job = Job::new("echo ran").image(image);
+        let out = job.run();
+        assert_refused(&job, &out, 100, needles);
+    }
+}
+
+#[test]
+fn images_outside_the_allow_list_are_refused() {
+    require_engine!();
+    let config = "[images]\nallow = [\"qdock/*\", \"localhost/*\"]\n";
+    for image in [
+        "evil.example.com/qdock/busybox:1",
+        "busybox:1",
+        // Docker Hub's user "localhost", not the local registry "localhost/…".
+        "docker.io/localhost/evil:1",
+        "docker.io/evil.example.com/x:1",
+    ] {
+        let job = Job::new("echo ran").image(image).with_config(config);
+        let out = job.run();
+        assert_refused(&job, &out, 100, &["not allowed", "images.allow"]);
+    }
+    // The allowed image still runs.
+    let job = Job::new("echo ran").with_config(config);
+    job.run().assert_code(0);
+}
+
+#[test]
+fn digests_are_enforced() {
+    require_engine!();
+    let zeros = format!("qdock/busybox@sha256:{}", "0".repeat(64));
+    let short = "qdock/busybox@sha256:1234";
+    let job = Job::new("echo ran").image(&zeros);
+    let out = job.run();
+    assert_refused(&job, &out, 100, &["not on this host", "docker pull"]);
+
+    let job = Job::new("echo ran").image(short);
+    let out = job.run();
+    assert_refused(&job, &out, 100, &["digest", "sha256:<64"]);
+
+    let job = Job::new("echo ran").with_config("[images]\nrequire_digest = true\n");
+    let out = job.run();
+    assert_refused(
+        &job,
+        &out,
+        100,
+        &["must be requested by digest", "require_digest"],
+    );
+}
+
+#[test]
+fn bad_job_ids_are_refused() {
+    require_engine!();
+    let job = Job::new("echo ran");
+    let out = run_with(&job, |c| {
+        c.env_remove("JOB_ID");
+    });
+    assert_refused(&job, &out, 100, &["JOB_ID is not set"]);
+    for bad in ["12x", "-1", "0", "1 ", "99999999999999999999999"] {
+        let job = Job::new("echo ran").env("JOB_ID", bad);
+        let out = job.run();
+        assert_refused(
+            &job,
+            &out,
+            100,
+            &["is not a positive decimal number", "$job_id"],
+        );
+    }
+    let job = Job::new("echo ran").env("SGE_TASK_ID", "1;id");
+    let out = job.run();
+    assert_refused(&job, &out, 100, &["task id", "$ja_task_id"]);
+    let job = Job::new("echo ran").env("SGE_CELL", "../../x");
+    let out = job.run();
+    assert_refused(&job, &out, 100, &["SGE_CELL", "not a usable cell name"]);
+}
+
+#[test]
+fn config_errors_are_refused() {
+    require_engine!();
+    let cases: [(&str, &str, &[&str]); 4] = [
+        (
+            "nottoml.toml",
+            "this is not toml\n",
+            &["line 1", "qdock.example.toml"],
+        ),
+        (
+            "unknown.toml",
+            "[container]\nbogus = 1\n",
+            &["line 2", "bogus", "qdock.example.toml"],
+        ),
+        (
+            "type.toml",
+            "[engine]\ntimeout_secs = \"ten\"\n",
+            &["engine.timeout_secs", "qdock.example.toml"],
+        ),
+        (
+            "value.toml",
+            "[container]\nnetwork = \"host; rm\"\n",
+            &["container.network", "qdock.example.toml"],
+        ),
+    ];
+    for (name, text, needles) in cases {
+        let (job, path) = root_config(Job::new("echo ran"), name, text, 0o644);
+        let out = job.run();
+        let path = path.display().to_string();
+        let mut all = vec![path.as_str()];
+        all.extend_from_slice(needles);
+        assert_refused(&job, &out, 100, &all);
+    }
+
+    // Missing.
+    let job = Job::new("echo ran");
+    let path = job_path(&job, "absent.toml");
+    let job = job.mode(Mode::Root(Some(path.clone())));
+    let out = job.run();
+    assert_refused(
+        &job,
+        &out,
+        100,
+        &[&path.display().to_string(), "cannot read it", "bin/install"],
+    );
+
+    // Unreadable by the caller (alice, not privileged, so not checked for trust first).
+    let job = Job::new("echo ran");
+    let path = job_path(&job, "secret.toml");
+    write_file(&path, "", 0, 0, 0o600);
+    let job = job.mode(Mode::Config(path.clone()));
+    let out = job.run();
+    assert_refused(
+        &job,
+        &out,
+        100,
+        &[&path.display().to_string(), "Permission denied"],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The engine's failures: 99, the job is requeued
+
+#[test]
+fn missing_socket_requeues() {
+    require_engine!();
+    let job = Job::new("echo ran");
+    let socket = job_path(&job, "absent.sock");
+    let job = job.with_config(&format!("[engine]\nsocket = \"{}\"\n", socket.display()));
+    let out = job.run();
+    assert_refused(
+        &job,
+        &out,
+        99,
+        &[
+            "cannot reach the Docker engine",
+            &socket.display().to_string(),
+        ],
+    );
+}
+
+#[test]
+fn socket_without_permission_requeues() {
+    require_engine!();
+    let job = Job::new("echo ran");
+    let socket = job_path(&job, "root.sock");
+    let _listener = UnixListener::bind(&socket).expect("bind a socket");
+    std::os::unix::fs::chown(&socket, Some(0), Some(0)).unwrap();
+    fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let job = job.with_config(&format!("[engine]\nsocket = \"{}\"\n", socket.display()));
+    let out = job.run();
+    assert_refused(
+        &job,
+        &out,
+        99,
+        &[&socket.display().to_string(), "ermission denied"],
+    );
+}
+
+/// A socket whose server accepts and never answers.
+struct HungEngine {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HungEngine {
+    fn start(path: &Path) -> HungEngine {
+        let listener = UnixListener::bind(path).expect("bind a socket");
+        fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => held.push(stream),
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        HungEngine {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for HungEngine {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn hung_engine_requeues_within_the_timeout() {
+    require_engine!();
+    let job = Job::new("echo ran");
+    let socket = job_path(&job, "hung.sock");
+    let _engine = HungEngine::start(&socket);
+    let job = job.with_config(&format!(
+        "[engine]\nsocket = \"{}\"\ntimeout_secs = 2\n",
+        socket.display()
+    ));
+    let started = Instant::now();
+    let out = job.run();
+    let took = started.elapsed();
+    assert_refused(
+        &job,
+        &out,
+        99,
+        &["did not answer within 2 s", "timeout_secs"],
+    );
+    assert!(took < secs(8), "took {took:?} for a 2 s timeout");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leftovers, odd environments, odd working directories
+
+#[test]
+fn another_users_leftover_is_not_touched() {
+    require_engine!();
+    let job = Job::new("echo ran");
+    let name = job.container_name();
+    docker_text(&[
+        "create",
+        "--name",
+        &name,
+        "--label",
+        "qdock.owner-uid=2002",
+        IMAGE,
+        "true",
+    ]);
+    let id_before = inspect(&name, "{{.Id}}");
+    let out = job.run();
+    out.assert_code(100);
+    assert_eq!(out.qdock_lines().len(), 1, "{out:?}");
+    out.assert_qdock_line(&[&name, "belongs to uid 2002", "qdock gc"]);
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert_eq!(
+        inspect(&name, "{{.Id}}"),
+        id_before,
+        "the leftover was replaced"
+    );
+    assert_eq!(inspect(&name, "{{.State.Status}}"), "created");
+    assert!(remove_container(&name));
+}
+
+#[test]
+fn ten_thousand_variables() {
+    require_engine!();
+    let mut job = Job::new("env | grep -c '^QDOCK_MANY_'\n");
+    for i in 0..10_000 {
+        job = job.env(&format!("QDOCK_MANY_{i}"), &format!("value-{i}"));
+    }
+    let out = job.run();
+    out.assert_code(0);
+    assert_eq!(out.stdout_text(), "10000\n", "{out:?}");
+    job.assert_no_container();
+}
+
+#[test]
+fn non_utf8_values_are_skipped_with_a_warning() {
+    require_engine!();
+    let job = Job::new("echo ok=${QDOCK_GOOD}; echo bad=${QDOCK_BAD_VALUE:-unset}\n");
+    let out = run_with(&job, |c| {
+        c.env("QDOCK_GOOD", "yes");
+        c.env(
+            "QDOCK_BAD_VALUE",
+            OsString::from_vec(vec![b'a', 0xff, 0xfe]),
+        );
+        // A name that would forge a qdock: line if printed raw.
+        c.env("QDOCK_X\nqdock: forged", OsString::from_vec(vec![0xff]));
+    });
+    out.assert_code(0);
+    assert_eq!(out.stdout_text(), "ok=yes\nbad=unset\n", "{out:?}");
+    out.assert_qdock_line(&["QDOCK_BAD_VALUE", "not UTF-8", "QDOCK_X\\nqdock: forged"]);
+    assert!(
+        !out.stderr.lines().any(|l| l.starts_with("qdock: forged")),
+        "{out:?}"
+    );
+    job.assert_no_container();
+}
+
+#[test]
+fn vanished_working_directory_is_refused() {
+    require_engine!();
+    let job = Job::new("echo ran");
+    let gone = job.file("gone");
+    fs::create_dir(&gone).unwrap();
+    let inner = job.command("qdock-starter", &[job.script_path.clone().into()]);
+    write_file(&job.script_path, &job.script, 0, 0, 0o755);
+    // Enter the directory, remove it, then exec the starter (through setpriv) inside it.
+    let mut command = Command::new("/bin/sh");
+    command
+        .args([
+            "-c",
+            "cd \"$1\" && rmdir \"$1\" && shift && exec \"$@\"",
+            "sh",
+        ])
+        .arg(&gone)
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .env_clear()
+        .envs(inner.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .process_group(0);
+    let out =
+        Running::spawn(command, "starter in a removed directory".into()).wait(DEFAULT_TIMEOUT);
+    assert_refused(
+        &job,
+        &out,
+        100,
+        &["working directory is gone", "submit from"],
+    );
+}
+
+/// Regression: the job script (argv[1], any path the caller names) is bind-mounted by the
+/// engine, as root; a file behind a directory the caller may not enter must not become
+/// readable that way.
+#[test]
+fn script_the_caller_cannot_open_is_refused() {
+    require_engine!();
+    let job = Job::new("echo SECRET-READ");
+    let private = job_path(&job, "private");
+    fs::create_dir(&private).unwrap();
+    fs::set_permissions(
+        &private,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let script = private.join("script");
+    write_file(&script, &job.script, 0, 0, 0o755);
+    let command = job.command("qdock-starter", &[script.clone().into()]);
+    let out = Running::spawn(command, "private script".into()).wait(DEFAULT_TIMEOUT);
+    assert!(!out.stdout_text().contains("SECRET-READ"), "{out:?}");
+    assert_refused(
+        &job,
+        &out,
+        100,
+        &[&script.display().to_string(), "job script"],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// User mounts
+
+/// `<job dir>/data` (root-owned) with `x/` (alice's, holding `file`), the only prefix users
+/// may mount from, read-only; `/var/lib/qdock-test/.../data/rw` is writable.
+fn mount_job(script: &str) -> (Job, PathBuf) {
+    let job = Job::new(script);
+    let data = job_path(&job, "data");
+    fs::create_dir(&data).unwrap();
+    let x = data.join("x");
+    fs::create_dir(&x).unwrap();
+    std::os::unix::fs::chown(&x, Some(ALICE.uid), Some(ALICE.gid)).unwrap();
+    write_file(&x.join("file"), "content\n", ALICE.uid, ALICE.gid, 0o644);
+    symlink("/etc", data.join("link")).unwrap();
+    let config = format!("[[mounts.user_allow]]\nprefix = \"{}\"\n", data.display());
+    (job.with_config(&config), data)
+}
+
+#[test]
+fn user_mount_is_read_only_inside() {
+    require_engine!();
+    let (job, data) =
+        mount_job("cat /in/file\ntouch /in/new 2>&1 | grep -o 'Read-only file system'\necho end\n");
+    let job = job.env("QDOCK_MOUNTS", &format!("{}/x:/in:ro", data.display()));
+    let out = job.run();
+    out.assert_code(0);
+    assert_eq!(
+        out.stdout_text(),
+        "content\nRead-only file system\nend\n",
+        "{out:?}"
+    );
+    assert!(!data.join("x/new").exists());
+    job.assert_no_container();
+}
+
+#[test]
+fn bad_user_mounts_are_refused() {
+    require_engine!();
+    let cases: [(&str, &[&str]); 6] = [
+        // A link under the prefix that leads out of it.
+        (
+            "{data}/link:/in:ro",
+            &["not under an allowed prefix", "/etc"],
+        ),
+        ("{data}/x/../../../../etc:/in:ro", &[". or .. components"]),
+        // Read-write under a read-only prefix.
+        (
+            "{data}/x:/in",
+            &["may only be mounted read-only", "add :ro"],
+        ),
+        ("{data}/x:/etc/qdock:ro", &["system directory"]),
+        ("/etc:/in:ro", &["not under an allowed prefix"]),
+        ("relative:/in:ro", &["not an absolute path"]),
+    ];
+    for (request, needles) in cases {
+        let (job, data) = mount_job("echo ran");
+        let request = request.replace("{data}", &data.display().to_string());
+        let job = job.env("QDOCK_MOUNTS", &request);
+        let out = job.run();
+        let mut all = vec!["mount", "refused"];
+        all.extend_from_slice(needles);
+        assert_refused(&job, &out, 100, &all);
+    }
+}
