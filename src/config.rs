@@ -91,7 +91,7 @@ pub struct ContainerConfig {
     pub devices: Vec<String>,
     /// Limit the container to as many CPUs as the job has slots (`NSLOTS`).
     pub cpus_from_slots: bool,
-    /// Maximum number of processes in the container; 0 means no limit.
+    /// Maximum number of processes (threads included) in the container; 0 means no limit.
     pub pids_limit: i64,
 }
 
@@ -105,7 +105,8 @@ impl Default for ContainerConfig {
             seccomp_profile: None,
             devices: Vec::new(),
             cpus_from_slots: true,
-            pids_limit: 0,
+            // A fork bomb in one job must not take the node down.
+            pids_limit: 4096,
         }
     }
 }
