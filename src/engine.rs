@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::time::Duration;
 
-use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
@@ -15,8 +15,10 @@ use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, CreateImageOptions, KillContainerOptions,
     ListContainersOptions, RemoveContainerOptions, StopContainerOptions, WaitContainerOptions,
 };
+use bollard::{ClientVersion, Docker};
 use futures_util::{Stream, StreamExt};
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::UnixStream;
 
 use crate::config::EngineConfig;
 use crate::error::{Error, Result};
@@ -89,25 +91,24 @@ impl Engine {
     /// Connects to the configured socket only: DOCKER_HOST and friends are never consulted.
     pub async fn connect(config: &EngineConfig) -> Result<Engine> {
         let socket = config.socket.display().to_string();
-        let unreachable = |cause: String| Error::EngineUnreachable {
-            socket: socket.clone(),
-            cause,
-        };
-        let docker =
-            Docker::connect_with_unix(&socket, config.timeout_secs, bollard::API_DEFAULT_VERSION)
-                .map_err(|e| unreachable(cause_chain(&e)))?;
-        let engine = Engine {
+        let secs = config.timeout_secs;
+        let version =
+            match tokio::time::timeout(Duration::from_secs(secs), api_version(&socket)).await {
+                Ok(Ok(version)) => version,
+                Ok(Err(cause)) => return Err(Error::EngineUnreachable { socket, cause }),
+                Err(_) => return Err(Error::EngineTimeout { socket, secs }),
+            };
+        let docker = Docker::connect_with_unix(&socket, secs, &version).map_err(|e| {
+            Error::EngineUnreachable {
+                socket: socket.clone(),
+                cause: cause_chain(&e),
+            }
+        })?;
+        Ok(Engine {
             docker,
-            socket: socket.clone(),
-            timeout_secs: config.timeout_secs,
-        };
-        let docker = engine
-            .docker
-            .clone()
-            .negotiate_version()
-            .await
-            .map_err(|e| engine.fail("answer", e))?;
-        Ok(Engine { docker, ..engine })
+            socket,
+            timeout_secs: secs,
+        })
     }
 
     /// Maps a bollard error to the one our callers and users understand.
@@ -190,19 +191,24 @@ impl Engine {
         Ok(())
     }
 
-    pub async fn create(&self, spec: &ContainerSpec) -> Result<()> {
+    /// Creates the container; false when its name is taken (a leftover of an earlier run).
+    pub async fn create(&self, spec: &ContainerSpec) -> Result<bool> {
         let options = CreateContainerOptions {
             name: Some(spec.name.clone()),
             ..Default::default()
         };
-        self.docker
+        match self
+            .docker
             .create_container(Some(options), create_body(spec))
             .await
-            .map(drop)
-            .map_err(|e| {
+        {
+            Ok(_) => Ok(true),
+            Err(e) if conflict(&e, &["already in use"]) => Ok(false),
+            Err(e) => {
                 let action = format!("create container {}", spec.name);
-                self.refused(&action, "check the job's request and the qdock config", e)
-            })
+                Err(self.refused(&action, "check the job's request and the qdock config", e))
+            }
+        }
     }
 
     /// Attaches before start, so not one byte of early output is lost.
@@ -413,6 +419,53 @@ impl Engine {
             })
             .collect())
     }
+}
+
+/// The API version to speak: the engine's, capped at bollard's. Asked with `HEAD /_ping`, as
+/// the docker CLI does: bollard's negotiation uses `GET /version`, for which dockerd runs
+/// `runc --version` and `docker-init --version`, a cost every method would pay (~10 ms).
+/// Never a fixed version: newer engines refuse old API versions.
+async fn api_version(socket: &str) -> std::result::Result<ClientVersion, String> {
+    let mut stream = UnixStream::connect(socket)
+        .await
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(b"HEAD /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 512];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 << 10 {
+        match stream.read(&mut buf).await.map_err(|e| e.to_string())? {
+            0 => break,
+            n => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&head);
+    let server = text
+        .lines()
+        .find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim()
+                .eq_ignore_ascii_case("api-version")
+                .then(|| value.trim())
+        })
+        .and_then(|v| {
+            let (major, minor) = v.split_once('.')?;
+            Some((major.parse::<usize>().ok()?, minor.parse::<usize>().ok()?))
+        })
+        .ok_or_else(|| {
+            format!(
+                "it does not speak the Docker API (answer: {:?})",
+                text.lines().next().unwrap_or("")
+            )
+        })?;
+    let ours = bollard::API_DEFAULT_VERSION;
+    let (major_version, minor_version) = server.min((ours.major_version, ours.minor_version));
+    Ok(ClientVersion {
+        major_version,
+        minor_version,
+    })
 }
 
 /// A 409 from the engine whose message says one of `reasons`.

@@ -67,7 +67,7 @@ fn start(argv: Vec<OsString>) -> Result<u8> {
             prepared = preparing => prepared?,
             n = signals.next_terminate() => return Ok(128 + n as u8),
         };
-        report::info(&format!(
+        let announce = format!(
             "job {} runs {} (image {}{}) as container {}",
             job.key,
             image.reference.familiar(),
@@ -78,8 +78,8 @@ fn start(argv: Vec<OsString>) -> Result<u8> {
                 .map(|d| format!(", digest {d}"))
                 .unwrap_or_default(),
             spec.name
-        ));
-        let outcome = execute(&engine, &spec, &job, &mut signals).await;
+        );
+        let outcome = execute(&engine, &spec, &job, &announce, &mut signals).await;
         // Whatever happened after create, the container goes: no orphans. Only our own:
         // when create lost a race for the name, the container there is someone else's.
         let removed = remove_own(&engine, &spec).await;
@@ -115,7 +115,6 @@ async fn prepare(
     };
     let engine = Engine::connect(&config.engine).await?;
     let image = resolve_image(&engine, &reference, config.images.pull).await?;
-    clear_leftover(&engine, &job.key.container_name()).await?;
     let who = Identity::of_caller();
     let existing = [&job.home, &job.tmpdir]
         .into_iter()
@@ -284,6 +283,7 @@ async fn execute(
     engine: &Engine,
     spec: &ContainerSpec,
     job: &JobContext,
+    announce: &str,
     signals: &mut Signals,
 ) -> Result<u8> {
     let script = if spec.stdin_script {
@@ -295,7 +295,19 @@ async fn execute(
         None
     };
     let setup = async {
-        engine.create(spec).await?;
+        // The common case needs no look-up first: only a taken name means a leftover.
+        if !engine.create(spec).await? {
+            clear_leftover(engine, &spec.name).await?;
+            if !engine.create(spec).await? {
+                let problem = "came back while it was being removed".to_string();
+                return Err(Error::Leftover {
+                    name: spec.name.clone(),
+                    problem,
+                });
+            }
+        }
+        // Said once the container exists, so a job refused before has one line only: why.
+        report::info(announce);
         let (output, input) = engine.attach(&spec.name, spec.stdin_script).await?;
         engine.start(&spec.name).await?;
         Ok::<_, Error>((output, input))
@@ -425,6 +437,10 @@ async fn supervise(
         return Ok(128 + n as u8);
     }
     let code = u8::try_from(code).unwrap_or(255);
+    if code == 0 {
+        // Nothing to explain: the look-up below is for failures only.
+        return Ok(0);
+    }
     // The job ran to its end: a failed look-up must not turn it into a requeue (99).
     match engine.inspect(name).await {
         Ok(Some(c)) if c.oom_killed => {
