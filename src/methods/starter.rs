@@ -94,7 +94,7 @@ fn start(argv: Vec<OsString>) -> Result<u8> {
     })
 }
 
-/// Everything before the container exists: checks, engine, image, leftovers, the spec.
+/// Everything before the container exists: checks, engine, image, the spec.
 async fn prepare(
     job: &JobContext,
     config: &Config,
