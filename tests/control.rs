@@ -3,6 +3,7 @@
 //! `qdock-suspend $job_id $ja_task_id $job_pid` with the job's environment, `$job_pid` being
 //! the starter, leader of the job's process group.
 
+#[macro_use]
 mod common;
 
 use std::fs;
@@ -54,6 +55,21 @@ fn method(job: &Job, action: &str, pid: i32) -> Outcome {
         &[&id, "0", &pid],
         METHOD_TIMEOUT,
     )
+}
+
+/// Runs `qdock-terminate` for `job`'s `starter`, which must succeed within `within`.
+fn terminate_within(job: &Job, starter: &Running, within: Duration) -> Outcome {
+    let out = method(job, "terminate", starter.pid);
+    out.assert_code(0);
+    assert!(out.elapsed < within, "terminate took too long\n{out:?}");
+    out
+}
+
+/// Waits for `starter` to end with `code` (at most [`METHOD_TIMEOUT`]) and fails if the
+/// job's container is still there.
+fn assert_ends(job: &Job, starter: Running, code: i32) {
+    starter.wait(METHOD_TIMEOUT).assert_code(code);
+    job.assert_no_container();
 }
 
 fn counter(job: &Job) -> u64 {
@@ -249,9 +265,7 @@ impl Drop for FakeEngine {
 
 #[test]
 fn suspend_pauses_the_container_and_resume_continues_it() {
-    if !require_engine() {
-        return;
-    }
+    require_engine!();
     let job = Job::new(COUNTER);
     let mut starter = job.spawn();
     wait_until("the job counts", START_TIMEOUT, || {
@@ -285,8 +299,7 @@ fn suspend_pauses_the_container_and_resume_continues_it() {
     assert_eq!(state(&job), "running");
 
     method(&job, "terminate", pid).assert_code(0);
-    starter.wait(METHOD_TIMEOUT).assert_code(0);
-    job.assert_no_container();
+    assert_ends(&job, starter, 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -294,59 +307,44 @@ fn suspend_pauses_the_container_and_resume_continues_it() {
 
 #[test]
 fn terminate_lets_the_job_clean_up_within_the_grace_period() {
-    if !require_engine() {
-        return;
-    }
+    require_engine!();
     let job = Job::new(TRAPS_TERM);
     let starter = start(&job, "started");
-    let out = method(&job, "terminate", starter.pid);
-    out.assert_code(0);
     // stop_grace_secs is 10 in /etc/qdock/qdock.toml; the job needs a fraction of a second.
-    assert!(out.elapsed < Duration::from_secs(6), "{out:?}");
-    let ended = starter.wait(METHOD_TIMEOUT);
-    ended.assert_code(0);
+    terminate_within(&job, &starter, Duration::from_secs(6));
+    assert_ends(&job, starter, 0);
     assert_eq!(
         fs::read_to_string(job.file("cleaned")).expect("the job's trap ran"),
         "cleaned up\n"
     );
-    job.assert_no_container();
 }
 
 #[test]
 fn terminate_kills_a_job_that_ignores_sigterm_after_the_grace_period() {
-    if !require_engine() {
-        return;
-    }
+    require_engine!();
     let job = Job::new(IGNORES_TERM).with_config("[container]\nstop_grace_secs = 2\n");
     let starter = start(&job, "started");
-    let out = method(&job, "terminate", starter.pid);
-    out.assert_code(0);
+    let out = terminate_within(&job, &starter, Duration::from_secs(7));
     assert!(
-        out.elapsed >= Duration::from_millis(1900) && out.elapsed < Duration::from_secs(7),
+        out.elapsed >= Duration::from_millis(1900),
         "terminate should take about the 2 s grace period\n{out:?}"
     );
-    starter.wait(METHOD_TIMEOUT).assert_code(137);
-    job.assert_no_container();
+    assert_ends(&job, starter, 137);
 }
 
 #[test]
 fn terminate_of_a_paused_container_unpauses_and_stops_it() {
-    if !require_engine() {
-        return;
-    }
+    require_engine!();
     let job = Job::new(TRAPS_TERM);
     let starter = start(&job, "started");
     method(&job, "suspend", starter.pid).assert_code(0);
     assert_eq!(state(&job), "paused");
-    let out = method(&job, "terminate", starter.pid);
-    out.assert_code(0);
-    assert!(out.elapsed < Duration::from_secs(6), "{out:?}");
-    starter.wait(METHOD_TIMEOUT).assert_code(0);
+    terminate_within(&job, &starter, Duration::from_secs(6));
+    assert_ends(&job, starter, 0);
     assert!(
         job.file("cleaned").exists(),
         "the paused job got no SIGTERM"
     );
-    job.assert_no_container();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -354,9 +352,7 @@ fn terminate_of_a_paused_container_unpauses_and_stops_it() {
 
 #[test]
 fn another_user_cannot_control_the_container() {
-    if !require_engine() {
-        return;
-    }
+    require_engine!();
     let job = Job::new(COUNTER);
     let mut starter = job.spawn();
     wait_until("the job counts", START_TIMEOUT, || {
@@ -391,8 +387,7 @@ fn another_user_cannot_control_the_container() {
     refused("terminate", "paused");
     method(&job, "resume", pid).assert_code(0);
     method(&job, "terminate", pid).assert_code(0);
-    starter.wait(METHOD_TIMEOUT).assert_code(0);
-    job.assert_no_container();
+    assert_ends(&job, starter, 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -400,9 +395,7 @@ fn another_user_cannot_control_the_container() {
 
 #[test]
 fn native_jobs_get_stop_cont_and_kill() {
-    if !require_engine() {
-        return;
-    }
+    require_engine!();
     let job = Job::new("").native();
     let group = sleep_group(ALICE);
     let pgid = group.pid;
@@ -418,7 +411,9 @@ fn native_jobs_get_stop_cont_and_kill() {
         all_in('S')
     });
     method(&job, "terminate", group.pid).assert_code(0);
-    group.wait(Duration::from_secs(5)).assert_code(137);
+    group
+        .wait(Duration::from_secs(5))
+        .assert_killed_by(Signal::SIGKILL);
     wait_until("the whole group is gone", Duration::from_secs(5), || {
         group_members(pgid).is_empty()
             && members
@@ -435,9 +430,7 @@ fn native_jobs_get_stop_cont_and_kill() {
 /// container ever created. The methods themselves reach the real engine.
 #[test]
 fn methods_drive_a_starter_that_has_no_container_yet() {
-    if !require_engine() {
-        return;
-    }
+    require_engine!();
     let job = Job::new("echo ran > ran");
     let hung = FakeEngine::start(job.dir.join("hung.sock"), false);
     let mut job = job.with_config(&hung.config(60));
@@ -463,10 +456,8 @@ fn methods_drive_a_starter_that_has_no_container_yet() {
         proc_state(pid) == Some('T')
     });
 
-    let out = method(&job, "terminate", pid);
-    out.assert_code(0);
     // A starter left stopped would only die of the SIGKILL after the 10 s grace (137).
-    assert!(out.elapsed < Duration::from_secs(5), "{out:?}");
+    terminate_within(&job, &starter, Duration::from_secs(5));
     starter.wait(Duration::from_secs(10)).assert_code(143);
     assert!(!job.file("ran").exists());
     job.assert_no_container();
@@ -477,9 +468,7 @@ fn methods_drive_a_starter_that_has_no_container_yet() {
 
 #[test]
 fn terminate_without_the_engine_kills_the_job_and_leaves_the_container_to_gc() {
-    if !require_engine() {
-        return;
-    }
+    require_engine!();
     let job = Job::new("");
     let config = format!(
         "[engine]\nsocket = \"{}\"\n",
@@ -490,14 +479,14 @@ fn terminate_without_the_engine_kills_the_job_and_leaves_the_container_to_gc() {
     let out = method(&job, "terminate", group.pid);
     out.assert_code(0);
     out.assert_qdock_line(&["qdock gc", &job.container_name()]);
-    group.wait(Duration::from_secs(5)).assert_code(137);
+    group
+        .wait(Duration::from_secs(5))
+        .assert_killed_by(Signal::SIGKILL);
 }
 
 #[test]
 fn terminate_kills_the_job_when_the_engine_hangs_half_way() {
-    if !require_engine() {
-        return;
-    }
+    require_engine!();
     let job = Job::new("");
     // Answers the version negotiation, then never answers the container look-up.
     let engine = FakeEngine::start(job.dir.join("half.sock"), true);
@@ -507,7 +496,9 @@ fn terminate_kills_the_job_when_the_engine_hangs_half_way() {
     out.assert_code(0);
     out.assert_qdock_line(&["did not answer within 1 s"]);
     out.assert_qdock_line(&["qdock gc", &job.container_name()]);
-    group.wait(Duration::from_secs(5)).assert_code(137);
+    group
+        .wait(Duration::from_secs(5))
+        .assert_killed_by(Signal::SIGKILL);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -515,9 +506,7 @@ fn terminate_kills_the_job_when_the_engine_hangs_half_way() {
 
 #[test]
 fn gc_removes_only_containers_whose_starter_is_gone() {
-    if !require_engine() {
-        return;
-    }
+    require_engine!();
     let orphan = Job::new(TRAPS_TERM);
     let live = Job::new(TRAPS_TERM);
     let orphan_starter = start(&orphan, "started");
@@ -525,7 +514,7 @@ fn gc_removes_only_containers_whose_starter_is_gone() {
     orphan_starter.signal(Signal::SIGKILL);
     orphan_starter
         .wait(Duration::from_secs(10))
-        .assert_code(137);
+        .assert_killed_by(Signal::SIGKILL);
     assert!(
         orphan.container_running(),
         "the container should outlive its starter"
@@ -557,15 +546,12 @@ fn gc_removes_only_containers_whose_starter_is_gone() {
     );
 
     method(&live, "terminate", live_starter.pid).assert_code(0);
-    live_starter.wait(METHOD_TIMEOUT).assert_code(0);
-    live.assert_no_container();
+    assert_ends(&live, live_starter, 0);
 }
 
 #[test]
 fn gc_is_refused_to_ordinary_users() {
-    if !require_engine() {
-        return;
-    }
+    require_engine!();
     let job = Job::new("").native();
     let out = job.run_method("qdock", &["gc"], METHOD_TIMEOUT);
     out.assert_code(100);
@@ -575,9 +561,7 @@ fn gc_is_refused_to_ordinary_users() {
 
 #[test]
 fn gc_with_an_unreachable_engine_fails() {
-    if !require_engine() {
-        return;
-    }
+    require_engine!();
     let admin = Job::new("").native().mode(Mode::Root(None));
     let missing = admin.dir.join("missing.sock");
     let config = admin.write_config(&format!("[engine]\nsocket = \"{}\"\n", missing.display()));

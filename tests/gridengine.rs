@@ -238,24 +238,24 @@ impl Acct {
         self.0.get(key).map_or("", String::as_str)
     }
 
-    /// `exit_status` without its "(Terminated)" note.
-    fn exit_status(&self) -> i32 {
-        let value = self.get("exit_status");
+    /// The number that starts `key`'s value (a note such as "(Terminated)" may follow).
+    fn number(&self, key: &str) -> i32 {
+        let value = self.get(key);
         value
             .split_whitespace()
             .next()
             .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("exit_status {value:?} in {self:?}"))
+            .unwrap_or_else(|| panic!("{key} {value:?} in {self:?}"))
+    }
+
+    /// `exit_status` without its "(Terminated)" note.
+    fn exit_status(&self) -> i32 {
+        self.number("exit_status")
     }
 
     /// `failed`'s number (0: the job ran; 25: rescheduled; 37: a limit was enforced ...).
     fn failed(&self) -> i32 {
-        let value = self.get("failed");
-        value
-            .split_whitespace()
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("failed {value:?} in {self:?}"))
+        self.number("failed")
     }
 
     fn wallclock_secs(&self) -> f64 {
@@ -366,6 +366,14 @@ impl Case {
 
     fn qsub(&self, args: &[&str]) -> u32 {
         self.qsub_in(&self.dir, args)
+    }
+
+    /// `qsub -terse -v IMAGE=<image> -cwd ARGS` as alice in the test's directory.
+    fn qsub_image(&self, image: &str, args: &[&str]) -> u32 {
+        let image = format!("IMAGE={image}");
+        let mut all = vec!["-v", &image, "-cwd"];
+        all.extend_from_slice(args);
+        self.qsub(&all)
     }
 
     /// A Grid Engine client as alice; panics when it fails.
@@ -580,9 +588,8 @@ fn container_job_output_exit_status_and_ownership() {
          echo written >written.txt\n",
     );
     case.script("fail.sh", "echo failing >&2\nexit 3\n");
-    let image = format!("IMAGE={IMAGE}");
-    let ok = case.qsub(&["-v", &image, "-cwd", "ok.sh"]);
-    let failing = case.qsub(&["-v", &image, "-cwd", "fail.sh"]);
+    let ok = case.qsub_image(IMAGE, &["ok.sh"]);
+    let failing = case.qsub_image(IMAGE, &["fail.sh"]);
 
     let acct = case.wait_done(ok, 1);
     assert_eq!(acct[0].exit_status(), 0, "{acct:?}");
@@ -670,8 +677,7 @@ fn array_job_runs_each_task_in_its_own_container() {
         "task.sh",
         "echo \"task $SGE_TASK_ID\"\ncat /qdock-image-marker\n",
     );
-    let image = format!("IMAGE={IMAGE}");
-    let job = case.qsub(&["-v", &image, "-cwd", "-t", "1-3", "-N", "arr", "task.sh"]);
+    let job = case.qsub_image(IMAGE, &["-t", "1-3", "-N", "arr", "task.sh"]);
     let acct = case.wait_done(job, 3);
     let mut tasks: Vec<&str> = acct.iter().map(|a| a.get("taskid")).collect();
     tasks.sort();
@@ -737,8 +743,7 @@ fn suspend_pauses_the_container_and_resume_continues() {
         "count.sh",
         &format!("i=0\nwhile [ $i -lt {count} ]; do i=$((i+1)); echo $i; sleep 1; done\n"),
     );
-    let image = format!("IMAGE={IMAGE}");
-    let job = case.qsub(&["-v", &image, "-cwd", "-N", "count", "count.sh"]);
+    let job = case.qsub_image(IMAGE, &["-N", "count", "count.sh"]);
     let name = container_name(job, 0);
     let out = case.path(&format!("count.o{job}"));
     case.wait_for_container(job, 0, "running");
@@ -777,9 +782,8 @@ fn qdel_stops_running_and_suspended_containers() {
     require_cell!();
     let case = Case::new("qdel");
     case.script("long.sh", "echo started\nsleep 300\necho not-reached\n");
-    let image = format!("IMAGE={IMAGE}");
-    let running = case.qsub(&["-v", &image, "-cwd", "-N", "del-run", "long.sh"]);
-    let suspended = case.qsub(&["-v", &image, "-cwd", "-N", "del-susp", "long.sh"]);
+    let running = case.qsub_image(IMAGE, &["-N", "del-run", "long.sh"]);
+    let suspended = case.qsub_image(IMAGE, &["-N", "del-susp", "long.sh"]);
     case.wait_for_container(running, 0, "running");
     case.wait_for_container(suspended, 0, "running");
     case.client("qmod", &["-sj", &suspended.to_string()]);
@@ -810,8 +814,7 @@ fn missing_image_puts_the_job_in_error_state() {
     let case = Case::new("no-image");
     case.script("never.sh", "echo must-not-run\n");
     let absent = "qdock/absent-e2e:404";
-    let image = format!("IMAGE={absent}");
-    let job = case.qsub(&["-v", &image, "-cwd", "never.sh"]);
+    let job = case.qsub_image(absent, &["never.sh"]);
     wait_until(&format!("job {job} in Eqw"), JOB_TIMEOUT, || {
         case.states(job).iter().any(|s| s.contains('E'))
     });
@@ -841,8 +844,7 @@ fn h_rt_exceeded_stops_and_removes_the_container() {
     require_cell!();
     let case = Case::new("h-rt");
     case.script("long.sh", "echo started\nsleep 60\necho not-reached\n");
-    let image = format!("IMAGE={IMAGE}");
-    let job = case.qsub(&["-v", &image, "-cwd", "-l", "h_rt=0:0:5", "long.sh"]);
+    let job = case.qsub_image(IMAGE, &["-l", "h_rt=0:0:5", "long.sh"]);
     case.wait_for_container(job, 0, "running");
     let limit = Duration::from_secs(5) + stop_grace() + Duration::from_secs(10);
     wait_until(&format!("container of job {job} gone"), limit, || {
@@ -935,7 +937,6 @@ fn unreachable_engine_requeues_the_job() {
     require_cell!();
     let case = Case::exclusive("unreachable");
     case.script("marker.sh", "cat /qdock-image-marker\n");
-    let image = format!("IMAGE={IMAGE}");
     // The socket stays away from submission until the first attempt failed: wait for a free
     // slot first (other users of the cell), so that this window lasts a second or two.
     wait_until("a free slot", JOB_TIMEOUT, || {
@@ -944,7 +945,7 @@ fn unreachable_engine_requeues_the_job() {
     });
     // Away before the submission: the job cannot start before the engine is gone.
     let away = SocketAway::new();
-    let job = case.qsub(&["-v", &image, "-cwd", "marker.sh"]);
+    let job = case.qsub_image(IMAGE, &["marker.sh"]);
     let mut first = Vec::new();
     let took = wait_until(
         &format!("a first attempt of job {job} without the engine"),

@@ -1,6 +1,7 @@
 //! Image pull policies against a real registry: Debian's docker-registry on 127.0.0.1, which
 //! the engine treats as an insecure (plain HTTP) registry already.
 
+#[macro_use]
 mod common;
 
 use std::net::TcpListener;
@@ -73,9 +74,7 @@ fn job(policy: &str, image: &str) -> Job {
 
 #[test]
 fn pull_policies_against_a_real_registry() {
-    if !require_engine() {
-        return;
-    }
+    require_engine!();
     let mut registry = Registry::start();
     let repo = format!("{}/qdock/pulltest", registry.addr);
     let reference = format!("{repo}:{}", std::process::id());

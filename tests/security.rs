@@ -3,6 +3,7 @@
 //! the config or the engine, containers are confined to the caller's identity, and every bad
 //! input is refused with one `qdock:` line, the documented exit code and no container.
 
+#[macro_use]
 mod common;
 
 use std::ffi::OsString;
@@ -19,14 +20,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-macro_rules! require_engine {
-    () => {
-        if !require_engine() {
-            return;
-        }
-    };
-}
-
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
@@ -42,20 +35,6 @@ fn spawn_with(job: &Job, owner: User, tweak: impl FnOnce(&mut Command)) -> Runni
 
 fn run_with(job: &Job, tweak: impl FnOnce(&mut Command)) -> Outcome {
     spawn_with(job, ROOT, tweak).wait(DEFAULT_TIMEOUT)
-}
-
-/// The refusal contract: the exit code, exactly one `qdock:` line naming the problem (and
-/// the fix), nothing on stdout and no container.
-fn assert_refused(job: &Job, out: &Outcome, code: i32, needles: &[&str]) {
-    out.assert_code(code);
-    assert_eq!(
-        out.qdock_lines().len(),
-        1,
-        "expected exactly one qdock: line\n{out:?}"
-    );
-    out.assert_qdock_line(needles);
-    assert!(out.stdout.is_empty(), "stdout: {out:?}");
-    job.assert_no_container();
 }
 
 /// `setpriv` as `user` (own group and the per-job group only), then `argv`.
@@ -78,12 +57,26 @@ fn job_path(job: &Job, name: &str) -> PathBuf {
     job.dir.join(name)
 }
 
-/// A config in the job's directory, root-owned with `mode`, and `Mode::Root` pointed at it.
-fn root_config(job: Job, name: &str, text: &str, mode: u32) -> (Job, PathBuf) {
-    let path = job_path(&job, name);
-    write_file(&path, text, 0, 0, mode);
-    let job = job.mode(Mode::Root(Some(path.clone())));
-    (job, path)
+/// Runs `job` as root with `QDOCK_CONFIG=path` and fails unless it is refused (exit 100)
+/// with a `qdock:` line naming `path` and holding every one of `needles`.
+fn config_refused(job: Job, path: &Path, needles: &[&str]) {
+    let job = job.mode(Mode::Root(Some(path.to_path_buf())));
+    let path = path.display().to_string();
+    let mut all = vec![path.as_str()];
+    all.extend_from_slice(needles);
+    job.expect_refusal(100, &all);
+}
+
+/// Ends alice's `running` job the way its queue does (`qdock-terminate` as alice, at most
+/// 30 s) and fails unless that succeeds and leaves no container.
+fn terminate_alices_job(alice: &Job, running: Running) {
+    let id = alice.id.to_string();
+    let pid = running.pid.to_string();
+    alice
+        .run_method("qdock-terminate", &[&id, "0", &pid], secs(30))
+        .assert_code(0);
+    running.wait(secs(30));
+    alice.assert_no_container();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -115,11 +108,7 @@ fn alice_cannot_reach_the_socket_but_her_job_runs() {
         "alice got an answer from the engine"
     );
 
-    let job = Job::new("echo reached");
-    let out = job.run();
-    out.assert_code(0);
-    assert_eq!(out.stdout_text(), "reached\n", "{out:?}");
-    job.assert_no_container();
+    Job::new("echo reached").expect(0, "reached\n");
 }
 
 #[test]
@@ -208,14 +197,10 @@ fn environment_cannot_choose_engine_or_config() {
 fn untrusted_configs_are_refused() {
     require_engine!();
     // World-writable file in a root-owned directory.
-    let (job, path) = root_config(Job::new("echo ran"), "qdock.toml", "", 0o666);
-    let out = job.run();
-    assert_refused(
-        &job,
-        &out,
-        100,
-        &[&path.display().to_string(), "not trusted", "chmod go-w"],
-    );
+    let job = Job::new("echo ran");
+    let path = job_path(&job, "qdock.toml");
+    write_file(&path, "", 0, 0, 0o666);
+    config_refused(job, &path, &["not trusted", "chmod go-w"]);
 
     // A trusted-looking file in a group-writable directory.
     let job = Job::new("echo ran");
@@ -224,44 +209,19 @@ fn untrusted_configs_are_refused() {
     fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o775)).unwrap();
     let path = dir.join("qdock.toml");
     write_file(&path, "", 0, 0, 0o644);
-    let job = job.mode(Mode::Root(Some(path.clone())));
-    let out = job.run();
-    assert_refused(
-        &job,
-        &out,
-        100,
-        &[&path.display().to_string(), "its directory", "chmod go-w"],
-    );
+    config_refused(job, &path, &["its directory", "chmod go-w"]);
 
     // Owned by an ordinary user.
     let job = Job::new("echo ran");
     let path = job_path(&job, "alice.toml");
     write_file(&path, "", ALICE.uid, ALICE.gid, 0o644);
-    let job = job.mode(Mode::Root(Some(path.clone())));
-    let out = job.run();
-    assert_refused(
-        &job,
-        &out,
-        100,
-        &[
-            &path.display().to_string(),
-            "owned by uid 2001",
-            "chown root",
-        ],
-    );
+    config_refused(job, &path, &["owned by uid 2001", "chown root"]);
 
     // A symlink, even to a trusted file.
     let job = Job::new("echo ran");
     let path = job_path(&job, "link.toml");
     symlink(SYSTEM_CONFIG, &path).unwrap();
-    let job = job.mode(Mode::Root(Some(path.clone())));
-    let out = job.run();
-    assert_refused(
-        &job,
-        &out,
-        100,
-        &[&path.display().to_string(), "not a regular file"],
-    );
+    config_refused(job, &path, &["not a regular file"]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -342,12 +302,7 @@ fn bob_cannot_control_alices_container() {
         inspect(&alice.container_name(), "{{.State.Status}}"),
         "running"
     );
-    let pid = running.pid.to_string();
-    alice
-        .run_method("qdock-terminate", &[&id, "0", &pid], secs(30))
-        .assert_code(0);
-    running.wait(secs(30));
-    alice.assert_no_container();
+    terminate_alices_job(&alice, running);
 }
 
 /// Regression: `qdock-terminate` for a job without a container used to wait for the given
@@ -383,12 +338,7 @@ fn bob_cannot_remove_a_container_that_appears_while_he_terminates() {
         "bob's qdock-terminate removed alice's container\n{out:?}"
     );
     assert_ne!(out.code(), 0, "{out:?}");
-    let alive = running.pid.to_string();
-    alice
-        .run_method("qdock-terminate", &[&id, "0", &alive], secs(30))
-        .assert_code(0);
-    running.wait(secs(30));
-    alice.assert_no_container();
+    terminate_alices_job(&alice, running);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -420,9 +370,9 @@ fn bad_images_are_refused() {
         ("qdock/busybox:1\n", &["contains '\\n'", "repository:tag"]),
     ];
     for (image, needles) in cases {
-        let job = Job::new("echo ran").image(image);
-        let out = job.run();
-        assert_refused(&job, &out, 100, needles);
+        Job::new("echo ran")
+            .image(image)
+            .expect_refusal(100, needles);
     }
 }
 
@@ -437,13 +387,16 @@ fn images_outside_the_allow_list_are_refused() {
         "docker.io/localhost/evil:1",
         "docker.io/evil.example.com/x:1",
     ] {
-        let job = Job::new("echo ran").image(image).with_config(config);
-        let out = job.run();
-        assert_refused(&job, &out, 100, &["not allowed", "images.allow"]);
+        Job::new("echo ran")
+            .image(image)
+            .with_config(config)
+            .expect_refusal(100, &["not allowed", "images.allow"]);
     }
     // The allowed image still runs.
-    let job = Job::new("echo ran").with_config(config);
-    job.run().assert_code(0);
+    Job::new("echo ran")
+        .with_config(config)
+        .run()
+        .assert_code(0);
 }
 
 #[test]
@@ -451,22 +404,15 @@ fn digests_are_enforced() {
     require_engine!();
     let zeros = format!("qdock/busybox@sha256:{}", "0".repeat(64));
     let short = "qdock/busybox@sha256:1234";
-    let job = Job::new("echo ran").image(&zeros);
-    let out = job.run();
-    assert_refused(&job, &out, 100, &["not on this host", "docker pull"]);
-
-    let job = Job::new("echo ran").image(short);
-    let out = job.run();
-    assert_refused(&job, &out, 100, &["digest", "sha256:<64"]);
-
-    let job = Job::new("echo ran").with_config("[images]\nrequire_digest = true\n");
-    let out = job.run();
-    assert_refused(
-        &job,
-        &out,
-        100,
-        &["must be requested by digest", "require_digest"],
-    );
+    Job::new("echo ran")
+        .image(&zeros)
+        .expect_refusal(100, &["not on this host", "docker pull"]);
+    Job::new("echo ran")
+        .image(short)
+        .expect_refusal(100, &["digest", "sha256:<64"]);
+    Job::new("echo ran")
+        .with_config("[images]\nrequire_digest = true\n")
+        .expect_refusal(100, &["must be requested by digest", "require_digest"]);
 }
 
 #[test]
@@ -476,23 +422,18 @@ fn bad_job_ids_are_refused() {
     let out = run_with(&job, |c| {
         c.env_remove("JOB_ID");
     });
-    assert_refused(&job, &out, 100, &["JOB_ID is not set"]);
+    job.assert_refused(&out, 100, &["JOB_ID is not set"]);
     for bad in ["12x", "-1", "0", "1 ", "99999999999999999999999"] {
-        let job = Job::new("echo ran").env("JOB_ID", bad);
-        let out = job.run();
-        assert_refused(
-            &job,
-            &out,
-            100,
-            &["is not a positive decimal number", "$job_id"],
-        );
+        Job::new("echo ran")
+            .env("JOB_ID", bad)
+            .expect_refusal(100, &["is not a positive decimal number", "$job_id"]);
     }
-    let job = Job::new("echo ran").env("SGE_TASK_ID", "1;id");
-    let out = job.run();
-    assert_refused(&job, &out, 100, &["task id", "$ja_task_id"]);
-    let job = Job::new("echo ran").env("SGE_CELL", "../../x");
-    let out = job.run();
-    assert_refused(&job, &out, 100, &["SGE_CELL", "not a usable cell name"]);
+    Job::new("echo ran")
+        .env("SGE_TASK_ID", "1;id")
+        .expect_refusal(100, &["task id", "$ja_task_id"]);
+    Job::new("echo ran")
+        .env("SGE_CELL", "../../x")
+        .expect_refusal(100, &["SGE_CELL", "not a usable cell name"]);
 }
 
 #[test]
@@ -521,38 +462,23 @@ fn config_errors_are_refused() {
         ),
     ];
     for (name, text, needles) in cases {
-        let (job, path) = root_config(Job::new("echo ran"), name, text, 0o644);
-        let out = job.run();
-        let path = path.display().to_string();
-        let mut all = vec![path.as_str()];
-        all.extend_from_slice(needles);
-        assert_refused(&job, &out, 100, &all);
+        let job = Job::new("echo ran");
+        let path = job_path(&job, name);
+        write_file(&path, text, 0, 0, 0o644);
+        config_refused(job, &path, needles);
     }
 
     // Missing.
     let job = Job::new("echo ran");
     let path = job_path(&job, "absent.toml");
-    let job = job.mode(Mode::Root(Some(path.clone())));
-    let out = job.run();
-    assert_refused(
-        &job,
-        &out,
-        100,
-        &[&path.display().to_string(), "cannot read it", "bin/install"],
-    );
+    config_refused(job, &path, &["cannot read it", "bin/install"]);
 
     // Unreadable by the caller (alice, not privileged, so not checked for trust first).
     let job = Job::new("echo ran");
     let path = job_path(&job, "secret.toml");
     write_file(&path, "", 0, 0, 0o600);
-    let job = job.mode(Mode::Config(path.clone()));
-    let out = job.run();
-    assert_refused(
-        &job,
-        &out,
-        100,
-        &[&path.display().to_string(), "Permission denied"],
-    );
+    job.mode(Mode::Config(path.clone()))
+        .expect_refusal(100, &[&path.display().to_string(), "Permission denied"]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -563,17 +489,14 @@ fn missing_socket_requeues() {
     require_engine!();
     let job = Job::new("echo ran");
     let socket = job_path(&job, "absent.sock");
-    let job = job.with_config(&format!("[engine]\nsocket = \"{}\"\n", socket.display()));
-    let out = job.run();
-    assert_refused(
-        &job,
-        &out,
-        99,
-        &[
-            "cannot reach the Docker engine",
-            &socket.display().to_string(),
-        ],
-    );
+    job.with_config(&format!("[engine]\nsocket = \"{}\"\n", socket.display()))
+        .expect_refusal(
+            99,
+            &[
+                "cannot reach the Docker engine",
+                &socket.display().to_string(),
+            ],
+        );
 }
 
 #[test]
@@ -584,14 +507,8 @@ fn socket_without_permission_requeues() {
     let _listener = UnixListener::bind(&socket).expect("bind a socket");
     std::os::unix::fs::chown(&socket, Some(0), Some(0)).unwrap();
     fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let job = job.with_config(&format!("[engine]\nsocket = \"{}\"\n", socket.display()));
-    let out = job.run();
-    assert_refused(
-        &job,
-        &out,
-        99,
-        &[&socket.display().to_string(), "ermission denied"],
-    );
+    job.with_config(&format!("[engine]\nsocket = \"{}\"\n", socket.display()))
+        .expect_refusal(99, &[&socket.display().to_string(), "ermission denied"]);
 }
 
 /// A socket whose server accepts and never answers.
@@ -643,14 +560,8 @@ fn hung_engine_requeues_within_the_timeout() {
         socket.display()
     ));
     let started = Instant::now();
-    let out = job.run();
+    job.expect_refusal(99, &["did not answer within 2 s", "timeout_secs"]);
     let took = started.elapsed();
-    assert_refused(
-        &job,
-        &out,
-        99,
-        &["did not answer within 2 s", "timeout_secs"],
-    );
     assert!(took < secs(8), "took {took:?} for a 2 s timeout");
 }
 
@@ -661,16 +572,7 @@ fn hung_engine_requeues_within_the_timeout() {
 fn another_users_leftover_is_not_touched() {
     require_engine!();
     let job = Job::new("echo ran");
-    let name = job.container_name();
-    docker_text(&[
-        "create",
-        "--name",
-        &name,
-        "--label",
-        "qdock.owner-uid=2002",
-        IMAGE,
-        "true",
-    ]);
+    let name = job.create_leftover(BOB, &[]);
     let id_before = inspect(&name, "{{.Id}}");
     let out = job.run();
     out.assert_code(100);
@@ -693,10 +595,7 @@ fn ten_thousand_variables() {
     for i in 0..10_000 {
         job = job.env(&format!("QDOCK_MANY_{i}"), &format!("value-{i}"));
     }
-    let out = job.run();
-    out.assert_code(0);
-    assert_eq!(out.stdout_text(), "10000\n", "{out:?}");
-    job.assert_no_container();
+    job.expect(0, "10000\n");
 }
 
 #[test]
@@ -712,8 +611,7 @@ fn non_utf8_values_are_skipped_with_a_warning() {
         // A name that would forge a qdock: line if printed raw.
         c.env("QDOCK_X\nqdock: forged", OsString::from_vec(vec![0xff]));
     });
-    out.assert_code(0);
-    assert_eq!(out.stdout_text(), "ok=yes\nbad=unset\n", "{out:?}");
+    out.assert_code(0).assert_stdout("ok=yes\nbad=unset\n");
     out.assert_qdock_line(&["QDOCK_BAD_VALUE", "not UTF-8", "QDOCK_X\\nqdock: forged"]);
     assert!(
         !out.stderr.lines().any(|l| l.starts_with("qdock: forged")),
@@ -746,12 +644,7 @@ fn vanished_working_directory_is_refused() {
         .process_group(0);
     let out =
         Running::spawn(command, "starter in a removed directory".into()).wait(DEFAULT_TIMEOUT);
-    assert_refused(
-        &job,
-        &out,
-        100,
-        &["working directory is gone", "submit from"],
-    );
+    job.assert_refused(&out, 100, &["working directory is gone", "submit from"]);
 }
 
 /// Regression: the job script (argv[1], any path the caller names) is bind-mounted by the
@@ -773,12 +666,7 @@ fn script_the_caller_cannot_open_is_refused() {
     let command = job.command("qdock-starter", &[script.clone().into()]);
     let out = Running::spawn(command, "private script".into()).wait(DEFAULT_TIMEOUT);
     assert!(!out.stdout_text().contains("SECRET-READ"), "{out:?}");
-    assert_refused(
-        &job,
-        &out,
-        100,
-        &[&script.display().to_string(), "job script"],
-    );
+    job.assert_refused(&out, 100, &[&script.display().to_string(), "job script"]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -804,16 +692,9 @@ fn user_mount_is_read_only_inside() {
     require_engine!();
     let (job, data) =
         mount_job("cat /in/file\ntouch /in/new 2>&1 | grep -o 'Read-only file system'\necho end\n");
-    let job = job.env("QDOCK_MOUNTS", &format!("{}/x:/in:ro", data.display()));
-    let out = job.run();
-    out.assert_code(0);
-    assert_eq!(
-        out.stdout_text(),
-        "content\nRead-only file system\nend\n",
-        "{out:?}"
-    );
+    job.env("QDOCK_MOUNTS", &format!("{}/x:/in:ro", data.display()))
+        .expect(0, "content\nRead-only file system\nend\n");
     assert!(!data.join("x/new").exists());
-    job.assert_no_container();
 }
 
 #[test]
@@ -838,10 +719,8 @@ fn bad_user_mounts_are_refused() {
     for (request, needles) in cases {
         let (job, data) = mount_job("echo ran");
         let request = request.replace("{data}", &data.display().to_string());
-        let job = job.env("QDOCK_MOUNTS", &request);
-        let out = job.run();
         let mut all = vec!["mount", "refused"];
         all.extend_from_slice(needles);
-        assert_refused(&job, &out, 100, &all);
+        job.env("QDOCK_MOUNTS", &request).expect_refusal(100, &all);
     }
 }

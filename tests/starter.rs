@@ -1,21 +1,13 @@
 //! `qdock-starter` against the real Docker engine, run as an ordinary user the way Grid
 //! Engine's execd runs a starter_method (see tests/common/mod.rs for the harness).
 
+#[macro_use]
 mod common;
 
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// Skips (or under CI fails) a test that cannot reach the engine.
-macro_rules! require_engine {
-    () => {
-        if !require_engine() {
-            return;
-        }
-    };
-}
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
@@ -25,6 +17,23 @@ fn lines(out: &Outcome) -> Vec<String> {
     out.stdout_text().lines().map(str::to_string).collect()
 }
 
+/// Starts `job`, waits until its script touched `started`, sends SIGTERM to the starter and
+/// waits for its end, which must be exit 143 and no container. Returns the outcome and how
+/// long the starter took after the signal.
+fn sigterm_once_started(job: &Job) -> (Outcome, Duration) {
+    let mut running = job.spawn();
+    running.wait_until("the job started", secs(30), |_| {
+        job.file("started").exists()
+    });
+    let sent = Instant::now();
+    running.signal(Signal::SIGTERM);
+    let out = running.wait(secs(30));
+    let took = sent.elapsed();
+    out.assert_code(143);
+    job.assert_no_container();
+    (out, took)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Output
 
@@ -32,22 +41,16 @@ fn lines(out: &Outcome) -> Vec<String> {
 fn stdout_and_stderr_stay_apart() {
     require_engine!();
     let job = Job::new("echo out1\necho err1 >&2\necho out2\necho err2 >&2\n");
-    let out = job.run();
-    out.assert_code(0);
-    assert_eq!(out.stdout_text(), "out1\nout2\n", "{out:?}");
+    let out = job.expect(0, "out1\nout2\n");
     assert_eq!(out.job_stderr(), "err1\nerr2\n", "{out:?}");
-    job.assert_no_container();
 }
 
 #[test]
 fn script_without_trailing_newline() {
     require_engine!();
     // Neither the script file nor its last line of output ends in a newline.
-    let job = Job::new("echo first\nprintf 'last line, no newline'");
-    let out = job.run();
-    out.assert_code(0);
-    assert_eq!(out.stdout_text(), "first\nlast line, no newline", "{out:?}");
-    job.assert_no_container();
+    Job::new("echo first\nprintf 'last line, no newline'")
+        .expect(0, "first\nlast line, no newline");
 }
 
 #[test]
@@ -55,15 +58,13 @@ fn ten_mib_of_output_arrive_intact() {
     require_engine!();
     let size = 10 << 20;
     let job = Job::new(format!("head -c {size} /dev/urandom | tee data.bin\n"));
-    let out = job.run();
-    out.assert_code(0);
+    let out = job.run_ok();
     let copy = std::fs::read(job.file("data.bin")).expect("the job's copy");
     assert_eq!(copy.len(), size);
     assert_eq!(out.stdout.len(), size, "stdout length");
     assert!(out.stdout == copy, "stdout differs from the job's own copy");
     assert_eq!(out.job_stderr(), "", "{out:?}");
     eprintln!("10 MiB job took {:?}", out.elapsed);
-    job.assert_no_container();
 }
 
 #[test]
@@ -72,15 +73,13 @@ fn all_byte_values_pass_unchanged() {
     let job = Job::new("cat bytes.bin\ncat bytes.bin >&2\n");
     let bytes: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
     write_file(&job.file("bytes.bin"), &bytes, ALICE.uid, ALICE.gid, 0o644);
-    let out = job.run();
-    out.assert_code(0);
+    let out = job.run_ok();
     assert_eq!(out.stdout, bytes);
     assert!(
         out.stderr_raw.ends_with(&bytes),
         "stderr does not end with the bytes: {:?}",
         out.stderr_raw
     );
-    job.assert_no_container();
 }
 
 #[test]
@@ -106,8 +105,7 @@ fn partial_line_arrives_while_the_job_runs() {
         shown,
         "the partial line stayed buffered until the job's end\n{out:?}"
     );
-    out.assert_code(0);
-    assert_eq!(out.stdout_text(), "progress 50%\nend\n");
+    out.assert_code(0).assert_stdout("progress 50%\nend\n");
     job.assert_no_container();
 }
 
@@ -117,78 +115,39 @@ fn partial_line_arrives_while_the_job_runs() {
 #[test]
 fn exit_code_zero() {
     require_engine!();
-    let job = Job::new("true\n");
-    job.run().assert_code(0);
-    job.assert_no_container();
+    Job::new("true\n").run_ok();
 }
 
 #[test]
 fn exit_code_42() {
     require_engine!();
-    let job = Job::new("echo before\nexit 42\n");
-    let out = job.run();
-    out.assert_code(42);
-    assert_eq!(out.stdout_text(), "before\n");
-    job.assert_no_container();
+    Job::new("echo before\nexit 42\n").expect(42, "before\n");
 }
 
 #[test]
 fn job_killed_by_sigkill_exits_137() {
     require_engine!();
     // docker-init (tini) is PID 1; the script is its child and may be killed from inside.
-    let job = Job::new("echo before\nkill -9 $$\necho after\n");
-    let out = job.run();
-    out.assert_code(137);
-    assert_eq!(out.stdout_text(), "before\n");
+    let out = Job::new("echo before\nkill -9 $$\necho after\n").expect(137, "before\n");
     assert!(
         !out.stderr.contains("out of memory"),
         "a SIGKILL is not an OOM: {out:?}"
     );
-    job.assert_no_container();
 }
 
 #[test]
 fn job_killed_by_sigterm_exits_143() {
     require_engine!();
-    let job = Job::new("kill -TERM $$\necho after\n");
-    let out = job.run();
-    out.assert_code(143);
-    assert_eq!(out.stdout_text(), "");
-    job.assert_no_container();
+    Job::new("kill -TERM $$\necho after\n").expect(143, "");
 }
 
 #[test]
 fn missing_image_exits_100_naming_it() {
     require_engine!();
-    let job = Job::new("echo never\n").image("qdock/no-such-image:404");
-    let out = job.run();
-    out.assert_code(100);
-    out.assert_qdock_line(&["qdock/no-such-image:404"]);
-    assert_eq!(out.stdout_text(), "");
-    job.assert_no_container();
-}
-
-#[test]
-fn empty_image_exits_100() {
-    require_engine!();
-    let job = Job::new("echo never\n").image("");
-    let out = job.run();
-    out.assert_code(100);
-    out.assert_qdock_line(&["IMAGE", "empty"]);
-    assert_eq!(out.stdout_text(), "");
-    job.assert_no_container();
-}
-
-#[test]
-fn nonexistent_engine_socket_exits_99() {
-    require_engine!();
-    let job = Job::new("echo never\n");
-    let socket = job.dir.join("no-such.sock");
-    let job = job.with_config(&format!("[engine]\nsocket = \"{}\"\n", socket.display()));
-    let out = job.run();
-    out.assert_code(99);
-    out.assert_qdock_line(&[&socket.display().to_string()]);
-    assert_eq!(out.stdout_text(), "");
+    Job::new("echo never\n")
+        .image("qdock/no-such-image:404")
+        .expect(100, "")
+        .assert_qdock_line(&["qdock/no-such-image:404"]);
 }
 
 #[test]
@@ -217,20 +176,6 @@ fn usage_error_without_a_script() {
     out.assert_qdock_line(&["usage"]);
 }
 
-#[test]
-fn untrusted_config_is_refused_as_root() {
-    require_engine!();
-    let job = Job::new("echo never\n");
-    let config = job.write_config("");
-    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o666))
-        .expect("chmod");
-    let job = job.mode(Mode::Root(Some(config)));
-    let out = job.run();
-    out.assert_code(100);
-    out.assert_qdock_line(&["not trusted"]);
-    assert_eq!(out.stdout_text(), "");
-}
-
 // ---------------------------------------------------------------------------------------------
 // Identity and security
 
@@ -238,7 +183,7 @@ fn untrusted_config_is_refused_as_root() {
 fn files_the_job_writes_belong_to_the_user() {
     require_engine!();
     let job = Job::new("echo data > made-by-job\nmkdir made-dir\necho tmp > \"$TMPDIR/t\"\n");
-    job.run().assert_code(0);
+    job.run_ok();
     for path in [
         job.file("made-by-job"),
         job.file("made-dir"),
@@ -252,7 +197,6 @@ fn files_the_job_writes_belong_to_the_user() {
             path.display()
         );
     }
-    job.assert_no_container();
 }
 
 #[test]
@@ -261,8 +205,7 @@ fn installed_job_runs_as_the_user_with_the_job_group() {
     let job = Job::new(
         "cat /etc/os-release | grep '^ID='\nid -u\nid -g\nid -G\ngrep -E '^(CapEff|NoNewPrivs):' /proc/self/status\n",
     );
-    let out = job.run();
-    out.assert_code(0);
+    let out = job.run_ok();
     let lines = lines(&out);
     assert_eq!(lines[0], "ID=qdock-busybox", "{out:?}");
     assert_eq!(lines[1], "2001");
@@ -275,28 +218,20 @@ fn installed_job_runs_as_the_user_with_the_job_group() {
     );
     assert_eq!(lines[4].split_whitespace().nth(1), Some("0000000000000000"));
     assert_eq!(lines[5].split_whitespace().nth(1), Some("1"));
-    job.assert_no_container();
 }
 
 #[test]
 fn setuid_binaries_in_the_image_gain_nothing() {
     require_engine!();
-    let job = Job::new("/bin/busybox-suid id -u\n/bin/busybox-suid id -g\n");
-    let out = job.run();
-    out.assert_code(0);
-    assert_eq!(out.stdout_text(), "2001\n2001\n", "{out:?}");
-    job.assert_no_container();
+    Job::new("/bin/busybox-suid id -u\n/bin/busybox-suid id -g\n").expect(0, "2001\n2001\n");
 }
 
 #[test]
 fn another_user_runs_as_themselves() {
     require_engine!();
     let job = Job::new("id -u\necho x > mine\n").user(BOB);
-    let out = job.run();
-    out.assert_code(0);
-    assert_eq!(out.stdout_text(), "2002\n");
+    job.expect(0, "2002\n");
     assert_eq!(std::fs::metadata(job.file("mine")).unwrap().uid(), BOB.uid);
-    job.assert_no_container();
 }
 
 #[test]
@@ -307,10 +242,7 @@ fn installed_starter_ignores_qdock_config_and_docker_host() {
     let job = job
         .env("QDOCK_CONFIG", &bogus.display().to_string())
         .env("DOCKER_HOST", "tcp://127.0.0.1:9");
-    let out = job.run();
-    out.assert_code(0);
-    assert_eq!(out.stdout_text(), "2001\n");
-    job.assert_no_container();
+    job.expect(0, "2001\n");
 }
 
 #[test]
@@ -326,8 +258,7 @@ fn job_without_image_runs_natively_without_the_docker_group() {
     )
     .native()
     .arg("an argument");
-    let out = job.run();
-    out.assert_code(3);
+    let out = job.run_expecting(3);
     let lines = lines(&out);
     let docker = docker_gid().unwrap().to_string();
     assert_eq!(lines[0], "native", "{out:?}");
@@ -343,7 +274,6 @@ fn job_without_image_runs_natively_without_the_docker_group() {
     assert_eq!(gids, ["2001"; 4], "real, effective, saved, fs gid");
     assert_eq!(lines[5], format!("TMPDIR={}", job.tmpdir.display()));
     assert_eq!(lines[6], "an argument");
-    assert!(!job.container_exists());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -386,8 +316,7 @@ fn array_task_names_the_container_and_labels_it() {
     );
     write_file(&job.file("go"), "", ALICE.uid, ALICE.gid, 0o644);
     let out = running.wait(secs(30));
-    out.assert_code(0);
-    assert_eq!(out.stdout_text(), "task 3 done\n");
+    out.assert_code(0).assert_stdout("task 3 done\n");
     job.assert_no_container();
 }
 
@@ -406,8 +335,7 @@ fn grid_engine_variables_are_visible_inside() {
     .task(5)
     .env("EXTRA", "a value with spaces");
     job.nslots = 2;
-    let out = job.run();
-    out.assert_code(0);
+    let out = job.run_ok();
     let expected = [
         format!("JOB_ID={}", job.id),
         "SGE_TASK_ID=5".into(),
@@ -427,7 +355,6 @@ fn grid_engine_variables_are_visible_inside() {
     assert_ne!(lines[11], "PATH=/usr/local/bin:/usr/bin:/bin");
     assert_eq!(lines[12], "0", "SGE_STARTER_* reached the job");
     assert_eq!(lines[13], "tmpdir-ok");
-    job.assert_no_container();
 }
 
 #[test]
@@ -447,25 +374,19 @@ fn script_arguments_pass_unchanged() {
     for a in args {
         job = job.arg(a);
     }
-    let out = job.run();
-    out.assert_code(0);
     let expected: String = std::iter::once(format!("{}\n", args.len()))
         .chain(args.iter().map(|a| format!("[{a}]\n")))
         .collect();
-    assert_eq!(out.stdout_text(), expected);
-    job.assert_no_container();
+    job.expect(0, &expected);
 }
 
 #[test]
 fn script_from_stdin_start_mode() {
     require_engine!();
-    let job = Job::new("echo from stdin $# \"$1\"\n")
+    Job::new("echo from stdin $# \"$1\"\n")
         .env("SGE_STARTER_SHELL_START_MODE", "script_from_stdin")
-        .arg("x y");
-    let out = job.run();
-    out.assert_code(0);
-    assert_eq!(out.stdout_text(), "from stdin 1 x y\n", "{out:?}");
-    job.assert_no_container();
+        .arg("x y")
+        .expect(0, "from stdin 1 x y\n");
 }
 
 #[test]
@@ -478,11 +399,9 @@ fn big_script_from_stdin_with_much_early_output() {
     script.push_str(&filler.repeat(20_000));
     script.push_str("echo end\n");
     let job = Job::new(script).env("SGE_STARTER_SHELL_START_MODE", "script_from_stdin");
-    let out = job.run();
-    out.assert_code(0);
+    let out = job.run_ok();
     assert_eq!(out.stdout.len(), 5_000_000 + "\nend\n".len(), "{out:?}");
     assert!(out.stdout.ends_with(b"x\nend\n"));
-    job.assert_no_container();
 }
 
 #[test]
@@ -490,11 +409,9 @@ fn script_from_stdin_may_exit_before_reading_it_all() {
     require_engine!();
     let mut script = String::from("echo early\nexit 4\n");
     script.push_str(&format!("# {}\n", "p".repeat(97)).repeat(20_000));
-    let job = Job::new(script).env("SGE_STARTER_SHELL_START_MODE", "script_from_stdin");
-    let out = job.run();
-    out.assert_code(4);
-    assert_eq!(out.stdout_text(), "early\n");
-    job.assert_no_container();
+    Job::new(script)
+        .env("SGE_STARTER_SHELL_START_MODE", "script_from_stdin")
+        .expect(4, "early\n");
 }
 
 #[test]
@@ -504,14 +421,7 @@ fn unix_behavior_start_mode_uses_the_shebang() {
         .env("SGE_STARTER_SHELL_START_MODE", "unix_behavior")
         .env("SGE_STARTER_SHELL_PATH", "/bin/false")
         .arg("y");
-    let out = job.run();
-    out.assert_code(0);
-    assert_eq!(
-        out.stdout_text(),
-        format!("unix {} y\n", job.script_path.display()),
-        "{out:?}"
-    );
-    job.assert_no_container();
+    job.expect(0, &format!("unix {} y\n", job.script_path.display()));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -523,16 +433,7 @@ fn sigterm_to_the_starter_stops_the_job_quickly() {
     let job = Job::new(
         "trap 'echo cleaned up > cleaned; exit 1' TERM\ntouch started\nsleep 300 & wait $!\n",
     );
-    let mut running = job.spawn();
-    running.wait_until("the job started", secs(30), |_| {
-        job.file("started").exists()
-    });
-    let sent = Instant::now();
-    running.signal(Signal::SIGTERM);
-    let out = running.wait(secs(30));
-    let took = sent.elapsed();
-    out.assert_code(143);
-    job.assert_no_container();
+    let (out, took) = sigterm_once_started(&job);
     assert!(
         job.file("cleaned").exists(),
         "the job did not get SIGTERM before it was killed\n{out:?}"
@@ -546,16 +447,7 @@ fn job_ignoring_sigterm_is_killed_after_the_grace() {
     require_engine!();
     let job = Job::new("trap '' TERM\ntouch started\nwhile :; do sleep 1; done\n")
         .with_config("[container]\nstop_grace_secs = 1\n");
-    let mut running = job.spawn();
-    running.wait_until("the job started", secs(30), |_| {
-        job.file("started").exists()
-    });
-    let sent = Instant::now();
-    running.signal(Signal::SIGTERM);
-    let out = running.wait(secs(30));
-    let took = sent.elapsed();
-    out.assert_code(143);
-    job.assert_no_container();
+    let (_, took) = sigterm_once_started(&job);
     eprintln!("SIGTERM (ignored, grace 1 s) to exit: {took:?}");
     assert!(took < secs(6), "took {took:?}");
     // Even right after the start the job gets its grace, not an immediate SIGKILL.
@@ -582,8 +474,7 @@ fn notify_signals_are_forwarded_to_the_job() {
     });
     running.signal_group(Signal::SIGUSR1);
     let out = running.wait(secs(30));
-    out.assert_code(7);
-    assert_eq!(out.stdout_text(), "got USR2\ngot USR1\n");
+    out.assert_code(7).assert_stdout("got USR2\ngot USR1\n");
     job.assert_no_container();
 }
 
@@ -593,57 +484,18 @@ fn notify_signals_are_forwarded_to_the_job() {
 #[test]
 fn job_outlives_the_engine_request_timeout() {
     require_engine!();
-    let job =
-        Job::new("echo start\nsleep 3\necho done\n").with_config("[engine]\ntimeout_secs = 1\n");
-    let out = job.run();
-    out.assert_code(0);
-    assert_eq!(out.stdout_text(), "start\ndone\n", "{out:?}");
-    job.assert_no_container();
+    Job::new("echo start\nsleep 3\necho done\n")
+        .with_config("[engine]\ntimeout_secs = 1\n")
+        .expect(0, "start\ndone\n");
 }
 
 #[test]
 fn leftover_of_the_same_owner_is_replaced() {
     require_engine!();
     let job = Job::new("echo ran\n");
-    let name = job.container_name();
-    docker_text(&[
-        "create",
-        "--name",
-        &name,
-        "--label",
-        "qdock.owner-uid=2001",
-        "--label",
-        &format!("qdock.job-id={}", job.id),
-        IMAGE,
-        "true",
-    ]);
-    let out = job.run();
-    out.assert_code(0);
-    assert_eq!(out.stdout_text(), "ran\n");
-    out.assert_qdock_line(&["left over", &name]);
-    job.assert_no_container();
-}
-
-#[test]
-fn leftover_of_another_owner_is_refused_and_kept() {
-    require_engine!();
-    let job = Job::new("echo never\n");
-    let name = job.container_name();
-    docker_text(&[
-        "create",
-        "--name",
-        &name,
-        "--label",
-        "qdock.owner-uid=2002",
-        IMAGE,
-        "true",
-    ]);
-    let out = job.run();
-    out.assert_code(100);
-    out.assert_qdock_line(&[&name, "2002"]);
-    assert_eq!(out.stdout_text(), "");
-    assert!(job.container_exists(), "bob's container was removed");
-    assert!(remove_container(&name));
+    let name = job.create_leftover(ALICE, &[&format!("qdock.job-id={}", job.id)]);
+    job.expect(0, "ran\n")
+        .assert_qdock_line(&["left over", &name]);
 }
 
 #[test]
@@ -655,23 +507,18 @@ fn h_vmem_limit_becomes_the_memory_limit() {
          head -c 600m /dev/zero | tail > /dev/null\n",
     )
     .rlimit_as(limit);
-    let out = job.run();
-    out.assert_code(137);
+    let out = job.run_expecting(137);
     assert_eq!(lines(&out)[0], limit.to_string(), "{out:?}");
     out.assert_qdock_line(&["out of memory", "256 MiB"]);
-    job.assert_no_container();
 }
 
 #[test]
 fn oom_of_a_child_the_job_survives_keeps_the_jobs_exit_code() {
     require_engine!();
-    let job = Job::new("head -c 600m /dev/zero | tail > /dev/null\necho survived $?\nexit 5\n")
-        .rlimit_as(256 << 20);
-    let out = job.run();
-    out.assert_code(5);
-    assert_eq!(out.stdout_text(), "survived 137\n", "{out:?}");
-    out.assert_qdock_line(&["out of memory"]);
-    job.assert_no_container();
+    Job::new("head -c 600m /dev/zero | tail > /dev/null\necho survived $?\nexit 5\n")
+        .rlimit_as(256 << 20)
+        .expect(5, "survived 137\n")
+        .assert_qdock_line(&["out of memory"]);
 }
 
 #[test]
@@ -698,28 +545,23 @@ fn engine_that_never_answers_exits_99_after_the_timeout() {
 fn shell_missing_from_the_image_is_never_requeued() {
     require_engine!();
     // With docker-init the shell's absence is the job's failure, as natively (127).
-    let job = Job::new("echo never\n").env("SGE_STARTER_SHELL_PATH", "/bin/bash");
-    let out = job.run();
-    out.assert_code(127);
-    assert!(out.stderr.contains("/bin/bash"), "{out:?}");
-    job.assert_no_container();
-    // Without it the engine refuses to start the container: a requeue would loop forever.
-    let job = Job::new("echo never\n")
+    let out = Job::new("echo never\n")
         .env("SGE_STARTER_SHELL_PATH", "/bin/bash")
-        .with_config("[container]\ninit = false\n");
-    let out = job.run();
-    out.assert_code(100);
-    out.assert_qdock_line(&["/bin/bash"]);
-    job.assert_no_container();
+        .run_expecting(127);
+    assert!(out.stderr.contains("/bin/bash"), "{out:?}");
+    // Without it the engine refuses to start the container: a requeue would loop forever.
+    Job::new("echo never\n")
+        .env("SGE_STARTER_SHELL_PATH", "/bin/bash")
+        .with_config("[container]\ninit = false\n")
+        .run_expecting(100)
+        .assert_qdock_line(&["/bin/bash"]);
 }
 
 #[test]
 fn image_outside_the_allow_list_exits_100() {
     require_engine!();
-    let job = Job::new("echo never\n").with_config("[images]\nallow = [\"docker.io/library/*\"]\n");
-    let out = job.run();
-    out.assert_code(100);
-    out.assert_qdock_line(&["qdock/busybox:1", "not allowed"]);
-    assert_eq!(out.stdout_text(), "");
-    job.assert_no_container();
+    Job::new("echo never\n")
+        .with_config("[images]\nallow = [\"docker.io/library/*\"]\n")
+        .expect(100, "")
+        .assert_qdock_line(&["qdock/busybox:1", "not allowed"]);
 }

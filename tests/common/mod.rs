@@ -7,21 +7,21 @@
 //! the engine itself.
 //!
 //! ```ignore
+//! #[macro_use]
 //! mod common;
 //! use common::*;
 //!
 //! #[test]
 //! fn hello() {
-//!     if !require_engine() {
-//!         return;
-//!     }
-//!     let job = Job::new("echo hello");
-//!     let out = job.run();
-//!     out.assert_code(0);
-//!     assert_eq!(out.stdout, b"hello\n");
-//!     job.assert_no_container();
+//!     require_engine!();
+//!     // Exit 0, exactly this stdout, no container left.
+//!     Job::new("echo hello").expect(0, "hello\n");
 //! }
 //! ```
+//!
+//! [`Job::run_ok`], [`Job::run_expecting`] and [`Job::expect`] run a job and check the
+//! usual end (exit code, stdout, no container); [`Job::expect_refusal`] checks the refusal
+//! contract of bad input (one `qdock:` line, the exit code, empty stdout, no container).
 //!
 //! # How a binary is run
 //! - [`Mode::Installed`]: as in production. The cargo-built binaries are copied once per
@@ -73,6 +73,16 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub use nix::sys::signal::Signal;
+
+/// Skips (or under CI fails) a test that cannot reach the engine: `require_engine!();` at
+/// the top of a test (the test file declares `#[macro_use] mod common;`).
+macro_rules! require_engine {
+    () => {
+        if !$crate::common::require_engine() {
+            return;
+        }
+    };
+}
 
 /// The test image: `FROM scratch` + static busybox, with `/qdock-image-marker` and
 /// `/etc/os-release` `ID=qdock-busybox`.
@@ -625,6 +635,63 @@ impl Job {
         self.spawn().wait(DEFAULT_TIMEOUT)
     }
 
+    /// Runs the starter and fails unless it exited with `code` and left no container.
+    pub fn run_expecting(&self, code: i32) -> Outcome {
+        let out = self.run();
+        out.assert_code(code);
+        self.assert_no_container();
+        out
+    }
+
+    /// Runs the starter and fails unless it exited 0 and left no container.
+    pub fn run_ok(&self) -> Outcome {
+        self.run_expecting(0)
+    }
+
+    /// Runs the starter and fails unless it exited with `code`, wrote exactly `stdout` and
+    /// left no container.
+    pub fn expect(&self, code: i32, stdout: &str) -> Outcome {
+        let out = self.run_expecting(code);
+        out.assert_stdout(stdout);
+        out
+    }
+
+    /// The refusal contract: `out` exited with `code`, with exactly one `qdock:` line, which
+    /// contains every one of `needles`, nothing on stdout and no container.
+    pub fn assert_refused(&self, out: &Outcome, code: i32, needles: &[&str]) {
+        out.assert_code(code);
+        assert_eq!(
+            out.qdock_lines().len(),
+            1,
+            "expected exactly one qdock: line\n{out:?}"
+        );
+        out.assert_qdock_line(needles);
+        assert!(out.stdout.is_empty(), "stdout: {out:?}");
+        self.assert_no_container();
+    }
+
+    /// Runs the starter and fails unless it kept [`Job::assert_refused`]'s contract.
+    pub fn expect_refusal(&self, code: i32, needles: &[&str]) -> Outcome {
+        let out = self.run();
+        self.assert_refused(&out, code, needles);
+        out
+    }
+
+    /// Creates (does not start) a container under this job's name, as a crashed node leaves
+    /// one, labelled `qdock.owner-uid=<owner's uid>` and with `labels` (`key=value`).
+    /// Returns its name.
+    pub fn create_leftover(&self, owner: User, labels: &[&str]) -> String {
+        let name = self.container_name();
+        let owner_label = format!("qdock.owner-uid={}", owner.uid);
+        let mut args = vec!["create", "--name", &name, "--label", &owner_label];
+        for label in labels {
+            args.extend(["--label", label]);
+        }
+        args.extend([IMAGE, "true"]);
+        docker_text(&args);
+        name
+    }
+
     /// Runs another qdock binary (`qdock-suspend` …) for this job, e.g. with
     /// `["<job id>", "<task>", "<pid>"]`, to its end.
     pub fn run_method(&self, name: &str, args: &[&str], timeout: Duration) -> Outcome {
@@ -782,6 +849,15 @@ impl Running {
         String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
     }
 
+    /// What the process wrote so far, for a failure's message.
+    fn transcript(&self) -> String {
+        format!(
+            "stdout: {:?}\nstderr: {}",
+            abbreviate(&self.stdout_so_far()),
+            self.stderr_so_far()
+        )
+    }
+
     /// True once the process has exited (it is then reaped by [`Running::wait`]).
     pub fn has_exited(&mut self) -> bool {
         let child = self.child.as_mut().expect("not yet waited for");
@@ -810,10 +886,9 @@ impl Running {
                     format!("timed out after {timeout:?}")
                 };
                 panic!(
-                    "{} while waiting until {what}: {why}\nstdout: {:?}\nstderr: {}",
+                    "{} while waiting until {what}: {why}\n{}",
                     self.what,
-                    abbreviate(&self.stdout_so_far()),
-                    self.stderr_so_far()
+                    self.transcript()
                 );
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -838,10 +913,9 @@ impl Running {
                     nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.pid), Signal::SIGKILL);
                 let _ = child.wait();
                 panic!(
-                    "{} did not end within {timeout:?}; killed it.\nstdout: {:?}\nstderr: {}",
+                    "{} did not end within {timeout:?}; killed it.\n{}",
                     self.what,
-                    abbreviate(&self.stdout_so_far()),
-                    self.stderr_so_far()
+                    self.transcript()
                 );
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -925,6 +999,28 @@ impl Outcome {
             self.status.code(),
             Some(expected),
             "exit code of {}\n{self:?}",
+            self.what
+        );
+        self
+    }
+
+    /// Fails unless the process died of `signal` itself (as a shell reports 128+N); an
+    /// exit with code 128+N does not pass.
+    pub fn assert_killed_by(&self, signal: Signal) -> &Outcome {
+        assert_eq!(
+            (self.status.code(), self.status.signal()),
+            (None, Some(signal as i32)),
+            "{} should have died of {signal}\n{self:?}",
+            self.what
+        );
+        self
+    }
+
+    /// Fails unless stdout is exactly `expected`, byte for byte.
+    pub fn assert_stdout(&self, expected: &str) -> &Outcome {
+        assert!(
+            self.stdout == expected.as_bytes(),
+            "stdout of {}: expected {expected:?}\n{self:?}",
             self.what
         );
         self
