@@ -565,3 +565,19 @@ fn image_outside_the_allow_list_exits_100() {
         .expect(100, "")
         .assert_qdock_line(&["qdock/busybox:1", "not allowed"]);
 }
+
+/// Grid Engine's daemons run the methods with nobody watching: syslog is where an admin
+/// finds why a job failed, with the job named.
+#[test]
+fn failures_reach_syslog() {
+    require_engine!();
+    let job = Job::new("true").image("Not/Lowercase");
+    job.expect_refusal(100, &["not a valid image reference"]);
+    let job_part = format!("job {}.0: IMAGE=\"Not/Lowercase\"", job.id);
+    wait_until("the refusal is in /var/log/syslog", secs(10), || {
+        std::fs::read_to_string("/var/log/syslog").is_ok_and(|log| {
+            log.lines()
+                .any(|l| l.contains("qdock-starter[") && l.contains(&job_part))
+        })
+    });
+}
