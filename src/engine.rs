@@ -64,7 +64,6 @@ pub struct Container {
     pub name: String,
     pub state: State,
     pub labels: HashMap<String, String>,
-    pub exit_code: i64,
     pub oom_killed: bool,
     pub memory_limit: Option<i64>,
 }
@@ -293,7 +292,6 @@ impl Engine {
             name: name.to_string(),
             state: State::parse(&state.status.map(|s| s.to_string()).unwrap_or_default()),
             labels: c.config.and_then(|c| c.labels).unwrap_or_default(),
-            exit_code: state.exit_code.unwrap_or(0),
             oom_killed: state.oom_killed.unwrap_or(false),
             memory_limit: c.host_config.and_then(|h| h.memory).filter(|&m| m > 0),
         }))
@@ -413,7 +411,6 @@ impl Engine {
                     .to_string(),
                 state: State::parse(&c.state.map(|s| s.to_string()).unwrap_or_default()),
                 labels: c.labels.unwrap_or_default(),
-                exit_code: 0,
                 oom_killed: false,
                 memory_limit: None,
             })

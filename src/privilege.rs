@@ -45,10 +45,6 @@ impl Identity {
             name: user_name(uid),
         }
     }
-
-    pub fn is_root(&self) -> bool {
-        self.uid == 0
-    }
 }
 
 fn user_name(uid: Uid) -> String {
