@@ -2,7 +2,6 @@
 //! Every key is documented in `sge-conf/qdock.example.toml`.
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -20,6 +19,34 @@ pub struct Config {
     pub container: ContainerConfig,
     pub images: ImageConfig,
     pub mounts: MountConfig,
+    pub gridengine: GridEngineConfig,
+}
+
+/// Where the execution daemon keeps what proves a job (see `job_proof`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GridEngineConfig {
+    /// The cell's `execd_spool_dir` (`qconf -sconf`).
+    pub execd_spool_dir: PathBuf,
+    /// This host's directory below it; empty: the only one there, else the one named after
+    /// this host.
+    pub spool_host: String,
+    /// The Grid Engine admin user, who owns the spool besides root.
+    pub admin_user: String,
+    /// Accept callers that are no Grid Engine job: for trying qdock outside Grid Engine only.
+    /// Anyone can then run containers, and act on any job of their own uid.
+    pub unsafe_skip_job_proof: bool,
+}
+
+impl Default for GridEngineConfig {
+    fn default() -> Self {
+        GridEngineConfig {
+            execd_spool_dir: "/var/spool/gridengine/execd".into(),
+            spool_host: String::new(),
+            admin_user: "sgeadmin".into(),
+            unsafe_skip_job_proof: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -264,6 +291,15 @@ impl Config {
         for m in &self.mounts.extra {
             MountSpec::parse(m).map_err(|e| format!("mounts.extra: {m:?}: {e}"))?;
         }
+        if !self.gridengine.execd_spool_dir.is_absolute() {
+            return Err("gridengine.execd_spool_dir must be an absolute path".into());
+        }
+        let host = &self.gridengine.spool_host;
+        if host.starts_with('.') || host.contains('/') {
+            return Err(format!(
+                "gridengine.spool_host {host:?} must be a host name, not a path"
+            ));
+        }
         for rule in &self.mounts.user_allow {
             if !rule.prefix.is_absolute() || rule.prefix == Path::new("/") {
                 return Err(format!(
@@ -305,40 +341,14 @@ fn choose_path(requested: Option<PathBuf>) -> PathBuf {
 
 /// A config that an ordinary user could write would let them choose what the setgid binary does.
 pub fn check_trusted(path: &Path) -> Result<()> {
-    let insecure = |problem: String| Error::ConfigInsecure {
-        path: path.into(),
-        problem,
-    };
-    let meta = fs::symlink_metadata(path).map_err(|e| Error::Config {
+    fs::symlink_metadata(path).map_err(|e| Error::Config {
         path: path.into(),
         problem: format!("cannot read it ({e}); an admin installs it with bin/install"),
     })?;
-    if !meta.file_type().is_file() {
-        return Err(insecure("it is not a regular file".into()));
-    }
-    check_owner_mode(&meta).map_err(|p| insecure(format!("the file {p}")))?;
-    let mut dir = path.parent();
-    while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
-        let meta =
-            fs::metadata(d).map_err(|e| insecure(format!("cannot check {} ({e})", d.display())))?;
-        check_owner_mode(&meta)
-            .map_err(|p| insecure(format!("its directory {} {p}", d.display())))?;
-        dir = d.parent();
-    }
-    Ok(())
-}
-
-fn check_owner_mode(meta: &fs::Metadata) -> std::result::Result<(), String> {
-    if meta.uid() != 0 {
-        return Err(format!("is owned by uid {}, not root", meta.uid()));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(format!(
-            "is writable by group or others (mode {:o})",
-            meta.mode() & 0o7777
-        ));
-    }
-    Ok(())
+    crate::trust::check_path(path, &[0]).map_err(|problem| Error::ConfigInsecure {
+        path: path.into(),
+        problem,
+    })
 }
 
 fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {

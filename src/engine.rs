@@ -22,7 +22,8 @@ use tokio::net::UnixStream;
 
 use crate::config::EngineConfig;
 use crate::error::{Error, Result};
-use crate::spec::{ContainerSpec, LABEL_PREFIX};
+use crate::labels::{Label, Labelled};
+use crate::spec::ContainerSpec;
 
 pub struct Engine {
     docker: Docker,
@@ -61,6 +62,9 @@ impl State {
 
 #[derive(Debug, Clone)]
 pub struct Container {
+    /// The engine's handle: every action after the look-up uses it, never the name, which
+    /// another container may take the moment it is free.
+    pub id: String,
     pub name: String,
     pub state: State,
     pub labels: HashMap<String, String>,
@@ -68,11 +72,9 @@ pub struct Container {
     pub memory_limit: Option<i64>,
 }
 
-impl Container {
-    pub fn label(&self, key: &str) -> Option<&str> {
-        self.labels
-            .get(&format!("{LABEL_PREFIX}{key}"))
-            .map(String::as_str)
+impl Labelled for Container {
+    fn labels(&self) -> &HashMap<String, String> {
+        &self.labels
     }
 }
 
@@ -190,8 +192,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Creates the container; false when its name is taken (a leftover of an earlier run).
-    pub async fn create(&self, spec: &ContainerSpec) -> Result<bool> {
+    /// Creates the container and returns its ID; None when its name is taken (a leftover of
+    /// an earlier run).
+    pub async fn create(&self, spec: &ContainerSpec) -> Result<Option<String>> {
         let options = CreateContainerOptions {
             name: Some(spec.name.clone()),
             ..Default::default()
@@ -201,8 +204,8 @@ impl Engine {
             .create_container(Some(options), create_body(spec))
             .await
         {
-            Ok(_) => Ok(true),
-            Err(e) if conflict(&e, &["already in use"]) => Ok(false),
+            Ok(created) => Ok(Some(created.id)),
+            Err(e) if conflict(&e, &["already in use"]) => Ok(None),
             Err(e) => {
                 let action = format!("create container {}", spec.name);
                 Err(self.refused(&action, "check the job's request and the qdock config", e))
@@ -211,7 +214,7 @@ impl Engine {
     }
 
     /// Attaches before start, so not one byte of early output is lost.
-    pub async fn attach(&self, name: &str, stdin: bool) -> Result<(Output, Input)> {
+    pub async fn attach(&self, id: &str, stdin: bool) -> Result<(Output, Input)> {
         let options = AttachContainerOptions {
             stream: true,
             stdout: true,
@@ -221,9 +224,9 @@ impl Engine {
         };
         let attached = self
             .docker
-            .attach_container(name, Some(options))
+            .attach_container(id, Some(options))
             .await
-            .map_err(|e| self.fail(&format!("attach to container {name}"), e))?;
+            .map_err(|e| self.fail(&format!("attach to container {}", short(id)), e))?;
         let socket = self.socket.clone();
         let output = attached.output.filter_map(move |item| {
             let mapped = match item {
@@ -242,10 +245,10 @@ impl Engine {
         Ok((Box::pin(output), attached.input))
     }
 
-    pub async fn start(&self, name: &str) -> Result<()> {
-        self.docker.start_container(name, None).await.map_err(|e| {
+    pub async fn start(&self, id: &str) -> Result<()> {
+        self.docker.start_container(id, None).await.map_err(|e| {
             let hint = "check that the job's shell (-S) and script interpreter are in the image";
-            self.refused(&format!("start container {name}"), hint, e)
+            self.refused(&format!("start container {}", short(id)), hint, e)
         })
     }
 
@@ -264,32 +267,38 @@ impl Engine {
     }
 
     /// Waits until the container is not running and returns its exit code.
-    pub async fn wait(&self, name: &str) -> Result<i64> {
+    pub async fn wait(&self, id: &str) -> Result<i64> {
         let options = WaitContainerOptions {
             condition: "not-running".into(),
         };
-        let mut stream = self.docker.wait_container(name, Some(options));
+        let mut stream = self.docker.wait_container(id, Some(options));
         match stream.next().await {
             Some(Ok(response)) => Ok(response.status_code),
             // bollard reports a non-zero exit as an error; it is the job's exit code.
             Some(Err(BollardError::DockerContainerWaitError { code, .. })) => Ok(code),
-            Some(Err(e)) => Err(self.fail(&format!("wait for container {name}"), e)),
+            Some(Err(e)) => Err(self.fail(&format!("wait for container {}", short(id)), e)),
             None => Err(Error::Engine {
-                action: format!("wait for container {name}"),
+                action: format!("wait for container {}", short(id)),
                 cause: "no answer".into(),
             }),
         }
     }
 
-    pub async fn inspect(&self, name: &str) -> Result<Option<Container>> {
-        let c = match self.docker.inspect_container(name, None).await {
+    /// Looks a container up by name or ID.
+    pub async fn inspect(&self, name_or_id: &str) -> Result<Option<Container>> {
+        let c = match self.docker.inspect_container(name_or_id, None).await {
             Ok(c) => c,
             Err(e) if status(&e) == Some(404) => return Ok(None),
-            Err(e) => return Err(self.fail(&format!("inspect container {name}"), e)),
+            Err(e) => return Err(self.fail(&format!("inspect container {name_or_id}"), e)),
         };
         let state = c.state.unwrap_or_default();
         Ok(Some(Container {
-            name: name.to_string(),
+            id: c.id.unwrap_or_default(),
+            name: c
+                .name
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_string(),
             state: State::parse(&state.status.map(|s| s.to_string()).unwrap_or_default()),
             labels: c.config.and_then(|c| c.labels).unwrap_or_default(),
             oom_killed: state.oom_killed.unwrap_or(false),
@@ -299,23 +308,23 @@ impl Engine {
 
     /// Pauses; a container already paused, or no longer running, is left as it is: a second
     /// suspend, or one racing the job's end, has nothing to do.
-    pub async fn pause(&self, name: &str) -> Result<()> {
-        match self.docker.pause_container(name).await {
+    pub async fn pause(&self, id: &str) -> Result<()> {
+        match self.docker.pause_container(id).await {
             Err(e) if conflict(&e, &["already paused", "is not running"]) => Ok(()),
-            other => other.map_err(|e| self.fail(&format!("pause container {name}"), e)),
+            other => other.map_err(|e| self.fail(&format!("pause container {}", short(id)), e)),
         }
     }
 
     /// Unpauses; a container that is not paused (a racing resume got there first) is fine.
-    pub async fn unpause(&self, name: &str) -> Result<()> {
-        match self.docker.unpause_container(name).await {
+    pub async fn unpause(&self, id: &str) -> Result<()> {
+        match self.docker.unpause_container(id).await {
             Err(e) if conflict(&e, &["not paused"]) => Ok(()),
-            other => other.map_err(|e| self.fail(&format!("resume container {name}"), e)),
+            other => other.map_err(|e| self.fail(&format!("resume container {}", short(id)), e)),
         }
     }
 
     /// Sends the container's stop signal, then SIGKILL after `grace_secs`; returns once stopped.
-    pub async fn stop(&self, name: &str, grace_secs: u64) -> Result<()> {
+    pub async fn stop(&self, id: &str, grace_secs: u64) -> Result<()> {
         let t = i32::try_from(grace_secs).unwrap_or(i32::MAX);
         let options = StopContainerOptions {
             t: Some(t),
@@ -328,34 +337,34 @@ impl Engine {
             .with_timeout(std::time::Duration::from_secs(
                 self.timeout_secs + grace_secs,
             ));
-        match engine.stop_container(name, Some(options)).await {
+        match engine.stop_container(id, Some(options)).await {
             Err(e) if status(&e) == Some(404) => Ok(()),
-            other => other.map_err(|e| self.fail(&format!("stop container {name}"), e)),
+            other => other.map_err(|e| self.fail(&format!("stop container {}", short(id)), e)),
         }
     }
 
-    pub async fn kill(&self, name: &str, signal: &str) -> Result<()> {
+    pub async fn kill(&self, id: &str, signal: &str) -> Result<()> {
         let options = KillContainerOptions {
             signal: signal.to_string(),
         };
         self.docker
-            .kill_container(name, Some(options))
+            .kill_container(id, Some(options))
             .await
-            .map_err(|e| self.fail(&format!("send {signal} to container {name}"), e))
+            .map_err(|e| self.fail(&format!("send {signal} to container {}", short(id)), e))
     }
 
     /// Removes the container, stopping it first if `force`; a missing one is fine.
-    pub async fn remove(&self, name: &str, force: bool) -> Result<()> {
+    pub async fn remove(&self, id: &str, force: bool) -> Result<()> {
         let options = RemoveContainerOptions {
             force,
             v: true,
             ..Default::default()
         };
-        match self.docker.remove_container(name, Some(options)).await {
+        match self.docker.remove_container(id, Some(options)).await {
             Err(e) if status(&e) == Some(404) => Ok(()),
             // "removal already in progress": another party is removing it.
             Err(e) if status(&e) == Some(409) && e.to_string().contains("in progress") => Ok(()),
-            other => other.map_err(|e| self.fail(&format!("remove container {name}"), e)),
+            other => other.map_err(|e| self.fail(&format!("remove container {}", short(id)), e)),
         }
     }
 
@@ -389,7 +398,7 @@ impl Engine {
 
     /// Every container carrying qdock's labels, running or not.
     pub async fn list_qdock(&self) -> Result<Vec<Container>> {
-        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_PREFIX}job-id")])]);
+        let filters = HashMap::from([("label".to_string(), vec![Label::JobId.key().to_string()])]);
         let options = ListContainersOptions {
             all: true,
             filters: Some(filters),
@@ -403,6 +412,7 @@ impl Engine {
         Ok(listed
             .into_iter()
             .map(|c| Container {
+                id: c.id.unwrap_or_default(),
                 name: c
                     .names
                     .and_then(|n| n.into_iter().next())
@@ -465,6 +475,11 @@ async fn api_version(socket: &str) -> std::result::Result<ClientVersion, String>
     })
 }
 
+/// The short form of a container ID people know from `docker ps`.
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
 /// A 409 from the engine whose message says one of `reasons`.
 fn conflict(e: &BollardError, reasons: &[&str]) -> bool {
     matches!(e, BollardError::DockerResponseServerError { status_code: 409, message }
@@ -525,27 +540,29 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
             hard: Some(*hard),
         })
         .collect();
+    // A translation only: every choice was made in the spec.
     let host_config = HostConfig {
         mounts: Some(mounts),
         network_mode: Some(spec.network.clone()),
         init: Some(spec.init),
-        cap_drop: Some(vec!["ALL".into()]),
+        cap_drop: Some(spec.cap_drop.clone()),
         cap_add: Some(spec.cap_add.clone()),
         security_opt: Some(spec.security_opt.clone()),
-        privileged: Some(false),
-        ipc_mode: Some("private".into()),
+        privileged: Some(spec.privileged),
+        ipc_mode: Some(spec.ipc_mode.clone()),
+        pid_mode: spec.pid_mode.clone(),
+        readonly_rootfs: Some(spec.readonly_rootfs),
         group_add: Some(spec.groups.clone()),
         devices: Some(devices),
         memory: spec.memory,
-        // Without swap the limit would be doubled by swap space.
-        memory_swap: spec.memory,
+        memory_swap: spec.memory_swap,
         nano_cpus: spec.nano_cpus,
         pids_limit: spec.pids_limit,
         ulimits: Some(ulimits),
+        // The starter inspects the container after its exit, then removes it.
         auto_remove: Some(false),
-        // The job's output goes to the starter only: no copy piles up in the engine's logs.
         log_config: Some(HostConfigLogConfig {
-            typ: Some("none".into()),
+            typ: Some(spec.log_driver.clone()),
             config: None,
         }),
         ..Default::default()

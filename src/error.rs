@@ -27,6 +27,11 @@ pub enum Error {
     JobEnv(String),
 
     #[error(
+        "job {job} is not proven: {problem}; qdock acts only for the Grid Engine job that calls it (admin: [gridengine] in qdock.toml)"
+    )]
+    NotAJob { job: String, problem: String },
+
+    #[error(
         "IMAGE={reference:?} is not a valid image reference: {problem}; ask for an image as repository:tag, e.g. IMAGE=fastqc:0.11.9"
     )]
     BadImage { reference: String, problem: String },
@@ -119,6 +124,7 @@ impl Error {
             Error::Config { .. }
             | Error::ConfigInsecure { .. }
             | Error::JobEnv(_)
+            | Error::NotAJob { .. }
             | Error::BadImage { .. }
             | Error::ImageNotAllowed { .. }
             | Error::DigestRequired { .. }

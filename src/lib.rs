@@ -10,13 +10,17 @@ pub mod environ;
 pub mod error;
 pub mod image_ref;
 pub mod job;
+pub mod job_proof;
+pub mod labels;
 pub mod limits;
 pub mod methods;
+pub mod mount_source;
 pub mod policy;
 pub mod privilege;
 pub mod process;
 pub mod report;
 pub mod signals;
 pub mod spec;
+pub mod trust;
 
 pub use error::{Error, Result};

@@ -196,6 +196,43 @@ pub fn authorize_mount(
     })
 }
 
+/// A user mount whose source lies in a directory the caller can change is widened to that
+/// directory, its anchor (see `mount_source`): mounted at its own path, so the source is
+/// reached inside the container at the path asked for, and still under an allowed prefix.
+pub fn widen_mount(
+    requested: &MountSpec,
+    authorized: MountSpec,
+    anchor: &Path,
+    rules: &[UserMountRule],
+) -> Result<MountSpec> {
+    if anchor == authorized.source {
+        return Ok(authorized);
+    }
+    let refuse = |problem: String| Error::MountRefused {
+        request: requested.source.display().to_string(),
+        problem,
+    };
+    if authorized.target != authorized.source {
+        return Err(refuse(format!(
+            "{} lies in {}, a directory you can change, so it can only be mounted at its own path (drop :{})",
+            authorized.source.display(),
+            anchor.display(),
+            authorized.target.display()
+        )));
+    }
+    let same = MountSpec {
+        source: anchor.to_path_buf(),
+        target: anchor.to_path_buf(),
+        read_only: authorized.read_only,
+    };
+    authorize_mount(&same, anchor, rules).map_err(|e| {
+        refuse(format!(
+            "it lies in {}, a directory you can change, which would have to be mounted whole ({e})",
+            anchor.display()
+        ))
+    })
+}
+
 /// True when a variable may be passed into the container.
 pub fn env_passes(name: &str, pass: &[String], deny: &[String]) -> bool {
     (pass.is_empty() || pass.iter().any(|p| glob_match(p, name)))
@@ -283,6 +320,32 @@ mod tests {
         assert!(authorize_mount(&sys, Path::new("/data/a"), &rules).is_err());
         // "/database" is not under "/data".
         assert!(authorize_mount(&req, Path::new("/database"), &rules).is_err());
+    }
+
+    #[test]
+    fn mounts_in_changeable_directories_are_widened_to_their_anchor() {
+        let rules = vec![UserMountRule {
+            prefix: "/data".into(),
+            writable: false,
+        }];
+        let req = MountSpec::parse("/data/alice/in:ro").unwrap();
+        let ok = authorize_mount(&req, Path::new("/data/alice/in"), &rules).unwrap();
+        let widened = widen_mount(&req, ok.clone(), Path::new("/data/alice"), &rules).unwrap();
+        assert_eq!(widened.source, Path::new("/data/alice"));
+        assert_eq!(widened.target, Path::new("/data/alice"));
+        assert!(widened.read_only);
+        // Its own anchor: unchanged.
+        assert_eq!(
+            widen_mount(&req, ok.clone(), Path::new("/data/alice/in"), &rules).unwrap(),
+            ok
+        );
+        // Widened past the prefix: refused.
+        assert!(widen_mount(&req, ok, Path::new("/"), &rules).is_err());
+        // Another target cannot be kept when widening.
+        let moved = MountSpec::parse("/data/alice/in:/in:ro").unwrap();
+        let ok = authorize_mount(&moved, Path::new("/data/alice/in"), &rules).unwrap();
+        let e = widen_mount(&moved, ok, Path::new("/data/alice"), &rules).unwrap_err();
+        assert!(e.to_string().contains("at its own path"), "{e}");
     }
 
     #[test]

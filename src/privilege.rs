@@ -60,3 +60,14 @@ pub fn drop_privilege() -> std::io::Result<()> {
     let gid = getgid();
     nix::unistd::setresgid(gid, gid, gid).map_err(std::io::Error::from)
 }
+
+/// Runs `f` with the filesystem rights of the caller alone: every path the caller names is
+/// opened, resolved and examined as they could natively, never with the docker group's rights
+/// (which would open directories and files shared with that group). The engine socket needs
+/// the group again afterwards, so it is restored.
+pub fn as_caller<T>(f: impl FnOnce() -> T) -> T {
+    nix::unistd::setfsgid(getgid());
+    let result = f();
+    nix::unistd::setfsgid(getegid());
+    result
+}

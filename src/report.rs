@@ -46,7 +46,23 @@ enum Level {
     Debug,
 }
 
+/// A message is one line, whatever a caller put into the values it names: a newline in a
+/// path or variable would otherwise forge a `qdock:` line in the `.e` file or in syslog.
+pub fn one_line(message: &str) -> String {
+    message
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn emit(level: Level, message: &str, to_stderr: bool) {
+    let message = &one_line(message);
     let r = reporter();
     if to_stderr {
         // One write, so lines from concurrent methods do not interleave in the .e file.
@@ -102,4 +118,16 @@ pub fn debug(message: &str) {
         message,
         std::env::var_os("QDOCK_DEBUG").is_some(),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn messages_are_one_line() {
+        assert_eq!(
+            super::one_line("script /x\nqdock: forged\r\u{1b}[2J ok"),
+            "script /x\\nqdock: forged\\r\\u{1b}[2J ok"
+        );
+        assert_eq!(super::one_line("plain é"), "plain é");
+    }
 }

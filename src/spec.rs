@@ -10,12 +10,11 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::image_ref::ImageRef;
 use crate::job::{JobContext, StartMode};
+use crate::labels::{self, Label};
 use crate::limits::Limits;
 use crate::policy::{MountSpec, env_passes};
 use crate::privilege::Identity;
 use crate::process::ProcessId;
-
-pub const LABEL_PREFIX: &str = "qdock.";
 
 /// The image as the engine resolved it: what actually runs, not what was asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,15 +32,31 @@ pub struct ResolvedImage {
 pub struct Host {
     pub hostname: String,
     pub cpus: u32,
+    /// The job's working directory, also inside the container.
     pub cwd: PathBuf,
-    /// Default mount sources that exist (home, TMPDIR); the others are left out.
-    pub existing: Vec<PathBuf>,
+    pub sources: Sources,
     /// The admin's seccomp profile, read from `container.seccomp_profile`.
     pub seccomp_profile: Option<String>,
     /// The starter itself, recorded so `qdock gc` can tell a live job from an orphan.
     pub starter: Option<ProcessId>,
 }
 
+/// The default mount sources, each already widened to its anchor (see `mount_source`) and
+/// mounted at its own path; `None` where there is nothing to mount.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// Covers the job script.
+    pub script: PathBuf,
+    /// The caller's home from the password database, never `$HOME`.
+    pub home: Option<PathBuf>,
+    /// Covers the working directory.
+    pub cwd: Option<PathBuf>,
+    /// Covers the per-job TMPDIR the execd created (from its spool, never `$TMPDIR`).
+    pub tmpdir: Option<PathBuf>,
+}
+
+/// Every decision about the container in one place, so that one test sees them all: the
+/// engine layer only translates this to the API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerSpec {
     pub name: String,
@@ -59,10 +74,21 @@ pub struct ContainerSpec {
     pub mounts: Vec<MountSpec>,
     pub network: String,
     pub init: bool,
+    pub cap_drop: Vec<String>,
     pub cap_add: Vec<String>,
     pub security_opt: Vec<String>,
+    pub privileged: bool,
+    /// `private`: no shared memory with the host or other containers.
+    pub ipc_mode: String,
+    /// `None`: a PID namespace of its own, so the job sees and signals only its processes.
+    pub pid_mode: Option<String>,
+    pub readonly_rootfs: bool,
+    /// `none`: the output goes to the starter only, no copy piles up in the engine.
+    pub log_driver: String,
     pub devices: Vec<String>,
     pub memory: Option<i64>,
+    /// Equal to `memory`: otherwise swap would double the job's memory limit.
+    pub memory_swap: Option<i64>,
     pub nano_cpus: Option<i64>,
     pub pids_limit: Option<i64>,
     pub ulimits: Vec<(String, i64, i64)>,
@@ -137,13 +163,20 @@ pub fn build(i: &Inputs) -> Result<(ContainerSpec, Notes)> {
         hostname: (config.container.network != "host").then(|| i.host.hostname.clone()),
         env,
         labels: labels(i),
-        mounts: mounts(i, &job.script)?,
+        mounts: mounts(i)?,
         network: config.container.network.clone(),
         init: config.container.init,
+        cap_drop: vec!["ALL".into()],
         cap_add: config.container.cap_add.clone(),
         security_opt: security_opt(i.host.seccomp_profile.as_deref()),
+        privileged: false,
+        ipc_mode: "private".into(),
+        pid_mode: None,
+        readonly_rootfs: false,
+        log_driver: "none".into(),
         devices: config.container.devices.clone(),
         memory: i.limits.memory,
+        memory_swap: i.limits.memory,
         nano_cpus: cpus(config, job.nslots, i.host.cpus),
         pids_limit: (config.container.pids_limit > 0).then_some(config.container.pids_limit),
         ulimits: i.limits.ulimits.clone(),
@@ -154,56 +187,56 @@ pub fn build(i: &Inputs) -> Result<(ContainerSpec, Notes)> {
 
 fn labels(i: &Inputs) -> BTreeMap<String, String> {
     let job = i.job;
-    [
-        ("job-id", job.key.job_id.to_string()),
-        ("task-id", job.key.task_id.to_string()),
-        ("cell", job.key.cell.clone()),
-        ("queue", job.queue.clone()),
-        ("owner-uid", i.who.uid.to_string()),
-        ("owner", i.who.name.clone()),
-        ("image", i.image.reference.normalized()),
-        (
-            "image-digest",
-            i.image
-                .repo_digest
-                .clone()
-                .unwrap_or_else(|| i.image.id.clone()),
-        ),
-    ]
-    .into_iter()
-    .chain(i.host.starter.iter().flat_map(|s| {
+    let starter = i.host.starter.iter().flat_map(|s| {
         [
-            ("starter-pid", s.pid.to_string()),
-            ("starter-start", s.start.to_string()),
+            (Label::StarterPid, s.pid.to_string()),
+            (Label::StarterStart, s.start.to_string()),
         ]
-    }))
-    .map(|(k, v)| (format!("{LABEL_PREFIX}{k}"), v))
-    .collect()
+    });
+    labels::to_map(
+        [
+            (Label::JobId, job.key.job_id.to_string()),
+            (Label::TaskId, job.key.task_id.to_string()),
+            (Label::Cell, job.key.cell.clone()),
+            (Label::Queue, job.queue.clone()),
+            (Label::OwnerUid, i.who.uid.to_string()),
+            (Label::Owner, i.who.name.clone()),
+            (Label::Image, i.image.reference.normalized()),
+            (
+                Label::ImageDigest,
+                i.image
+                    .repo_digest
+                    .clone()
+                    .unwrap_or_else(|| i.image.id.clone()),
+            ),
+        ]
+        .into_iter()
+        .chain(starter),
+    )
 }
 
 /// Identity files, home, cwd, TMPDIR and the job script at the same paths as on the host, so
 /// the job sees the files it would see natively; then the admin's and the job's own mounts.
-fn mounts(i: &Inputs, script: &Path) -> Result<Vec<MountSpec>> {
+fn mounts(i: &Inputs) -> Result<Vec<MountSpec>> {
     let m = &i.config.mounts;
+    let src = &i.host.sources;
     let same = |p: &Path, read_only: bool| MountSpec {
         source: p.into(),
         target: p.into(),
         read_only,
     };
-    let mut out = vec![same(script, true)];
+    let mut out = vec![same(&src.script, true)];
     if m.identity {
         out.push(same(Path::new("/etc/passwd"), true));
         out.push(same(Path::new("/etc/group"), true));
     }
-    let exists = |p: &&PathBuf| i.host.existing.contains(p);
-    if m.home {
-        out.extend(i.job.home.as_ref().filter(exists).map(|p| same(p, false)));
-    }
-    if m.cwd {
-        out.push(same(&i.host.cwd, false));
-    }
-    if m.tmpdir {
-        out.extend(i.job.tmpdir.as_ref().filter(exists).map(|p| same(p, false)));
+    let defaults = [
+        (m.home, &src.home),
+        (m.cwd, &src.cwd),
+        (m.tmpdir, &src.tmpdir),
+    ];
+    for (wanted, source) in defaults {
+        out.extend(source.as_ref().filter(|_| wanted).map(|p| same(p, false)));
     }
     for extra in &m.extra {
         out.push(
@@ -214,17 +247,28 @@ fn mounts(i: &Inputs, script: &Path) -> Result<Vec<MountSpec>> {
         );
     }
     out.extend(i.user_mounts.iter().cloned());
-    // The engine refuses two mounts on one target; the first (most specific default) wins.
-    let mut seen = Vec::new();
-    out.retain(|mount| {
-        let fresh = !seen.contains(&mount.target);
-        seen.push(mount.target.clone());
-        fresh
-    });
+    let out = merge(out);
     for mount in &out {
         utf8_path(&mount.source, "a mount path")?;
     }
     Ok(out)
+}
+
+/// The engine refuses two mounts on one target. The same directory asked for twice (the
+/// anchors of home and cwd often coincide) is mounted once, writable if either asked so;
+/// for different sources on one target the first (most specific default) wins.
+fn merge(mounts: Vec<MountSpec>) -> Vec<MountSpec> {
+    let mut out: Vec<MountSpec> = Vec::new();
+    for mount in mounts {
+        match out.iter_mut().find(|m| m.target == mount.target) {
+            Some(kept) if kept.source == mount.source => {
+                kept.read_only &= mount.read_only;
+            }
+            Some(_) => {}
+            None => out.push(mount),
+        }
+    }
+    out
 }
 
 fn security_opt(seccomp_profile: Option<&str>) -> Vec<String> {
@@ -294,7 +338,13 @@ mod tests {
             hostname: "node1".into(),
             cpus: 2,
             cwd: "/home/alice/run".into(),
-            existing: vec!["/home/alice".into(), "/tmp/42.1.all.q".into()],
+            sources: Sources {
+                script: "/spool/job_scripts/42".into(),
+                home: Some("/home/alice".into()),
+                // The anchors of cwd and home coincide: one mount.
+                cwd: Some("/home/alice".into()),
+                tmpdir: Some("/tmp/42.1.all.q".into()),
+            },
             seccomp_profile: None,
             starter: Some(ProcessId {
                 pid: 4242,
@@ -373,13 +423,23 @@ mod tests {
                 "/etc/passwd",
                 "/etc/group",
                 "/home/alice",
-                "/home/alice/run",
                 "/tmp/42.1.all.q"
             ]
         );
         assert!(spec.mounts[0].read_only && spec.mounts[1].read_only && !spec.mounts[3].read_only);
+        assert!(spec.mounts.iter().all(|m| m.source == m.target));
+        // The hardening, all of it decided here.
         assert_eq!(spec.security_opt, vec!["no-new-privileges:true"]);
+        assert_eq!(spec.cap_drop, vec!["ALL"]);
+        assert!(spec.cap_add.is_empty());
+        assert!(!spec.privileged && !spec.readonly_rootfs);
+        assert_eq!(spec.ipc_mode, "private");
+        assert_eq!(spec.pid_mode, None);
+        assert_eq!(spec.log_driver, "none");
+        assert!(spec.devices.is_empty());
+        assert_eq!(spec.pids_limit, Some(4096));
         assert_eq!(spec.memory, Some(300 << 20));
+        assert_eq!(spec.memory_swap, spec.memory);
         // 4 slots on a 2-CPU host: clamped, the engine refuses more CPUs than exist.
         assert_eq!(spec.nano_cpus, Some(2_000_000_000));
         assert_eq!(notes, Notes::default());
@@ -412,6 +472,28 @@ mod tests {
         let (spec, notes) = build_with(&j, &Config::default());
         assert_eq!(notes.skipped_env, vec!["BAD"]);
         assert!(!spec.env.iter().any(|e| e.starts_with("BAD=")));
+    }
+
+    #[test]
+    fn one_directory_asked_twice_is_mounted_once_writable_if_either_was() {
+        let m = |source: &str, target: &str, read_only| MountSpec {
+            source: source.into(),
+            target: target.into(),
+            read_only,
+        };
+        let merged = merge(vec![
+            m("/home/alice", "/home/alice", true),
+            m("/home/alice", "/home/alice", false),
+            m("/data/x", "/home/alice", false),
+            m("/data/y", "/in", true),
+        ]);
+        assert_eq!(
+            merged,
+            vec![
+                m("/home/alice", "/home/alice", false),
+                m("/data/y", "/in", true)
+            ]
+        );
     }
 
     #[test]

@@ -368,7 +368,8 @@ fn another_user_cannot_control_the_container() {
         out.assert_code(100);
         let lines = out.qdock_lines();
         assert_eq!(lines.len(), 1, "{action}: {out:?}");
-        out.assert_qdock_line(&[&job.container_name(), "2001", "alice", "2002"]);
+        // Bob is not the job: refused before the engine is even asked.
+        out.assert_qdock_line(&[&job.id.to_string(), "not proven", "alice", "bob"]);
         assert_eq!(
             state(&job),
             expected_state,

@@ -296,7 +296,7 @@ fn bob_cannot_control_alices_container() {
     for method in ["qdock-suspend", "qdock-resume", "qdock-terminate"] {
         let out = bob.run_method(method, &[&id, "0"], secs(20));
         out.assert_code(100);
-        out.assert_qdock_line(&["belongs to uid 2001", "not to you"]);
+        out.assert_qdock_line(&["not proven", "belongs to \"alice\", not to you (bob)"]);
     }
     assert_eq!(
         inspect(&alice.container_name(), "{{.State.Status}}"),

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{self, Config};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::labels::{Label, Labelled};
 use crate::methods::{gc, jsv, load_sensor};
 use crate::policy::ImagePattern;
 use crate::report;
@@ -105,18 +106,26 @@ async fn run_gc(config: Option<PathBuf>, dry_run: bool) -> Result<u8> {
     Ok(0)
 }
 
+/// Root sees every container; anyone else only their own: the others' job ids, images and
+/// user names are not theirs to see.
 async fn ps(config: Option<PathBuf>) -> Result<u8> {
     let (config, _) = Config::load(config)?;
     let engine = Engine::connect(&config.engine).await?;
+    let caller = nix::unistd::getuid();
     println!(
         "{:<32} {:<12} {:<10} {:<8} {:<8} IMAGE",
         "CONTAINER", "JOB", "OWNER", "STATE", "STARTER"
     );
-    for c in engine.list_qdock().await? {
+    let visible = engine
+        .list_qdock()
+        .await?
+        .into_iter()
+        .filter(|c| caller.is_root() || c.owner_uid() == Some(caller.as_raw()));
+    for c in visible {
         let job = format!(
             "{}.{}",
-            c.label("job-id").unwrap_or("?"),
-            c.label("task-id").unwrap_or("?")
+            c.label(Label::JobId).unwrap_or("?"),
+            c.label(Label::TaskId).unwrap_or("?")
         );
         let starter = if gc::orphan_reason(&c).is_none() {
             "alive"
@@ -128,10 +137,10 @@ async fn ps(config: Option<PathBuf>) -> Result<u8> {
             "{:<32} {:<12} {:<10} {:<8} {:<8} {}",
             c.name,
             job,
-            c.label("owner").unwrap_or("?"),
+            c.label(Label::Owner).unwrap_or("?"),
             state,
             starter,
-            c.label("image").unwrap_or("?")
+            c.label(Label::Image).unwrap_or("?")
         );
     }
     Ok(0)

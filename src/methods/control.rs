@@ -15,7 +15,13 @@ use crate::config::Config;
 use crate::engine::{Container, Engine, State};
 use crate::error::{Error, Result};
 use crate::job::{Env, JobKey};
-use crate::{environ, process, report};
+use crate::labels::{Label, Labelled};
+use crate::privilege::Identity;
+use crate::{environ, job_proof, process, report};
+
+/// A terminate with the engine hung ends the job this long after the grace period at most:
+/// Grid Engine waits for the job's end, and retries the method only much later.
+const TERMINATE_MARGIN: Duration = Duration::from_secs(4);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -78,6 +84,10 @@ fn prepare(call: Call) -> Result<Job> {
         .map(process::parse_pid)
         .transpose()?;
     let (config, _) = Config::load(None)?;
+    // The job's id is the caller's word: only the job itself (or root) may act on it.
+    if !nix::unistd::getuid().is_root() {
+        job_proof::prove(&key, &config.gridengine, &Identity::of_caller())?;
+    }
     let containerised = env
         .get(&config.job.image_variable)
         .is_some_and(|v| !v.is_empty());
@@ -99,27 +109,40 @@ async fn act(action: Action, job: &Job) -> Result<()> {
         };
         return signal_job(job, signal);
     }
-    let engine = match Engine::connect(&job.config.engine).await {
-        Ok(engine) => engine,
-        Err(e) if action == Action::Terminate => return terminate_without_engine(job, e),
-        Err(e) => return Err(e),
-    };
-    let name = job.key.container_name();
-    let result = async {
-        let container = owned(engine.inspect(&name).await?)?;
-        match action {
-            Action::Suspend => suspend(&engine, job, container).await,
-            Action::Resume => resume(&engine, job, container).await,
-            Action::Terminate => terminate(&engine, job, container).await,
-        }
+    if action != Action::Terminate {
+        return drive(action, job).await;
     }
-    .await;
-    match result {
-        // The engine failed half-way (hung, gone, refused): the job must end all the same.
-        Err(e) if action == Action::Terminate && is_engine_failure(&e) => {
-            terminate_without_engine(job, e)
-        }
-        other => other,
+    // The engine may fail or hang half-way: the job must end all the same, and in time.
+    let grace = Duration::from_secs(job.config.container.stop_grace_secs);
+    let budget = grace + TERMINATE_MARGIN;
+    match tokio::time::timeout(budget, drive(action, job)).await {
+        Ok(Err(e)) if is_engine_failure(&e) => terminate_without_engine(job, e),
+        Ok(other) => other,
+        Err(_) => terminate_without_engine(
+            job,
+            Error::EngineTimeout {
+                socket: job.config.engine.socket.display().to_string(),
+                secs: budget.as_secs(),
+            },
+        ),
+    }
+}
+
+/// The action through the engine, on the container the look-up found: its ID, never the
+/// name again.
+async fn drive(action: Action, job: &Job) -> Result<()> {
+    let engine = Engine::connect(&job.config.engine).await?;
+    let container = owned(engine.inspect(&job.key.container_name()).await?)?;
+    match action {
+        Action::Suspend => suspend(&engine, job, container).await,
+        Action::Resume => resume(&engine, container).await.and_then(|()| {
+            // The starter may have been held before its container existed.
+            if job.pid.is_some() {
+                signal_job(job, Signal::SIGCONT)?;
+            }
+            Ok(())
+        }),
+        Action::Terminate => terminate(&engine, job, container).await,
     }
 }
 
@@ -135,10 +158,10 @@ fn owned(container: Option<Container>) -> Result<Option<Container>> {
     let caller = nix::unistd::getuid().as_raw();
     if let Some(c) = &container
         && caller != 0
-        && c.label("owner-uid") != Some(caller.to_string().as_str())
+        && c.owner_uid() != Some(caller)
     {
-        let uid = c.label("owner-uid").unwrap_or("unknown");
-        let owner = match c.label("owner") {
+        let uid = c.label(Label::OwnerUid).unwrap_or("unknown");
+        let owner = match c.label(Label::Owner) {
             Some(user) => format!("{uid} ({user})"),
             None => uid.to_string(),
         };
@@ -152,49 +175,42 @@ fn owned(container: Option<Container>) -> Result<Option<Container>> {
 }
 
 async fn suspend(engine: &Engine, job: &Job, container: Option<Container>) -> Result<()> {
-    let name = job.key.container_name();
-    match container.map(|c| c.state) {
-        Some(State::Running) => engine.pause(&name).await,
-        Some(State::Paused) | Some(State::Exited) => Ok(()),
+    match container {
+        Some(c) if c.state == State::Running => engine.pause(&c.id).await,
+        Some(c) if matches!(c.state, State::Paused | State::Exited) => Ok(()),
         _ => {
             // Not started yet: hold the starter, then catch a container it started meanwhile.
             signal_job(job, Signal::SIGSTOP)?;
-            match owned(engine.inspect(&name).await?)?.map(|c| c.state) {
-                Some(State::Running) => engine.pause(&name).await,
+            match owned(engine.inspect(&job.key.container_name()).await?)? {
+                Some(c) if c.state == State::Running => engine.pause(&c.id).await,
                 _ => Ok(()),
             }
         }
     }
 }
 
-async fn resume(engine: &Engine, job: &Job, container: Option<Container>) -> Result<()> {
-    let name = job.key.container_name();
-    if matches!(container.map(|c| c.state), Some(State::Paused)) {
-        engine.unpause(&name).await?;
+async fn resume(engine: &Engine, container: Option<Container>) -> Result<()> {
+    match container {
+        Some(c) if c.state == State::Paused => engine.unpause(&c.id).await,
+        _ => Ok(()),
     }
-    // The starter may have been held before its container existed.
-    if job.pid.is_some() {
-        signal_job(job, Signal::SIGCONT)?;
-    }
-    Ok(())
 }
 
 async fn terminate(engine: &Engine, job: &Job, container: Option<Container>) -> Result<()> {
-    let name = job.key.container_name();
     let grace = job.config.container.stop_grace_secs;
     if job.pid.is_some() {
         signal_job(job, Signal::SIGCONT)?;
     }
-    match container.map(|c| c.state) {
-        Some(state @ (State::Paused | State::Running)) => {
-            if state == State::Paused {
+    match container {
+        Some(c) if matches!(c.state, State::Paused | State::Running) => {
+            if c.state == State::Paused {
                 // A frozen process cannot handle its stop signal.
-                engine.unpause(&name).await?;
+                engine.unpause(&c.id).await?;
             }
-            engine.stop(&name, grace).await?;
-            remove_if_starter_gone(engine, job, &name).await
+            engine.stop(&c.id, grace).await?;
+            remove_if_starter_gone(engine, job, &c.id).await
         }
-        Some(State::Exited) => remove_if_starter_gone(engine, job, &name).await,
+        Some(c) if c.state == State::Exited => remove_if_starter_gone(engine, job, &c.id).await,
         _ => {
             // No container yet: the starter cleans up on SIGTERM; SIGKILL if it does not.
             let Some(pid) = job.pid else {
@@ -213,8 +229,8 @@ async fn terminate(engine: &Engine, job: &Job, container: Option<Container>) -> 
             // A container created in the race has no starter left to remove it; but a
             // container that appeared meanwhile is checked again: the pid was the caller's
             // word, and the name alone does not say whose job it is.
-            match owned(engine.inspect(&name).await?)? {
-                Some(_) => engine.remove(&name, true).await,
+            match owned(engine.inspect(&job.key.container_name()).await?)? {
+                Some(c) => engine.remove(&c.id, true).await,
                 None => Ok(()),
             }
         }
@@ -223,9 +239,9 @@ async fn terminate(engine: &Engine, job: &Job, container: Option<Container>) -> 
 
 /// The starter removes its container once the container stops; without a starter (it was
 /// killed) nobody would, so terminate does.
-async fn remove_if_starter_gone(engine: &Engine, job: &Job, name: &str) -> Result<()> {
+async fn remove_if_starter_gone(engine: &Engine, job: &Job, id: &str) -> Result<()> {
     match job.pid {
-        Some(pid) if !process::exists(pid) => engine.remove(name, true).await,
+        Some(pid) if !process::exists(pid) => engine.remove(id, true).await,
         _ => Ok(()),
     }
 }

@@ -8,19 +8,15 @@
 
 use crate::engine::{Container, Engine};
 use crate::error::{Error, Result};
-use crate::process::ProcessId;
+use crate::labels::Labelled;
 use crate::report;
 
 /// Why a container is an orphan, or None when its starter lives.
 pub fn orphan_reason(container: &Container) -> Option<String> {
-    let pid = container.label("starter-pid").and_then(|p| p.parse().ok());
-    let start = container
-        .label("starter-start")
-        .and_then(|s| s.parse().ok());
-    match (pid, start) {
-        (Some(pid), Some(start)) if (ProcessId { pid, start }).is_alive() => None,
-        (Some(pid), Some(_)) => Some(format!("its starter (pid {pid}) is gone")),
-        _ => Some("it records no starter".into()),
+    match container.starter() {
+        Some(starter) if starter.is_alive() => None,
+        Some(starter) => Some(format!("its starter (pid {}) is gone", starter.pid)),
+        None => Some("it records no starter".into()),
     }
 }
 
@@ -32,15 +28,10 @@ pub async fn collect(engine: &Engine, dry_run: bool) -> Result<Vec<String>> {
         let Some(reason) = orphan_reason(&container) else {
             continue;
         };
-        let job = format!(
-            "job {}.{} of {}",
-            container.label("job-id").unwrap_or("?"),
-            container.label("task-id").unwrap_or("?"),
-            container.label("owner").unwrap_or("?")
-        );
+        let job = container.job_description();
         if dry_run {
             println!("would remove {} ({job}): {reason}", container.name);
-        } else if let Err(e) = engine.remove(&container.name, true).await {
+        } else if let Err(e) = engine.remove(&container.id, true).await {
             failures.push(format!("{}: {e}", container.name));
             continue;
         } else {

@@ -34,6 +34,15 @@
 //!   [`Job::with_config`]).
 //! - [`Mode::Root`]: the cargo binary as root, optionally with `QDOCK_CONFIG`; for error paths.
 //!
+//! # The job's proof
+//! The binaries act only for a job that Grid Engine proves (src/job_proof.rs): the caller
+//! holds the group recorded in the execd spool, `<spool>/<host>/active_jobs/<job>.<task>/
+//! addgrpid`. Each [`Job`] emulates the shepherd honestly: as root it writes that entry
+//! (owned by the Grid Engine admin, with `addgrpid` = [`Job::group`] and the `config` lines
+//! qdock reads: `job_owner`, `tmpdir`) into the real execd spool of this host, and runs the
+//! binaries with that group. Test job ids (above 10^9) never meet Grid Engine's. Dropping the
+//! `Job` removes the entry.
+//!
 //! # Isolation
 //! Each [`Job`] gets a job id unique across concurrently running test processes (derived
 //! from the pid and a counter), so container names never collide. Dropping a `Job`
@@ -374,6 +383,61 @@ pub fn write_file(path: &Path, contents: impl AsRef<[u8]>, uid: u32, gid: u32, m
 }
 
 // ---------------------------------------------------------------------------------------------
+// The execd spool
+
+/// The execd spool directory the installed config names (qdock's default).
+pub const EXECD_SPOOL: &str = "/var/spool/gridengine/execd";
+
+/// This host's directory in the execd spool: the only one with `active_jobs`, as qdock
+/// finds it.
+pub fn spool_host_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let hosts: Vec<PathBuf> = fs::read_dir(EXECD_SPOOL)
+            .unwrap_or_else(|e| panic!("read {EXECD_SPOOL}: {e} (bin/setup-cluster makes it)"))
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.join("active_jobs").is_dir())
+            .collect();
+        match hosts.as_slice() {
+            [only] => {
+                remove_dead_test_entries(&only.join("active_jobs"));
+                only.clone()
+            }
+            _ => panic!("expected one host directory in {EXECD_SPOOL}, found {hosts:?}"),
+        }
+    })
+}
+
+/// Removes the spool entries that test processes now gone left behind: only test job ids
+/// (see [`unique_job_id`]), never Grid Engine's.
+fn remove_dead_test_entries(active_jobs: &Path) {
+    let Ok(entries) = fs::read_dir(active_jobs) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(id) = name.split('.').next().and_then(|j| j.parse::<u64>().ok()) else {
+            continue;
+        };
+        let pid = (id >= 1_000_000_000).then(|| (id - 1_000_000_000) / 1000);
+        if let Some(pid) = pid
+            && pid != u64::from(std::process::id()) % 1_000_000
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// The Grid Engine admin user, who owns the spool.
+fn spool_owner() -> (u32, u32) {
+    let meta = fs::metadata(EXECD_SPOOL).expect("the execd spool");
+    use std::os::unix::fs::MetadataExt;
+    (meta.uid(), meta.gid())
+}
+
+// ---------------------------------------------------------------------------------------------
 // Jobs
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -391,6 +455,9 @@ fn unique_job_id() -> (u64, u64) {
 /// spool directory, its working directory, its TMPDIR, its environment and its container.
 pub struct Job {
     pub id: u64,
+    /// The job's additional group (Grid Engine's `gid_range`), held by its processes and
+    /// recorded in its spool entry; [`JOB_GROUP`] unless a test chooses another.
+    pub group: u32,
     /// `Some(n)` for task n of an array job; `None` for an ordinary job (`SGE_TASK_ID=undefined`).
     pub task: Option<u64>,
     pub user: User,
@@ -425,6 +492,7 @@ impl Job {
         set_owner_mode(&dir, 0, 0, 0o755);
         let mut job = Job {
             id,
+            group: JOB_GROUP,
             task: None,
             user: ALICE,
             mode: Mode::Installed,
@@ -456,6 +524,43 @@ impl Job {
         let _ = fs::remove_dir_all(&self.tmpdir);
         make_dir(&self.cwd, self.user.uid, self.user.gid, 0o755);
         make_dir(&self.tmpdir, self.user.uid, self.user.gid, 0o700);
+        self.write_spool_entry();
+    }
+
+    /// `<spool>/<host>/active_jobs/<job>.<task>/`, as the execd names it (task 1 for a job
+    /// that is no array).
+    pub fn spool_entry(&self) -> PathBuf {
+        spool_host_dir()
+            .join("active_jobs")
+            .join(format!("{}.{}", self.id, self.task.unwrap_or(1)))
+    }
+
+    /// Writes the job's spool entry as the execd does: owned by the admin user, world-readable.
+    fn write_spool_entry(&self) {
+        let dir = self.spool_entry();
+        let _ = fs::remove_dir_all(&dir);
+        let (uid, gid) = spool_owner();
+        make_dir(&dir, uid, gid, 0o755);
+        write_file(
+            &dir.join("addgrpid"),
+            format!("{}\n", self.group),
+            uid,
+            gid,
+            0o644,
+        );
+        let config = format!(
+            "job_owner={}\ntmpdir={}\nqueue=all.q\n",
+            self.user.name,
+            self.tmpdir.display()
+        );
+        write_file(&dir.join("config"), config, uid, gid, 0o644);
+    }
+
+    /// Gives the job another additional group (rewrites its spool entry).
+    pub fn group(mut self, group: u32) -> Job {
+        self.group = group;
+        self.write_spool_entry();
+        self
     }
 
     /// Runs as another user (recreates the working directory and TMPDIR for them).
@@ -589,7 +694,7 @@ impl Job {
             argv.push("--".into());
         }
         if !matches!(self.mode, Mode::Root(_)) {
-            let mut groups = format!("{},{JOB_GROUP}", self.user.gid);
+            let mut groups = format!("{},{}", self.user.gid, self.group);
             if matches!(self.mode, Mode::Config(_)) {
                 groups += &format!(",{}", docker_gid().expect("a docker group"));
             }
@@ -756,6 +861,7 @@ impl Job {
 
 impl Drop for Job {
     fn drop(&mut self) {
+        let _ = fs::remove_dir_all(self.spool_entry());
         let name = self.container_name();
         if remove_container(&name) && !std::thread::panicking() {
             eprintln!("harness: removed container {name}, which the test left behind");

@@ -1,0 +1,224 @@
+//! Is the caller really the Grid Engine job it names? `JOB_ID` and the method's arguments are
+//! the caller's word. What no user can forge: the execd gives every process of a job the
+//! job's additional group id (`gid_range`), which an ordinary process cannot add to itself,
+//! and records it in its spool, `<execd_spool_dir>/<host>/active_jobs/<job>.<task>/addgrpid`,
+//! owned by root or the Grid Engine admin user. The same directory's `config` tells the job's
+//! owner and its per-job TMPDIR, which qdock may then mount.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::config::GridEngineConfig;
+use crate::error::{Error, Result};
+use crate::job::JobKey;
+use crate::privilege::Identity;
+
+/// What the execd's spool says about a proven job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpooledJob {
+    /// The job's additional group id, held by the caller.
+    pub group: u32,
+    pub owner: String,
+    /// The per-job TMPDIR the execd created.
+    pub tmpdir: Option<PathBuf>,
+}
+
+/// The outcome of the check the admin asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proof {
+    Spooled(SpooledJob),
+    /// `gridengine.unsafe_skip_job_proof`: nothing was checked.
+    Skipped,
+}
+
+impl Proof {
+    pub fn spooled(&self) -> Option<&SpooledJob> {
+        match self {
+            Proof::Spooled(job) => Some(job),
+            Proof::Skipped => None,
+        }
+    }
+}
+
+/// Proves that `who` is job `key` on this host, or says what is missing.
+pub fn prove(key: &JobKey, config: &GridEngineConfig, who: &Identity) -> Result<Proof> {
+    if config.unsafe_skip_job_proof {
+        crate::report::log("job proof skipped (gridengine.unsafe_skip_job_proof)");
+        return Ok(Proof::Skipped);
+    }
+    let refuse = |problem: String| Error::NotAJob {
+        job: key.to_string(),
+        problem,
+    };
+    let owners = trusted_owners(config);
+    let host = host_dir(config).map_err(refuse)?;
+    let dir = host.join("active_jobs").join(task_dir_name(key));
+    let read = |name: &str| read_trusted(&dir.join(name), &owners);
+    let group = parse_group(
+        &read("addgrpid")
+            .map_err(|p| refuse(format!("Grid Engine runs no such job on this host ({p})")))?,
+    )
+    .map_err(refuse)?;
+    let spooled = parse_config(&read("config").map_err(refuse)?);
+    let job = SpooledJob {
+        group,
+        owner: spooled.get("job_owner").cloned().unwrap_or_default(),
+        tmpdir: spooled
+            .get("tmpdir")
+            .filter(|t| t.starts_with('/'))
+            .map(PathBuf::from),
+    };
+    check_holder(&job, who).map_err(refuse)?;
+    Ok(Proof::Spooled(job))
+}
+
+/// The execd names a task's directory `<job>.<task>`, task 1 for a job that is no array.
+pub fn task_dir_name(key: &JobKey) -> String {
+    format!("{}.{}", key.job_id, key.task_id.max(1))
+}
+
+/// The caller must be the job's owner and hold the job's group.
+fn check_holder(job: &SpooledJob, who: &Identity) -> std::result::Result<(), String> {
+    if job.owner != who.name {
+        return Err(format!(
+            "it belongs to {:?}, not to you ({})",
+            job.owner, who.name
+        ));
+    }
+    if !who.groups.contains(&job.group) {
+        return Err(format!(
+            "this process does not hold the job's group {}: run qdock only as the queue's methods, inside the job",
+            job.group
+        ));
+    }
+    Ok(())
+}
+
+fn parse_group(text: &str) -> std::result::Result<u32, String> {
+    text.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|&g| g > 0)
+        .ok_or_else(|| format!("the spooled addgrpid {:?} is not a group id", text.trim()))
+}
+
+/// The execd's `config` file: `key=value` lines.
+fn parse_config(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn trusted_owners(config: &GridEngineConfig) -> Vec<u32> {
+    let admin = nix::unistd::User::from_name(&config.admin_user)
+        .ok()
+        .flatten()
+        .map(|u| u.uid.as_raw());
+    std::iter::once(0).chain(admin).collect()
+}
+
+/// This host's spool directory: the one the admin named, else the only one with an
+/// `active_jobs` directory, else the one named after this host.
+fn host_dir(config: &GridEngineConfig) -> std::result::Result<PathBuf, String> {
+    let spool = &config.execd_spool_dir;
+    if !config.spool_host.is_empty() {
+        return Ok(spool.join(&config.spool_host));
+    }
+    let hosts: Vec<PathBuf> = fs::read_dir(spool)
+        .map_err(|e| {
+            format!(
+                "cannot read the execd spool {} ({e}); admin: check gridengine.execd_spool_dir",
+                spool.display()
+            )
+        })?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("active_jobs").is_dir())
+        .collect();
+    if let [only] = hosts.as_slice() {
+        return Ok(only.clone());
+    }
+    let name = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let short = name.split('.').next().unwrap_or_default();
+    hosts
+        .into_iter()
+        .find(|h| h.file_name().is_some_and(|n| n == short || n == name.as_str()))
+        .ok_or_else(|| {
+            format!(
+                "the execd spool {} has no directory for this host ({name}); admin: set gridengine.spool_host",
+                spool.display()
+            )
+        })
+}
+
+/// Reads a small spool file, refusing links and anything a user could have written.
+fn read_trusted(path: &Path, owners: &[u32]) -> std::result::Result<String, String> {
+    crate::trust::check_path(path, owners)?;
+    let mut text = String::new();
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+        .and_then(|f| f.take(64 << 10).read_to_string(&mut text))
+        .map_err(|e| format!("cannot read {} ({e})", path.display()))?;
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn who(groups: &[u32]) -> Identity {
+        Identity {
+            uid: 2001,
+            gid: 2001,
+            groups: groups.to_vec(),
+            name: "alice".into(),
+        }
+    }
+
+    fn job(owner: &str, group: u32) -> SpooledJob {
+        SpooledJob {
+            group,
+            owner: owner.into(),
+            tmpdir: None,
+        }
+    }
+
+    #[test]
+    fn task_directories_are_named_as_the_execd_names_them() {
+        let key = |job_id, task_id| JobKey {
+            cell: "default".into(),
+            job_id,
+            task_id,
+        };
+        assert_eq!(task_dir_name(&key(7, 0)), "7.1");
+        assert_eq!(task_dir_name(&key(7, 3)), "7.3");
+    }
+
+    #[test]
+    fn the_holder_must_own_the_job_and_hold_its_group() {
+        assert!(check_holder(&job("alice", 65401), &who(&[65401])).is_ok());
+        let e = check_holder(&job("alice", 65401), &who(&[65402])).unwrap_err();
+        assert!(e.contains("group 65401"), "{e}");
+        let e = check_holder(&job("bob", 65401), &who(&[65401])).unwrap_err();
+        assert!(e.contains("\"bob\""), "{e}");
+    }
+
+    #[test]
+    fn spool_files_parse() {
+        assert_eq!(parse_group("65401\n"), Ok(65401));
+        for bad in ["", "0", "x", "-1", "65401 65402"] {
+            assert!(parse_group(bad).is_err(), "{bad:?}");
+        }
+        let c = parse_config("job_owner=alice\ntmpdir=/tmp/7.1.all.q\nnoise\n");
+        assert_eq!(c["job_owner"], "alice");
+        assert_eq!(c["tmpdir"], "/tmp/7.1.all.q");
+    }
+}

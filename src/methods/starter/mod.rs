@@ -1,0 +1,165 @@
+//! `qdock-starter`: Grid Engine's starter_method. Runs the job in the image named by the job's
+//! `IMAGE`, or natively when there is none, and returns the job's exit code.
+//!
+//! Top-down: [`prepare`] checks everything and builds the container spec (nothing exists
+//! yet); [`leftover`] creates the container, clearing one left by an earlier run of the same
+//! job; [`supervise`] attaches, starts, streams the output through [`sink`] and relays
+//! signals until the container exits; the container is removed on every path after create.
+
+mod image;
+mod leftover;
+mod prepare;
+mod sink;
+mod supervise;
+
+use std::cell::RefCell;
+use std::ffi::OsString;
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::job::JobContext;
+use crate::labels::Labelled;
+use crate::signals::{Received, Signals};
+use crate::spec::ContainerSpec;
+use crate::{environ, report};
+
+pub fn run(argv: Vec<OsString>) -> u8 {
+    match start(argv) {
+        Ok(code) => code,
+        Err(e) => {
+            report::error(&e);
+            e.exit_code()
+        }
+    }
+}
+
+fn start(argv: Vec<OsString>) -> Result<u8> {
+    let (config, _) = Config::load(None)?;
+    let job = JobContext::parse(
+        environ::original(),
+        argv,
+        &config.job.image_variable,
+        &config.job.mounts_variable,
+    )?;
+    report::set_job(&job.key);
+    let Some(requested) = job.image.clone() else {
+        return Err(crate::methods::native::exec(&job));
+    };
+    if requested.trim().is_empty() {
+        return Err(Error::BadImage {
+            reference: requested,
+            problem: format!(
+                "it is empty; unset {} to run natively",
+                config.job.image_variable
+            ),
+        });
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("start the async runtime", e))?;
+    runtime.block_on(async {
+        let mut signals = Signals::install()?;
+        let prepared = tokio::select! {
+            prepared = prepare::prepare(&job, &config, &requested) => prepared?,
+            n = signals.next_terminate() => return Ok(128 + n as u8),
+        };
+        let engine = &prepared.engine;
+        let created = RefCell::new(None);
+        let outcome = execute(&prepared, &created, &mut signals).await;
+        // Whatever happened after create, the container goes: no orphans.
+        let removed = remove_own(engine, &prepared.spec, created.take()).await;
+        let code = outcome?;
+        if let Err(e) = removed {
+            report::warn(&format!(
+                "could not remove container {}: {e}; `qdock gc` will",
+                prepared.spec.name
+            ));
+        }
+        Ok(code)
+    })
+}
+
+/// Creates, attaches, starts and supervises the container; returns the starter's exit code.
+/// `created` receives the container's ID as soon as it exists.
+async fn execute(
+    prepared: &prepare::Prepared,
+    created: &RefCell<Option<String>>,
+    signals: &mut Signals,
+) -> Result<u8> {
+    let (engine, spec) = (&prepared.engine, &prepared.spec);
+    let setup = async {
+        let id = leftover::create(engine, spec).await?;
+        created.replace(Some(id.clone()));
+        // Said once the container exists, so a job refused before has one line only: why.
+        report::info(&prepared.announcement());
+        let (output, input) = engine.attach(&id, spec.stdin_script).await?;
+        engine.start(&id).await?;
+        Ok::<_, Error>((id, output, input))
+    };
+    tokio::pin!(setup);
+    // The job may run (and set its traps) before the engine has answered the start:
+    // warnings arriving meanwhile are forwarded once it has, not dropped.
+    let mut warnings = Vec::new();
+    let (id, output, input) = loop {
+        tokio::select! {
+            setup = &mut setup => break setup?,
+            received = signals.next() => match received {
+                Received::Terminate(n) => {
+                    // Ours may be running already: the job gets its grace, as later on.
+                    let own = created.borrow().clone();
+                    let own = match own {
+                        Some(id) => Some(id),
+                        None => find_own(engine, spec).await,
+                    };
+                    if let Some(id) = own {
+                        if let Err(e) = engine.stop(&id, spec.stop_grace_secs).await {
+                            report::warn(&format!("stopping the container failed: {e}"));
+                        }
+                        created.replace(Some(id));
+                    }
+                    return Ok(128 + n as u8);
+                }
+                Received::Forward(_) => warnings.push(received),
+            },
+        }
+    };
+    for received in warnings {
+        supervise::forward(engine, &id, received).await;
+    }
+    let feeding = prepared
+        .script_input
+        .clone()
+        .map(|script| Box::pin(supervise::feed(input, script)) as supervise::Pending);
+    supervise::supervise(engine, spec, &id, output, feeding, signals).await
+}
+
+/// The container this starter created, found by name when create was cut short before it
+/// answered: it is ours only when every label matches, the starter's pid and start time
+/// among them, which no other process shares.
+async fn find_own(engine: &Engine, spec: &ContainerSpec) -> Option<String> {
+    match engine.inspect(&spec.name).await {
+        Ok(Some(c))
+            if spec
+                .labels
+                .iter()
+                .all(|(k, v)| c.labels().get(k) == Some(v)) =>
+        {
+            Some(c.id)
+        }
+        _ => None,
+    }
+}
+
+/// Removes the container this starter created, by its ID; never one that took the name.
+async fn remove_own(engine: &Engine, spec: &ContainerSpec, created: Option<String>) -> Result<()> {
+    let own = match created {
+        Some(id) => Some(id),
+        None => find_own(engine, spec).await,
+    };
+    match own {
+        Some(id) => engine.remove(&id, true).await,
+        None => Ok(()),
+    }
+}

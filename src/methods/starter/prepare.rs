@@ -1,0 +1,232 @@
+//! Everything before the container exists: the image rule, the job proof, the paths the
+//! caller named (checked with the caller's own rights and anchored so the engine cannot be
+//! redirected), the engine, the image and the spec. Nothing is created here.
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::job::JobContext;
+use crate::job_proof::{self, Proof};
+use crate::policy::{self, MountSpec};
+use crate::privilege::{self, Identity};
+use crate::spec::{self, ContainerSpec, Host, ResolvedImage, Sources};
+use crate::{limits, mount_source, report};
+
+pub struct Prepared {
+    /// The job, `12.0`, for messages.
+    pub job: String,
+    pub engine: Engine,
+    pub spec: ContainerSpec,
+    pub image: ResolvedImage,
+    /// The script for the shell's stdin (`script_from_stdin`).
+    pub script_input: Option<Vec<u8>>,
+}
+
+impl Prepared {
+    /// The `.e` file's first line: what runs, exactly.
+    pub fn announcement(&self) -> String {
+        let image = &self.image;
+        format!(
+            "job {} runs {} (image {}{}) as container {}",
+            self.job,
+            image.reference.familiar(),
+            image.id,
+            image
+                .repo_digest
+                .as_ref()
+                .map(|d| format!(", digest {d}"))
+                .unwrap_or_default(),
+            self.spec.name
+        )
+    }
+}
+
+pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Result<Prepared> {
+    let reference = policy::check_image(requested, &config.images)?;
+    let who = Identity::of_caller();
+    let proof = job_proof::prove(&job.key, &config.gridengine, &who)?;
+    let paths = privilege::as_caller(|| CallerPaths::check(job, config, &who, &proof))?;
+    let seccomp_profile = read_seccomp_profile(config)?;
+    let engine = Engine::connect(&config.engine).await?;
+    let image = super::image::resolve(&engine, &reference, config.images.pull).await?;
+    let job = JobContext {
+        script: paths.script.clone(),
+        ..job.clone()
+    };
+    let host = Host {
+        hostname: nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        cwd: paths.cwd,
+        sources: paths.sources,
+        seccomp_profile,
+        starter: crate::process::ProcessId::of_self(),
+    };
+    let limits = limits::of_process();
+    let inputs = spec::Inputs {
+        job: &job,
+        config,
+        who: &who,
+        image: &image,
+        limits: &limits,
+        user_mounts: &paths.user_mounts,
+        host: &host,
+    };
+    let (spec, notes) = spec::build(&inputs)?;
+    if !notes.skipped_env.is_empty() {
+        report::warn(&format!(
+            "not passed into the container (values are not UTF-8): {}",
+            notes.skipped_env.join(", ")
+        ));
+    }
+    Ok(Prepared {
+        job: job.key.to_string(),
+        engine,
+        spec,
+        image,
+        script_input: paths.script_input,
+    })
+}
+
+/// The paths the caller named or that stand for them, resolved with the caller's rights.
+struct CallerPaths {
+    script: PathBuf,
+    script_input: Option<Vec<u8>>,
+    cwd: PathBuf,
+    sources: Sources,
+    user_mounts: Vec<MountSpec>,
+}
+
+impl CallerPaths {
+    /// Runs with the caller's filesystem rights (see [`privilege::as_caller`]).
+    fn check(job: &JobContext, config: &Config, who: &Identity, proof: &Proof) -> Result<Self> {
+        let cwd = std::env::current_dir()
+            .and_then(std::fs::canonicalize)
+            .map_err(|e| {
+                Error::JobEnv(format!("the working directory is gone ({e}); submit from a directory that exists until the job runs"))
+            })?;
+        let (script, script_input) = check_script(job)?;
+        let anchored = |path: &Path| anchor(path, who.uid);
+        // The passwd home, not $HOME; the execd's TMPDIR, not $TMPDIR: both are the caller's
+        // to set to anything, /etc included.
+        let home = passwd_home(who.uid)
+            .and_then(|h| std::fs::canonicalize(h).ok())
+            .map(|h| anchored(&h))
+            .transpose()?;
+        let tmpdir = proof
+            .spooled()
+            .and_then(|j| j.tmpdir.as_ref())
+            .and_then(|t| std::fs::canonicalize(t).ok())
+            .map(|t| anchored(&t))
+            .transpose()?;
+        let sources = Sources {
+            script: anchored(&script)?,
+            home,
+            cwd: Some(anchored(&cwd)?),
+            tmpdir,
+        };
+        Ok(CallerPaths {
+            script,
+            script_input,
+            cwd,
+            sources,
+            user_mounts: user_mounts(job, config, who.uid)?,
+        })
+    }
+}
+
+/// The anchor of a default mount source; a refusal names the path.
+fn anchor(path: &Path, uid: u32) -> Result<PathBuf> {
+    mount_source::anchor(path, uid).map_err(|problem| Error::MountRefused {
+        request: path.display().to_string(),
+        problem,
+    })
+}
+
+fn passwd_home(uid: u32) -> Option<PathBuf> {
+    nix::unistd::User::from_uid(uid.into())
+        .ok()
+        .flatten()
+        .map(|u| u.dir)
+        .filter(|d| d.is_absolute())
+}
+
+/// The job script must be a regular file the caller can open themselves (as a native job
+/// must); returns its resolved path and, for `script_from_stdin`, its content.
+fn check_script(job: &JobContext) -> Result<(PathBuf, Option<Vec<u8>>)> {
+    let refuse = |problem: String| {
+        Error::JobEnv(format!(
+            "the job script {} {problem}; Grid Engine passes the spooled job script as the first argument",
+            job.script.display()
+        ))
+    };
+    // Non-blocking, so a FIFO named as the script cannot hold the starter.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(&job.script)
+        .map_err(|e| refuse(format!("cannot be opened ({e})")))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| refuse(format!("cannot be examined ({e})")))?;
+    if !meta.is_file() {
+        return Err(refuse("is not a regular file".into()));
+    }
+    let resolved = std::fs::canonicalize(&job.script)
+        .map_err(|e| refuse(format!("cannot be resolved ({e})")))?;
+    let input = if job.shell.mode == crate::job::StartMode::Stdin {
+        use std::io::Read;
+        let mut content = Vec::new();
+        (&file)
+            .read_to_end(&mut content)
+            .map_err(|e| refuse(format!("cannot be read ({e})")))?;
+        Some(content)
+    } else {
+        None
+    };
+    Ok((resolved, input))
+}
+
+/// The job's extra mounts: each source resolved with the caller's rights, checked against
+/// the admin's prefixes, then anchored.
+fn user_mounts(job: &JobContext, config: &Config, uid: u32) -> Result<Vec<MountSpec>> {
+    let Some(request) = &job.mounts else {
+        return Ok(Vec::new());
+    };
+    policy::parse_mount_request(request)?
+        .iter()
+        .map(|m| {
+            let resolved: PathBuf =
+                std::fs::canonicalize(&m.source).map_err(|e| Error::MountRefused {
+                    request: m.source.display().to_string(),
+                    problem: format!("cannot resolve it ({e})"),
+                })?;
+            let authorized = policy::authorize_mount(m, &resolved, &config.mounts.user_allow)?;
+            let anchor =
+                mount_source::anchor(&resolved, uid).map_err(|problem| Error::MountRefused {
+                    request: m.source.display().to_string(),
+                    problem,
+                })?;
+            policy::widen_mount(m, authorized, &anchor, &config.mounts.user_allow)
+        })
+        .collect()
+}
+
+/// The admin's seccomp profile passes the same trust check as the config: whoever can write
+/// it decides which system calls every job may make.
+fn read_seccomp_profile(config: &Config) -> Result<Option<String>> {
+    let Some(path) = &config.container.seccomp_profile else {
+        return Ok(None);
+    };
+    crate::config::check_trusted(path)?;
+    std::fs::read_to_string(path)
+        .map(Some)
+        .map_err(|e| Error::Config {
+            path: path.clone(),
+            problem: format!("container.seccomp_profile cannot be read ({e})"),
+        })
+}

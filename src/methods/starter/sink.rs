@@ -1,0 +1,38 @@
+//! The job's output, from the engine to the job's `.o` and `.e` files.
+
+use std::os::fd::BorrowedFd;
+
+use crate::engine::Chunk;
+
+/// Writes the job's output straight to fds 1 and 2 with write(2): no buffer between the job
+/// and its `.o`/`.e` files, so partial lines (progress bars) appear at once and nothing is
+/// copied twice. A closed stdout is not the job's failure: output is then dropped and the
+/// job runs on.
+#[derive(Default)]
+pub struct Sink {
+    broken: [bool; 2],
+}
+
+impl Sink {
+    pub fn write(&mut self, chunk: Chunk) {
+        let (index, mut bytes) = match &chunk {
+            Chunk::Stdout(b) => (0, b.as_ref()),
+            Chunk::Stderr(b) => (1, b.as_ref()),
+        };
+        if self.broken[index] {
+            return;
+        }
+        // SAFETY: fds 1 and 2 stay open for the whole life of the process.
+        let fd = unsafe { BorrowedFd::borrow_raw(index as i32 + 1) };
+        while !bytes.is_empty() {
+            match nix::unistd::write(fd, bytes) {
+                Ok(n) => bytes = &bytes[n..],
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => {
+                    self.broken[index] = true;
+                    return;
+                }
+            }
+        }
+    }
+}
