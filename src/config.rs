@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::policy::{ImagePattern, MountSpec};
+use crate::mount::MountSpec;
+use crate::pattern::ImagePattern;
 
 pub const DEFAULT_PATH: &str = "/etc/qdock/qdock.toml";
 
@@ -127,7 +128,7 @@ pub enum PullPolicy {
 #[serde(deny_unknown_fields, default)]
 pub struct ImageConfig {
     /// Patterns on the normalized reference; empty allows any image.
-    pub allow: Vec<String>,
+    pub allow: Vec<ImagePattern>,
     pub require_digest: bool,
     pub pull: PullPolicy,
 }
@@ -144,7 +145,7 @@ pub struct MountConfig {
     /// Mount the per-job TMPDIR at the same path.
     pub tmpdir: bool,
     /// Admin mounts for every job: `/src[:/dst][:ro|:rw]`.
-    pub extra: Vec<String>,
+    pub extra: Vec<MountSpec>,
     /// Prefixes under which a job may ask for bind mounts.
     pub user_allow: Vec<UserMountRule>,
 }
@@ -257,12 +258,6 @@ impl Config {
                     "container.devices: {dev:?} must be a path under /dev"
                 ));
             }
-        }
-        for pattern in &self.images.allow {
-            ImagePattern::parse(pattern).map_err(|e| format!("images.allow: {e}"))?;
-        }
-        for m in &self.mounts.extra {
-            MountSpec::parse(m).map_err(|e| format!("mounts.extra: {m:?}: {e}"))?;
         }
         for rule in &self.mounts.user_allow {
             if !rule.prefix.is_absolute() || rule.prefix == Path::new("/") {
@@ -434,5 +429,30 @@ mod tests {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(needle), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn bad_patterns_and_mounts_name_line_and_key() {
+        let text = "[images]\nallow = [\n  \"qdock/*\",\n  \"UPPER/case\",\n]\n";
+        let e = parse(text).unwrap_err().to_string();
+        assert!(
+            e.contains("line 2, key images.allow") && e.contains("\"UPPER/case\""),
+            "{e}"
+        );
+        let e = parse("[mounts]\nhome = true\nextra = [\"/a\", \"relative:/x\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 3, key mounts.extra") && e.contains("\"relative:/x\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn patterns_and_mounts_are_parsed_at_load() {
+        let c = parse("[images]\nallow = [\"qdock/*\"]\n[mounts]\nextra = [\"/ref:/db:ro\"]\n")
+            .unwrap();
+        assert_eq!(c.images.allow[0].to_string(), "qdock/*");
+        assert_eq!(c.mounts.extra, [MountSpec::parse("/ref:/db:ro").unwrap()]);
     }
 }

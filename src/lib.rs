@@ -12,6 +12,8 @@ pub mod image_ref;
 pub mod job;
 pub mod limits;
 pub mod methods;
+pub mod mount;
+pub mod pattern;
 pub mod policy;
 pub mod privilege;
 pub mod process;

@@ -11,7 +11,8 @@ use crate::error::{Error, Result};
 use crate::image_ref::ImageRef;
 use crate::job::{JobContext, StartMode};
 use crate::limits::Limits;
-use crate::policy::{MountSpec, env_passes};
+use crate::mount::MountSpec;
+use crate::policy::env_passes;
 use crate::privilege::Identity;
 use crate::process::ProcessId;
 
@@ -205,15 +206,7 @@ fn mounts(i: &Inputs, script: &Path) -> Result<Vec<MountSpec>> {
     if m.tmpdir {
         out.extend(i.job.tmpdir.as_ref().filter(exists).map(|p| same(p, false)));
     }
-    for extra in &m.extra {
-        out.push(
-            MountSpec::parse(extra).map_err(|problem| Error::MountRefused {
-                request: extra.clone(),
-                problem,
-            })?,
-        );
-    }
-    out.extend(i.user_mounts.iter().cloned());
+    out.extend(m.extra.iter().chain(i.user_mounts).cloned());
     // The engine refuses two mounts on one target; the first (most specific default) wins.
     let mut seen = Vec::new();
     out.retain(|mount| {
