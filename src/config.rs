@@ -192,9 +192,9 @@ impl Config {
         if crate::privilege::is_elevated() {
             check_trusted(&path)?;
         }
-        let text = fs::read_to_string(&path).map_err(|e| Error::Config {
+        let text = fs::read_to_string(&path).map_err(|source| Error::ConfigUnreadable {
             path: path.clone(),
-            problem: format!("cannot read it ({e}); an admin installs it with bin/install"),
+            source,
         })?;
         Ok((Config::parse(&text, &path)?, path))
     }
@@ -304,9 +304,9 @@ pub fn check_trusted(path: &Path) -> Result<()> {
         path: path.into(),
         problem,
     };
-    let meta = fs::symlink_metadata(path).map_err(|e| Error::Config {
+    let meta = fs::symlink_metadata(path).map_err(|source| Error::ConfigUnreadable {
         path: path.into(),
-        problem: format!("cannot read it ({e}); an admin installs it with bin/install"),
+        source,
     })?;
     if !meta.file_type().is_file() {
         return Err(insecure("it is not a regular file".into()));

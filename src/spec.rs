@@ -234,11 +234,14 @@ fn cpus(config: &Config, nslots: Option<u32>, host_cpus: u32) -> Option<i64> {
 }
 
 fn utf8(value: &OsStr, what: &str) -> Result<String> {
-    value.to_str().map(str::to_string).ok_or_else(|| {
-        Error::JobEnv(format!(
-            "{what} {value:?} is not UTF-8, which the Docker API cannot carry; rename it"
-        ))
-    })
+    value
+        .to_str()
+        .map(str::to_string)
+        .ok_or_else(|| Error::BadJobEnv {
+            value: format!("{what} {value:?}"),
+            expected: "UTF-8, which the Docker API cannot carry",
+            fix: "rename it",
+        })
 }
 
 fn utf8_path(path: &Path, what: &str) -> Result<String> {

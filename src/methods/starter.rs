@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::config::{Config, PullPolicy};
 use crate::engine::{Chunk, Engine, Output, State};
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 use crate::job::JobContext;
 use crate::mount::MountSpec;
 use crate::policy;
@@ -101,9 +101,7 @@ async fn prepare(
     config: &Config,
     requested: &str,
 ) -> Result<(Engine, ContainerSpec, ResolvedImage)> {
-    let cwd = std::env::current_dir().map_err(|e| {
-        Error::JobEnv(format!("the working directory is gone ({e}); submit from a directory that exists until the job runs"))
-    })?;
+    let cwd = std::env::current_dir().map_err(|source| Error::WorkdirGone { source })?;
     let reference = policy::check_image(requested, &config.images)?;
     check_script(job)?;
     let user_mounts = user_mounts(job, config)?;
@@ -162,23 +160,22 @@ async fn prepare(
 /// The engine bind-mounts the job script as root, past directories the caller may not
 /// enter: so it must be a regular file the caller can open themselves (as a native job must).
 fn check_script(job: &JobContext) -> Result<()> {
-    let refuse = |problem: String| {
-        Error::JobEnv(format!(
-            "the job script {} {problem}; Grid Engine passes the spooled job script as the first argument",
-            job.script.display()
-        ))
+    let refuse = |problem, source| Error::ScriptUnusable {
+        script: job.script.clone(),
+        problem,
+        source,
     };
     // Non-blocking, so a FIFO named as the script cannot hold the starter.
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NONBLOCK)
         .open(&job.script)
-        .map_err(|e| refuse(format!("cannot be opened ({e})")))?;
+        .map_err(|e| refuse("cannot be opened", Some(e)))?;
     let meta = file
         .metadata()
-        .map_err(|e| refuse(format!("cannot be examined ({e})")))?;
+        .map_err(|e| refuse("cannot be examined", Some(e)))?;
     if !meta.is_file() {
-        return Err(refuse("is not a regular file".into()));
+        return Err(refuse("is not a regular file", None));
     }
     Ok(())
 }
@@ -235,7 +232,7 @@ async fn resolve_image(
         },
         _ => Error::PullRefused {
             image: reference.familiar(),
-            cause: "the engine has no such image after the pull".into(),
+            cause: Cause::text("the engine has no such image after the pull"),
         },
     })?;
     let repo_digest = match &reference.digest {
@@ -398,7 +395,7 @@ async fn supervise(
             code = &mut wait, if exit.is_none() => {
                 // The job started: whether it finished is unknown, and a requeue could run it
                 // twice, so this is not a transient failure.
-                exit = Some(code.map_err(|e| Error::JobLost { name: name.to_string(), cause: e.to_string() })?);
+                exit = Some(code.map_err(|e| Error::JobLost { name: name.to_string(), cause: Box::new(e) })?);
                 drain_deadline.as_mut().reset(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
             },
             _ = &mut drain_deadline, if exit.is_some() => {
