@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::policy::{ImagePattern, MountSpec};
+use crate::mount::MountSpec;
+use crate::pattern::ImagePattern;
 
 pub const DEFAULT_PATH: &str = "/etc/qdock/qdock.toml";
 
@@ -154,7 +155,7 @@ pub enum PullPolicy {
 #[serde(deny_unknown_fields, default)]
 pub struct ImageConfig {
     /// Patterns on the normalized reference; empty allows any image.
-    pub allow: Vec<String>,
+    pub allow: Vec<ImagePattern>,
     pub require_digest: bool,
     pub pull: PullPolicy,
 }
@@ -171,7 +172,7 @@ pub struct MountConfig {
     /// Mount the per-job TMPDIR at the same path.
     pub tmpdir: bool,
     /// Admin mounts for every job: `/src[:/dst][:ro|:rw]`.
-    pub extra: Vec<String>,
+    pub extra: Vec<MountSpec>,
     /// Prefixes under which a job may ask for bind mounts.
     pub user_allow: Vec<UserMountRule>,
 }
@@ -218,9 +219,9 @@ impl Config {
         if crate::privilege::is_elevated() {
             check_trusted(&path)?;
         }
-        let text = fs::read_to_string(&path).map_err(|e| Error::Config {
+        let text = fs::read_to_string(&path).map_err(|source| Error::ConfigUnreadable {
             path: path.clone(),
-            problem: format!("cannot read it ({e}); an admin installs it with bin/install"),
+            source,
         })?;
         Ok((Config::parse(&text, &path)?, path))
     }
@@ -285,12 +286,6 @@ impl Config {
                 ));
             }
         }
-        for pattern in &self.images.allow {
-            ImagePattern::parse(pattern).map_err(|e| format!("images.allow: {e}"))?;
-        }
-        for m in &self.mounts.extra {
-            MountSpec::parse(m).map_err(|e| format!("mounts.extra: {m:?}: {e}"))?;
-        }
         if !self.gridengine.execd_spool_dir.is_absolute() {
             return Err("gridengine.execd_spool_dir must be an absolute path".into());
         }
@@ -341,9 +336,9 @@ fn choose_path(requested: Option<PathBuf>) -> PathBuf {
 
 /// A config that an ordinary user could write would let them choose what the setgid binary does.
 pub fn check_trusted(path: &Path) -> Result<()> {
-    fs::symlink_metadata(path).map_err(|e| Error::Config {
+    fs::symlink_metadata(path).map_err(|source| Error::ConfigUnreadable {
         path: path.into(),
-        problem: format!("cannot read it ({e}); an admin installs it with bin/install"),
+        source,
     })?;
     crate::trust::check_path(path, &[0]).map_err(|problem| Error::ConfigInsecure {
         path: path.into(),
@@ -444,5 +439,30 @@ mod tests {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(needle), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn bad_patterns_and_mounts_name_line_and_key() {
+        for (text, needles) in [
+            (
+                "[images]\nallow = [\n  \"qdock/*\",\n  \"UPPER/case\",\n]\n",
+                ["line 2, key images.allow", "\"UPPER/case\""],
+            ),
+            (
+                "[mounts]\nhome = true\nextra = [\"/a\", \"relative:/x\"]\n",
+                ["line 3, key mounts.extra", "\"relative:/x\""],
+            ),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(needles.iter().all(|n| e.contains(n)), "{e}");
+        }
+    }
+
+    #[test]
+    fn patterns_and_mounts_are_parsed_at_load() {
+        let c = parse("[images]\nallow = [\"qdock/*\"]\n[mounts]\nextra = [\"/ref:/db:ro\"]\n")
+            .unwrap();
+        assert_eq!(c.images.allow[0].to_string(), "qdock/*");
+        assert_eq!(c.mounts.extra, [MountSpec::parse("/ref:/db:ro").unwrap()]);
     }
 }

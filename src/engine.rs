@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixStream;
 
 use crate::config::EngineConfig;
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 use crate::labels::{Label, Labelled};
 use crate::spec::ContainerSpec;
 
@@ -102,7 +102,7 @@ impl Engine {
         let docker = Docker::connect_with_unix(&socket, secs, &version).map_err(|e| {
             Error::EngineUnreachable {
                 socket: socket.clone(),
-                cause: cause_chain(&e),
+                cause: Cause::of(e),
             }
         })?;
         Ok(Engine {
@@ -121,21 +121,17 @@ impl Engine {
             },
             BollardError::SocketNotFoundError(_) => Error::EngineUnreachable {
                 socket: self.socket.clone(),
-                cause: "the socket does not exist".into(),
+                cause: Cause::new("the socket does not exist", e),
             },
             BollardError::HyperLegacyError { ref err } if err.is_connect() => {
                 Error::EngineUnreachable {
                     socket: self.socket.clone(),
-                    cause: cause_chain(&e),
+                    cause: Cause::of(e),
                 }
             }
-            BollardError::DockerResponseServerError { message, .. } => Error::Engine {
-                action: action.to_string(),
-                cause: message,
-            },
             other => Error::Engine {
                 action: action.to_string(),
-                cause: cause_chain(&other),
+                cause: engine_cause(other),
             },
         }
     }
@@ -159,35 +155,20 @@ impl Engine {
         };
         let mut progress = self.docker.create_image(Some(options), None, None);
         while let Some(item) = progress.next().await {
-            if let Err(e) = item {
-                let cause = match &e {
-                    BollardError::DockerResponseServerError { message, .. }
-                    | BollardError::DockerStreamError { error: message } => message.clone(),
-                    _ => return Err(self.fail(&format!("pull {reference}"), e)),
-                };
-                let permanent = status(&e) == Some(404)
-                    || [
-                        "not found",
-                        "manifest unknown",
-                        "does not exist",
-                        "access denied",
-                        "unauthorized",
-                        "invalid reference",
-                    ]
-                    .iter()
-                    .any(|m| cause.to_lowercase().contains(m));
-                return Err(if permanent {
-                    Error::PullRefused {
-                        image: reference.to_string(),
-                        cause,
-                    }
-                } else {
-                    Error::PullFailed {
-                        image: reference.to_string(),
-                        cause,
-                    }
-                });
-            }
+            let Err(e) = item else { continue };
+            let image = reference.to_string();
+            return Err(match pull_refused(&e) {
+                Some(true) => Error::PullRefused {
+                    image,
+                    cause: engine_cause(e),
+                },
+                Some(false) => Error::PullFailed {
+                    image,
+                    cause: engine_cause(e),
+                },
+                // Not the registry's answer: the engine itself (hung, gone).
+                None => self.fail(&format!("pull {reference}"), e),
+            });
         }
         Ok(())
     }
@@ -237,7 +218,7 @@ impl Engine {
                 Ok(LogOutput::StdIn { .. }) => None,
                 Err(e) => Some(Err(Error::Engine {
                     action: format!("stream the job's output (engine at {socket})"),
-                    cause: cause_chain(&e),
+                    cause: Cause::of(e),
                 })),
             };
             std::future::ready(mapped)
@@ -254,14 +235,15 @@ impl Engine {
 
     /// A 400 to create or start means this container can never run as asked (say, the job's
     /// shell is not in the image and there is no init): a requeue (99) would loop forever.
-    fn refused(&self, action: &str, hint: &str, e: BollardError) -> Error {
+    fn refused(&self, action: &str, hint: &'static str, e: BollardError) -> Error {
         match e {
             BollardError::DockerResponseServerError {
-                status_code: 400,
-                message,
-            } => Error::JobEnv(format!(
-                "the Docker engine refused to {action}: {message}; {hint}"
-            )),
+                status_code: 400, ..
+            } => Error::EngineRefused {
+                action: action.to_string(),
+                hint,
+                cause: engine_cause(e),
+            },
             other => self.fail(action, other),
         }
     }
@@ -279,7 +261,7 @@ impl Engine {
             Some(Err(e)) => Err(self.fail(&format!("wait for container {}", short(id)), e)),
             None => Err(Error::Engine {
                 action: format!("wait for container {}", short(id)),
-                cause: "no answer".into(),
+                cause: Cause::text("no answer"),
             }),
         }
     }
@@ -362,8 +344,9 @@ impl Engine {
         };
         match self.docker.remove_container(id, Some(options)).await {
             Err(e) if status(&e) == Some(404) => Ok(()),
-            // "removal already in progress": another party is removing it.
-            Err(e) if status(&e) == Some(409) && e.to_string().contains("in progress") => Ok(()),
+            // "removal already in progress": another party is removing it. A 409 also says
+            // "cannot remove a running container": only the engine's words tell them apart.
+            Err(e) if conflict(&e, &["in progress"]) => Ok(()),
             other => other.map_err(|e| self.fail(&format!("remove container {}", short(id)), e)),
         }
     }
@@ -432,18 +415,16 @@ impl Engine {
 /// the docker CLI does: bollard's negotiation uses `GET /version`, for which dockerd runs
 /// `runc --version` and `docker-init --version`, a cost every method would pay (~10 ms).
 /// Never a fixed version: newer engines refuse old API versions.
-async fn api_version(socket: &str) -> std::result::Result<ClientVersion, String> {
-    let mut stream = UnixStream::connect(socket)
-        .await
-        .map_err(|e| e.to_string())?;
+async fn api_version(socket: &str) -> std::result::Result<ClientVersion, Cause> {
+    let mut stream = UnixStream::connect(socket).await.map_err(Cause::of)?;
     stream
         .write_all(b"HEAD /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(Cause::of)?;
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 512];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 << 10 {
-        match stream.read(&mut buf).await.map_err(|e| e.to_string())? {
+        match stream.read(&mut buf).await.map_err(Cause::of)? {
             0 => break,
             n => head.extend_from_slice(&buf[..n]),
         }
@@ -462,10 +443,10 @@ async fn api_version(socket: &str) -> std::result::Result<ClientVersion, String>
             Some((major.parse::<usize>().ok()?, minor.parse::<usize>().ok()?))
         })
         .ok_or_else(|| {
-            format!(
+            Cause::text(format!(
                 "it does not speak the Docker API (answer: {:?})",
                 text.lines().next().unwrap_or("")
-            )
+            ))
         })?;
     let ours = bollard::API_DEFAULT_VERSION;
     let (major_version, minor_version) = server.min((ours.major_version, ours.minor_version));
@@ -493,18 +474,46 @@ fn status(e: &BollardError) -> Option<u16> {
     }
 }
 
-/// Hyper hides the useful part ("Permission denied", "Connection refused") in the source chain.
-fn cause_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text = format!("{text}: {s_text}");
-        }
-        source = s.source();
+/// The engine's own words when it gave any, without bollard's preamble; the error stays
+/// the cause's source.
+fn engine_cause(e: BollardError) -> Cause {
+    match &e {
+        BollardError::DockerResponseServerError { message, .. }
+        | BollardError::DockerStreamError { error: message } => Cause::new(message.clone(), e),
+        _ => Cause::of(e),
     }
-    text
+}
+
+/// Whether a failed pull is final (the registry refused this reference) or may pass; None
+/// when the error is not an answer about the image at all (the engine timed out or is gone).
+fn pull_refused(e: &BollardError) -> Option<bool> {
+    match e {
+        // Before any progress the engine answers with a status: 400 an invalid reference,
+        // 401/403 no access, 404 no such repository, tag or digest. 5xx (registry down,
+        // engine trouble) and 429 (rate limit) may pass.
+        BollardError::DockerResponseServerError { status_code, .. } => {
+            Some(matches!(status_code, 400 | 401 | 403 | 404))
+        }
+        // Once progress has been sent, a failure comes inside the stream, as an errorDetail
+        // without a code (dockerd's streamformatter sets none, and bollard keeps only the
+        // message): its text is all the engine gives, so the text decides.
+        BollardError::DockerStreamError { error } => {
+            let error = error.to_lowercase();
+            Some(
+                [
+                    "not found",
+                    "manifest unknown",
+                    "does not exist",
+                    "access denied",
+                    "unauthorized",
+                    "invalid reference",
+                ]
+                .iter()
+                .any(|m| error.contains(m)),
+            )
+        }
+        _ => None,
+    }
 }
 
 fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
@@ -585,5 +594,44 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         stop_timeout: Some(i64::try_from(spec.stop_grace_secs).unwrap_or(i64::MAX)),
         host_config: Some(host_config),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status_code: u16, message: &str) -> BollardError {
+        BollardError::DockerResponseServerError {
+            status_code,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn pull_failures_are_classified_by_status() {
+        for code in [400, 401, 403, 404] {
+            assert_eq!(pull_refused(&answer(code, "x")), Some(true), "{code}");
+        }
+        // The words do not decide when there is a status: a registry that is down may
+        // come back, whatever its proxy says.
+        for code in [429, 500, 502, 503] {
+            assert_eq!(
+                pull_refused(&answer(code, "not found")),
+                Some(false),
+                "{code}"
+            );
+        }
+        assert_eq!(pull_refused(&BollardError::RequestTimeoutError), None);
+    }
+
+    #[test]
+    fn pull_failures_inside_the_stream_are_classified_by_text() {
+        let stream = |error: &str| BollardError::DockerStreamError {
+            error: error.into(),
+        };
+        assert_eq!(pull_refused(&stream("manifest unknown")), Some(true));
+        assert_eq!(pull_refused(&stream("unauthorized: auth")), Some(true));
+        assert_eq!(pull_refused(&stream("read: connection reset")), Some(false));
     }
 }

@@ -18,13 +18,53 @@ pub enum Error {
     )]
     Config { path: PathBuf, problem: String },
 
+    #[error("config {path}: cannot read it ({source}); an admin installs it with bin/install")]
+    ConfigUnreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error(
         "config {path} is not trusted: {problem}; fix: chown root:root and chmod go-w on it and on its directory"
     )]
     ConfigInsecure { path: PathBuf, problem: String },
 
-    #[error("{0}")]
-    JobEnv(String),
+    /// A value Grid Engine hands the methods (environment, argv) that cannot be what it says:
+    /// `value` names it, escaped, since users choose it.
+    #[error("{value} is not {expected}; {fix}")]
+    BadJobEnv {
+        value: String,
+        expected: &'static str,
+        fix: &'static str,
+    },
+
+    #[error(
+        "the working directory is gone ({source}); submit from a directory that exists until the job runs"
+    )]
+    WorkdirGone {
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error(
+        "the job script {} {problem}{}; Grid Engine passes the spooled job script as the first argument",
+        script.display(),
+        in_parens(source.as_ref())
+    )]
+    ScriptUnusable {
+        script: PathBuf,
+        problem: &'static str,
+        #[source]
+        source: Option<std::io::Error>,
+    },
+
+    #[error("cannot run {}: {source}; check the job's shell (-S) and script", program.display())]
+    NativeExec {
+        program: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 
     #[error(
         "job {job} is not proven: {problem}; qdock acts only for the Grid Engine job that calls it (admin: [gridengine] in qdock.toml)"
@@ -52,10 +92,18 @@ pub enum Error {
     ImageAbsent { image: String },
 
     #[error("image {image} cannot be pulled: {cause}; check the name, tag and digest")]
-    PullRefused { image: String, cause: String },
+    PullRefused {
+        image: String,
+        #[source]
+        cause: Cause,
+    },
 
     #[error("pulling image {image} failed: {cause}; the job will be requeued")]
-    PullFailed { image: String, cause: String },
+    PullFailed {
+        image: String,
+        #[source]
+        cause: Cause,
+    },
 
     #[error("mount {request:?} refused: {problem}")]
     MountRefused { request: String, problem: String },
@@ -63,7 +111,11 @@ pub enum Error {
     #[error(
         "cannot reach the Docker engine at {socket}: {cause}; check that dockerd runs and that qdock is installed root:docker mode 2755 (admin: qdock check)"
     )]
-    EngineUnreachable { socket: String, cause: String },
+    EngineUnreachable {
+        socket: String,
+        #[source]
+        cause: Cause,
+    },
 
     #[error(
         "the Docker engine at {socket} did not answer within {secs} s (engine.timeout_secs); check dockerd's health"
@@ -71,12 +123,29 @@ pub enum Error {
     EngineTimeout { socket: String, secs: u64 },
 
     #[error("the Docker engine failed to {action}: {cause}")]
-    Engine { action: String, cause: String },
+    Engine {
+        action: String,
+        #[source]
+        cause: Cause,
+    },
+
+    /// The engine said no (400) to what the job asks for: asking again cannot help.
+    #[error("the Docker engine refused to {action}: {cause}; {hint}")]
+    EngineRefused {
+        action: String,
+        hint: &'static str,
+        #[source]
+        cause: Cause,
+    },
 
     #[error(
         "lost the Docker engine while the job ran in {name} ({cause}); its outcome is unknown, so it is not requeued: check its output, then qmod -cj to run it again or qdel it"
     )]
-    JobLost { name: String, cause: String },
+    JobLost {
+        name: String,
+        #[source]
+        cause: Box<Error>,
+    },
 
     #[error(
         "container {name} is left over from an earlier run and {problem}; ask your admin to remove it (qdock gc)"
@@ -95,15 +164,20 @@ pub enum Error {
     )]
     NothingToSignal { job: String },
 
-    #[error("cannot send {signal} to the job's processes (pid {pid}): {cause}")]
+    #[error("cannot send {signal} to the job's processes (pid {pid}): {}", source.desc())]
     Signal {
         signal: String,
         pid: i32,
-        cause: String,
+        #[source]
+        source: nix::errno::Errno,
     },
 
-    #[error("{action}: {cause}")]
-    Io { action: String, cause: String },
+    #[error("{action}: {source}")]
+    Io {
+        action: String,
+        #[source]
+        source: std::io::Error,
+    },
 
     #[error("{0}")]
     Denied(String),
@@ -122,8 +196,12 @@ impl Error {
             | Error::Signal { .. }
             | Error::Io { .. } => EXIT_REQUEUE,
             Error::Config { .. }
+            | Error::ConfigUnreadable { .. }
             | Error::ConfigInsecure { .. }
-            | Error::JobEnv(_)
+            | Error::BadJobEnv { .. }
+            | Error::WorkdirGone { .. }
+            | Error::ScriptUnusable { .. }
+            | Error::NativeExec { .. }
             | Error::NotAJob { .. }
             | Error::BadImage { .. }
             | Error::ImageNotAllowed { .. }
@@ -131,6 +209,7 @@ impl Error {
             | Error::ImageAbsent { .. }
             | Error::PullRefused { .. }
             | Error::MountRefused { .. }
+            | Error::EngineRefused { .. }
             | Error::Leftover { .. }
             | Error::JobLost { .. }
             | Error::NotOwner { .. }
@@ -140,12 +219,135 @@ impl Error {
         }
     }
 
-    pub fn io(action: impl Into<String>, cause: impl std::fmt::Display) -> Self {
+    pub fn io(action: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             action: action.into(),
-            cause: cause.to_string(),
+            source,
+        }
+    }
+}
+
+fn in_parens(source: Option<&std::io::Error>) -> String {
+    source.map(|e| format!(" ({e})")).unwrap_or_default()
+}
+
+/// Why the engine, or the way to it, failed: the words a person needs and, when another
+/// error said them, that error, kept whole as the source (a bollard or io error: callers
+/// may look at it; messages show only the words, on one line).
+#[derive(Debug, thiserror::Error)]
+#[error("{text}")]
+pub struct Cause {
+    text: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Cause {
+    /// The error's text, with what its sources add: hyper hides the useful part
+    /// ("Permission denied", "Connection refused") down the chain.
+    pub fn of(e: impl std::error::Error + Send + Sync + 'static) -> Cause {
+        let mut text = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            let s_text = s.to_string();
+            if !text.contains(&s_text) {
+                text = format!("{text}: {s_text}");
+            }
+            source = s.source();
+        }
+        Cause::new(text, e)
+    }
+
+    /// `text` says it better than the error's own words (say, the engine's message without
+    /// the client's preamble).
+    pub fn new(
+        text: impl Into<String>,
+        e: impl std::error::Error + Send + Sync + 'static,
+    ) -> Cause {
+        Cause {
+            text: text.into(),
+            source: Some(Box::new(e)),
+        }
+    }
+
+    /// No error behind it: the engine answered, but not what it should have.
+    pub fn text(text: impl Into<String>) -> Cause {
+        Cause {
+            text: text.into(),
+            source: None,
         }
     }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+    use std::io;
+
+    #[test]
+    fn causes_stay_reachable_as_sources() {
+        let e = Error::io("read x", io::Error::from(io::ErrorKind::PermissionDenied));
+        assert!(e.source().unwrap().downcast_ref::<io::Error>().is_some());
+        let denied = io::Error::from(io::ErrorKind::PermissionDenied);
+        let e = Error::EngineUnreachable {
+            socket: "/run/docker.sock".into(),
+            cause: Cause::of(denied),
+        };
+        let cause = e.source().unwrap();
+        assert!(
+            cause
+                .source()
+                .unwrap()
+                .downcast_ref::<io::Error>()
+                .is_some()
+        );
+        assert!(e.to_string().contains("permission denied"), "{e}");
+    }
+
+    #[test]
+    fn permanent_failures_are_not_requeued() {
+        let io = || io::Error::from(io::ErrorKind::NotFound);
+        for e in [
+            Error::BadJobEnv {
+                value: "JOB_ID".into(),
+                expected: "set",
+                fix: "run under Grid Engine",
+            },
+            Error::WorkdirGone { source: io() },
+            Error::ScriptUnusable {
+                script: "/spool/1".into(),
+                problem: "is not a regular file",
+                source: None,
+            },
+            Error::NativeExec {
+                program: "/bin/nosh".into(),
+                source: io(),
+            },
+            Error::EngineRefused {
+                action: "start container x".into(),
+                hint: "check the shell",
+                cause: Cause::text("no such file"),
+            },
+        ] {
+            assert_eq!(e.exit_code(), EXIT_NEVER, "{e}");
+            assert!(!e.to_string().contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn script_message_names_the_cause_when_there_is_one() {
+        let e = Error::ScriptUnusable {
+            script: "/spool/1".into(),
+            problem: "cannot be opened",
+            source: Some(io::Error::from(io::ErrorKind::PermissionDenied)),
+        };
+        assert!(
+            e.to_string()
+                .starts_with("the job script /spool/1 cannot be opened (permission denied);"),
+            "{e}"
+        );
+    }
+}

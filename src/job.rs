@@ -119,9 +119,11 @@ impl JobContext {
             Some("unix_behavior") => StartMode::Unix,
             Some("script_from_stdin") => StartMode::Stdin,
             Some(other) => {
-                return Err(Error::JobEnv(format!(
-                    "SGE_STARTER_SHELL_START_MODE={other:?} is not a Grid Engine start mode; check the queue's shell_start_mode"
-                )));
+                return Err(Error::BadJobEnv {
+                    value: format!("SGE_STARTER_SHELL_START_MODE={other:?}"),
+                    expected: "a Grid Engine start mode",
+                    fix: "check the queue's shell_start_mode",
+                });
             }
         };
         let shell = Shell {
@@ -164,31 +166,37 @@ fn cell(env: &Env) -> Result<String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if !ok {
-        return Err(Error::JobEnv(format!(
-            "SGE_CELL={cell:?} is not a usable cell name (letters, digits, _ . -)"
-        )));
+        return Err(Error::BadJobEnv {
+            value: format!("SGE_CELL={cell:?}"),
+            expected: "a usable cell name (letters, digits, _ . -)",
+            fix: "Grid Engine sets it to the cell's name",
+        });
     }
     Ok(cell)
 }
 
 fn parse_job_id(value: Option<&str>) -> Result<u64> {
-    let value = value.ok_or_else(|| {
-        Error::JobEnv("JOB_ID is not set; qdock methods run under Grid Engine, or take the job id as first argument".into())
+    let value = value.ok_or_else(|| Error::BadJobEnv {
+        value: "JOB_ID".into(),
+        expected: "set",
+        fix: "qdock methods run under Grid Engine, or take the job id as first argument",
     })?;
-    parse_number(value).filter(|&n| n > 0).ok_or_else(|| {
-        Error::JobEnv(format!(
-            "job id {value:?} is not a positive decimal number; pass Grid Engine's $job_id"
-        ))
-    })
+    parse_number(value)
+        .filter(|&n| n > 0)
+        .ok_or_else(|| Error::BadJobEnv {
+            value: format!("job id {value:?}"),
+            expected: "a positive decimal number",
+            fix: "pass Grid Engine's $job_id",
+        })
 }
 
 fn parse_task_id(value: Option<&str>) -> Result<u64> {
     match value {
         None | Some("") | Some("undefined") => Ok(0),
-        Some(v) => parse_number(v).ok_or_else(|| {
-            Error::JobEnv(format!(
-                "task id {v:?} is not a decimal number; pass Grid Engine's $ja_task_id"
-            ))
+        Some(v) => parse_number(v).ok_or_else(|| Error::BadJobEnv {
+            value: format!("task id {v:?}"),
+            expected: "a decimal number",
+            fix: "pass Grid Engine's $ja_task_id",
         }),
     }
 }

@@ -1,35 +1,13 @@
 //! The admin's rules, as pure decisions: which images may run, which mounts a job gets,
 //! which environment variables cross into the container.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 
 use crate::config::{ImageConfig, UserMountRule};
 use crate::error::{Error, Result};
 use crate::image_ref::ImageRef;
-
-/// An allow-list entry; `*` matches any run of characters, `/` included. It is matched against
-/// both the normalized and the familiar form, so `qdock/*` and `docker.io/qdock/*` both work.
-#[derive(Debug, Clone)]
-pub struct ImagePattern(String);
-
-impl ImagePattern {
-    pub fn parse(pattern: &str) -> std::result::Result<ImagePattern, String> {
-        let ok = !pattern.is_empty()
-            && pattern
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "/:@._-*".contains(c));
-        if !ok {
-            return Err(format!(
-                "{pattern:?} is not an image pattern (lowercase reference with * wildcards)"
-            ));
-        }
-        Ok(ImagePattern(pattern.to_string()))
-    }
-
-    pub fn matches(&self, image: &ImageRef) -> bool {
-        glob_match(&self.0, &image.normalized()) || glob_match(&self.0, &image.familiar())
-    }
-}
+use crate::mount::MountSpec;
+use crate::pattern::{ImagePattern, glob_match};
 
 /// Parses the requested reference and applies the allow list and the digest rule.
 pub fn check_image(requested: &str, rules: &ImageConfig) -> Result<ImageRef> {
@@ -37,15 +15,11 @@ pub fn check_image(requested: &str, rules: &ImageConfig) -> Result<ImageRef> {
         reference: requested.to_string(),
         problem,
     })?;
-    let patterns: Vec<ImagePattern> = rules
-        .allow
-        .iter()
-        .filter_map(|p| ImagePattern::parse(p).ok())
-        .collect();
-    if !patterns.is_empty() && !patterns.iter().any(|p| p.matches(&image)) {
+    if !rules.allow.is_empty() && !rules.allow.iter().any(|p| p.matches(&image)) {
+        let allowed: Vec<String> = rules.allow.iter().map(ImagePattern::to_string).collect();
         return Err(Error::ImageNotAllowed {
             image: image.normalized(),
-            allowed: rules.allow.join(", "),
+            allowed: allowed.join(", "),
         });
     }
     if rules.require_digest && image.digest.is_none() {
@@ -54,78 +28,6 @@ pub fn check_image(requested: &str, rules: &ImageConfig) -> Result<ImageRef> {
         });
     }
     Ok(image)
-}
-
-/// `*` globbing without backtracking blow-up: greedy match of each literal piece in order.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let pieces: Vec<&str> = pattern.split('*').collect();
-    let (first, last) = (pieces[0], pieces[pieces.len() - 1]);
-    if pieces.len() == 1 {
-        return pattern == text;
-    }
-    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
-        return false;
-    }
-    let mut rest = &text[first.len()..text.len() - last.len()];
-    for piece in &pieces[1..pieces.len() - 1] {
-        match rest.find(piece) {
-            Some(i) => rest = &rest[i + piece.len()..],
-            None => return false,
-        }
-    }
-    true
-}
-
-/// One bind mount: host `source` at `target` in the container.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountSpec {
-    pub source: PathBuf,
-    pub target: PathBuf,
-    pub read_only: bool,
-}
-
-impl MountSpec {
-    /// `/src`, `/src:/dst`, `/src:ro`, `/src:/dst:rw`.
-    pub fn parse(text: &str) -> std::result::Result<MountSpec, String> {
-        let mut parts: Vec<&str> = text.split(':').collect();
-        let read_only = match parts.last() {
-            Some(&"ro") => true,
-            Some(&"rw") => false,
-            _ => {
-                parts.push("rw");
-                false
-            }
-        };
-        parts.pop();
-        let (source, target) = match parts.as_slice() {
-            [src] => (*src, *src),
-            [src, dst] => (*src, *dst),
-            _ => return Err("expected /source[:/target][:ro|:rw]".into()),
-        };
-        Ok(MountSpec {
-            source: clean_path(source)?,
-            target: clean_path(target)?,
-            read_only,
-        })
-    }
-}
-
-/// Absolute, no `..`, no `.`: a path that means what it says before any link is followed.
-fn clean_path(path: &str) -> std::result::Result<PathBuf, String> {
-    let p = Path::new(path);
-    if !p.is_absolute() {
-        return Err(format!("{path:?} is not an absolute path"));
-    }
-    if p.components()
-        .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
-        || path.contains("/./")
-    {
-        return Err(format!("{path:?} contains . or .. components"));
-    }
-    if path.contains(',') || path.contains('\0') {
-        return Err(format!("{path:?} contains a comma or NUL"));
-    }
-    Ok(p.to_path_buf())
 }
 
 /// Parses the job's mount request: mounts separated by commas.
@@ -245,22 +147,13 @@ mod tests {
 
     fn rules(allow: &[&str], require_digest: bool) -> ImageConfig {
         ImageConfig {
-            allow: allow.iter().map(|s| s.to_string()).collect(),
+            allow: allow
+                .iter()
+                .map(|p| ImagePattern::parse(p).unwrap())
+                .collect(),
             require_digest,
             ..Default::default()
         }
-    }
-
-    #[test]
-    fn globbing() {
-        assert!(glob_match("a*", "abc"));
-        assert!(glob_match("*c", "abc"));
-        assert!(glob_match("a*b*c", "a-b-c"));
-        assert!(!glob_match("a*b*c", "a-c"));
-        assert!(!glob_match("ab*ba", "aba"));
-        assert!(glob_match("*", ""));
-        assert!(glob_match("exact", "exact"));
-        assert!(!glob_match("exact", "exactly"));
     }
 
     #[test]
@@ -281,19 +174,6 @@ mod tests {
         ));
         let d = format!("busybox@sha256:{}", "0".repeat(64));
         assert!(check_image(&d, &rules(&[], true)).is_ok());
-    }
-
-    #[test]
-    fn mount_syntax() {
-        let m = MountSpec::parse("/data/a:/data:ro").unwrap();
-        assert_eq!(
-            (m.source.to_str(), m.target.to_str(), m.read_only),
-            (Some("/data/a"), Some("/data"), true)
-        );
-        assert!(!MountSpec::parse("/scratch").unwrap().read_only);
-        for bad in ["data", "/a/../etc", "/a:b", "/a:/b:/c:ro", "/a/./b"] {
-            assert!(MountSpec::parse(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

@@ -44,9 +44,11 @@ pub fn parse_pid(text: &str) -> Result<i32> {
     let ok = !text.is_empty() && text.len() <= 10 && text.bytes().all(|b| b.is_ascii_digit());
     match text.parse::<i32>() {
         Ok(pid) if ok && pid > 1 => Ok(pid),
-        _ => Err(Error::JobEnv(format!(
-            "job pid {text:?} is not a process id; pass Grid Engine's $job_pid"
-        ))),
+        _ => Err(Error::BadJobEnv {
+            value: format!("job pid {text:?}"),
+            expected: "a process id",
+            fix: "pass Grid Engine's $job_pid",
+        }),
     }
 }
 
@@ -60,10 +62,10 @@ pub fn signal_job(pid: i32, signal: Signal) -> Result<()> {
     };
     match result {
         Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
-        Err(e) => Err(Error::Signal {
+        Err(source) => Err(Error::Signal {
             signal: signal.as_str().into(),
             pid,
-            cause: e.desc().into(),
+            source,
         }),
     }
 }

@@ -12,7 +12,8 @@ use crate::image_ref::ImageRef;
 use crate::job::{JobContext, StartMode};
 use crate::labels::{self, Label};
 use crate::limits::Limits;
-use crate::policy::{MountSpec, env_passes};
+use crate::mount::MountSpec;
+use crate::policy::env_passes;
 use crate::privilege::Identity;
 use crate::process::ProcessId;
 
@@ -238,15 +239,7 @@ fn mounts(i: &Inputs) -> Result<Vec<MountSpec>> {
     for (wanted, source) in defaults {
         out.extend(source.as_ref().filter(|_| wanted).map(|p| same(p, false)));
     }
-    for extra in &m.extra {
-        out.push(
-            MountSpec::parse(extra).map_err(|problem| Error::MountRefused {
-                request: extra.clone(),
-                problem,
-            })?,
-        );
-    }
-    out.extend(i.user_mounts.iter().cloned());
+    out.extend(m.extra.iter().chain(i.user_mounts).cloned());
     let out = merge(out);
     for mount in &out {
         utf8_path(&mount.source, "a mount path")?;
@@ -285,11 +278,14 @@ fn cpus(config: &Config, nslots: Option<u32>, host_cpus: u32) -> Option<i64> {
 }
 
 fn utf8(value: &OsStr, what: &str) -> Result<String> {
-    value.to_str().map(str::to_string).ok_or_else(|| {
-        Error::JobEnv(format!(
-            "{what} {value:?} is not UTF-8, which the Docker API cannot carry; rename it"
-        ))
-    })
+    value
+        .to_str()
+        .map(str::to_string)
+        .ok_or_else(|| Error::BadJobEnv {
+            value: format!("{what} {value:?}"),
+            expected: "UTF-8, which the Docker API cannot carry",
+            fix: "rename it",
+        })
 }
 
 fn utf8_path(path: &Path, what: &str) -> Result<String> {

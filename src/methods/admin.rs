@@ -11,7 +11,6 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::labels::{Label, Labelled};
 use crate::methods::{gc, jsv, load_sensor};
-use crate::policy::ImagePattern;
 use crate::report;
 
 pub const BINARIES: [&str; 5] = [
@@ -246,15 +245,12 @@ async fn check_images(
         return Ok(());
     }
     for pattern in &config.images.allow {
-        let Ok(p) = ImagePattern::parse(pattern) else {
-            continue;
-        };
         let local: Vec<&String> = tags
             .iter()
-            .filter(|t| crate::image_ref::ImageRef::parse(t).is_ok_and(|r| p.matches(&r)))
+            .filter(|t| crate::image_ref::ImageRef::parse(t).is_ok_and(|r| pattern.matches(&r)))
             .collect();
         let text = format!(
-            "images.allow {pattern:?} matches {} local image(s)",
+            "images.allow \"{pattern}\" matches {} local image(s)",
             local.len()
         );
         finding(

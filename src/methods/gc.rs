@@ -7,7 +7,7 @@
 //! pid reuse cannot fool it.
 
 use crate::engine::{Container, Engine};
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 use crate::labels::Labelled;
 use crate::report;
 
@@ -48,7 +48,7 @@ pub async fn collect(engine: &Engine, dry_run: bool) -> Result<Vec<String>> {
     } else {
         Err(Error::Engine {
             action: "remove orphaned containers".into(),
-            cause: failures.join("; "),
+            cause: Cause::text(failures.join("; ")),
         })
     }
 }

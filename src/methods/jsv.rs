@@ -141,7 +141,7 @@ mod tests {
     #[test]
     fn rejects_bad_and_disallowed_images_with_the_reason() {
         let mut c = Config::default();
-        c.images.allow = vec!["qdock/*".into()];
+        c.images.allow = vec![crate::pattern::ImagePattern::parse("qdock/*").unwrap()];
         let out = session(
             &c,
             &[

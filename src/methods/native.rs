@@ -54,8 +54,8 @@ pub fn exec(job: &JobContext) -> Error {
     } else {
         Path::new(&shell.path)
     };
-    Error::JobEnv(format!(
-        "cannot run {}: {e}; check the job's shell (-S) and script",
-        program.display()
-    ))
+    Error::NativeExec {
+        program: program.to_path_buf(),
+        source: e,
+    }
 }

@@ -3,7 +3,7 @@
 
 use crate::config::PullPolicy;
 use crate::engine::Engine;
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 use crate::image_ref::ImageRef;
 use crate::spec::ResolvedImage;
 
@@ -29,7 +29,7 @@ pub async fn resolve(
         },
         _ => Error::PullRefused {
             image: reference.familiar(),
-            cause: "the engine has no such image after the pull".into(),
+            cause: Cause::text("the engine has no such image after the pull"),
         },
     })?;
     let repo_digest = match &reference.digest {

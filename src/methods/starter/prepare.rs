@@ -10,7 +10,8 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::job::JobContext;
 use crate::job_proof::{self, Proof};
-use crate::policy::{self, MountSpec};
+use crate::mount::MountSpec;
+use crate::policy;
 use crate::privilege::{self, Identity};
 use crate::spec::{self, ContainerSpec, Host, ResolvedImage, Sources};
 use crate::{limits, mount_source, report};
@@ -106,9 +107,7 @@ impl CallerPaths {
     fn check(job: &JobContext, config: &Config, who: &Identity, proof: &Proof) -> Result<Self> {
         let cwd = std::env::current_dir()
             .and_then(std::fs::canonicalize)
-            .map_err(|e| {
-                Error::JobEnv(format!("the working directory is gone ({e}); submit from a directory that exists until the job runs"))
-            })?;
+            .map_err(|source| Error::WorkdirGone { source })?;
         let (script, script_input) = check_script(job)?;
         let anchored = |path: &Path| anchor(path, who.uid);
         // The passwd home, not $HOME; the execd's TMPDIR, not $TMPDIR: both are the caller's
@@ -158,32 +157,31 @@ fn passwd_home(uid: u32) -> Option<PathBuf> {
 /// The job script must be a regular file the caller can open themselves (as a native job
 /// must); returns its resolved path and, for `script_from_stdin`, its content.
 fn check_script(job: &JobContext) -> Result<(PathBuf, Option<Vec<u8>>)> {
-    let refuse = |problem: String| {
-        Error::JobEnv(format!(
-            "the job script {} {problem}; Grid Engine passes the spooled job script as the first argument",
-            job.script.display()
-        ))
+    let refuse = |problem, source| Error::ScriptUnusable {
+        script: job.script.clone(),
+        problem,
+        source,
     };
     // Non-blocking, so a FIFO named as the script cannot hold the starter.
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NONBLOCK)
         .open(&job.script)
-        .map_err(|e| refuse(format!("cannot be opened ({e})")))?;
+        .map_err(|e| refuse("cannot be opened", Some(e)))?;
     let meta = file
         .metadata()
-        .map_err(|e| refuse(format!("cannot be examined ({e})")))?;
+        .map_err(|e| refuse("cannot be examined", Some(e)))?;
     if !meta.is_file() {
-        return Err(refuse("is not a regular file".into()));
+        return Err(refuse("is not a regular file", None));
     }
-    let resolved = std::fs::canonicalize(&job.script)
-        .map_err(|e| refuse(format!("cannot be resolved ({e})")))?;
+    let resolved =
+        std::fs::canonicalize(&job.script).map_err(|e| refuse("cannot be resolved", Some(e)))?;
     let input = if job.shell.mode == crate::job::StartMode::Stdin {
         use std::io::Read;
         let mut content = Vec::new();
         (&file)
             .read_to_end(&mut content)
-            .map_err(|e| refuse(format!("cannot be read ({e})")))?;
+            .map_err(|e| refuse("cannot be read", Some(e)))?;
         Some(content)
     } else {
         None

@@ -72,7 +72,7 @@ pub async fn supervise(
             code = &mut wait, if exit.is_none() => {
                 // The job started: whether it finished is unknown, and a requeue could run it
                 // twice, so this is not a transient failure.
-                exit = Some(code.map_err(|e| Error::JobLost { name: name.to_string(), cause: e.to_string() })?);
+                exit = Some(code.map_err(|e| Error::JobLost { name: name.to_string(), cause: Box::new(e) })?);
                 drain_deadline.as_mut().reset(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
             },
             _ = &mut drain_deadline, if exit.is_some() => {
