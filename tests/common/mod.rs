@@ -723,7 +723,8 @@ impl Job {
         command
     }
 
-    fn write_script(&self) {
+    /// Writes the job script to its spool path (root-owned, as the execd does).
+    pub fn write_script(&self) {
         write_file(&self.script_path, &self.script, 0, 0, 0o755);
     }
 
@@ -931,6 +932,34 @@ impl Running {
             readers,
             what,
         }
+    }
+
+    /// Like [`Running::spawn`], but the process's stderr is a pipe already full: its first
+    /// write to stderr blocks until [`StderrGate::open`]. The starter writes its first line
+    /// right after it created the container and before it starts it, so a test can act in
+    /// between, as an attacker holding the pipe can.
+    pub fn spawn_with_stderr_blocked(mut command: Command, what: String) -> (Running, StderrGate) {
+        let (read, write) = nix::unistd::pipe().expect("pipe");
+        fill_pipe(&write);
+        command.stdout(Stdio::piped()).stderr(Stdio::from(write));
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+        // The parent's copy of the write end went with the Command.
+        drop(command);
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let readers = vec![collect(child.stdout.take().expect("piped"), stdout.clone())];
+        let running = Running {
+            pid: i32::try_from(child.id()).expect("pid fits i32"),
+            child: Some(child),
+            started: Instant::now(),
+            stdout,
+            stderr,
+            readers,
+            what,
+        };
+        (running, StderrGate(fs::File::from(read)))
     }
 
     /// Sends `signal` to the process (the starter itself).
@@ -1165,6 +1194,39 @@ impl fmt::Debug for Outcome {
             self.stderr
         )
     }
+}
+
+/// The read end of a full stderr pipe (see [`Running::spawn_with_stderr_blocked`]).
+pub struct StderrGate(fs::File);
+
+impl StderrGate {
+    /// Drains the pipe from now on, into `running`'s stderr: the blocked write completes.
+    pub fn open(self, running: &mut Running) {
+        let mut pipe = self.0;
+        // What filled the pipe is not the process's output: skip it.
+        let mut filler = vec![0u8; PIPE_FILL];
+        pipe.read_exact(&mut filler).expect("drain the filler");
+        running.readers.push(collect(pipe, running.stderr.clone()));
+    }
+}
+
+/// Bytes written to fill a pipe (its capacity on Linux: 64 KiB).
+const PIPE_FILL: usize = 64 << 10;
+
+/// Writes exactly [`PIPE_FILL`] bytes, which fills a default pipe; fails the test if the
+/// pipe took more, as then the process's writes would not block.
+fn fill_pipe(write: &std::os::fd::OwnedFd) {
+    use std::os::fd::AsFd;
+    let mut file = fs::File::from(write.try_clone().expect("dup"));
+    file.write_all(&vec![b'x'; PIPE_FILL])
+        .expect("fill the pipe");
+    let flags = nix::fcntl::fcntl(write.as_fd(), nix::fcntl::FcntlArg::F_GETFL).expect("getfl");
+    let nonblocking = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(write.as_fd(), nix::fcntl::FcntlArg::F_SETFL(nonblocking)).expect("setfl");
+    let more = nix::unistd::write(write.as_fd(), b"x");
+    assert_eq!(more, Err(nix::errno::Errno::EAGAIN), "the pipe is not full");
+    let blocking = nix::fcntl::OFlag::from_bits_truncate(flags);
+    nix::fcntl::fcntl(write.as_fd(), nix::fcntl::FcntlArg::F_SETFL(blocking)).expect("setfl");
 }
 
 /// Polls `condition` every 20 ms for at most `timeout`; panics naming `what` on timeout.
