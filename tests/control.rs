@@ -7,7 +7,7 @@
 mod common;
 
 use std::fs;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -77,18 +77,9 @@ fn state(job: &Job) -> String {
 /// Starts `job` and waits until its container runs and the script wrote `marker`.
 fn start(job: &Job, marker: &str) -> Running {
     let mut starter = job.spawn();
-    let began = Instant::now();
-    while !(job.file(marker).exists() && job.container_running()) {
-        if starter.has_exited() || began.elapsed() > START_TIMEOUT {
-            let name = job.container_name();
-            panic!(
-                "job {name} did not start (exited: {}): {}",
-                starter.has_exited(),
-                starter.stderr_so_far()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    starter.wait_until("the job started", START_TIMEOUT, |_| {
+        job.file(marker).exists() && job.container_running()
+    });
     starter
 }
 

@@ -106,10 +106,15 @@ fn native_job_runs_without_the_docker_group() {
     let out = job.run();
     out.assert_code(0);
     let text = out.stdout_text();
-    let gid_line = text.lines().find(|l| l.starts_with("Gid:")).unwrap_or("");
-    let ids: Vec<u32> = text
-        .lines()
-        .filter(|l| l.starts_with("Gid:") || l.starts_with("Groups:"))
+    // Both lines must be there: without them every check below would pass on nothing.
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} line: {out:?}"))
+    };
+    let gid_line = line("Gid:");
+    let ids: Vec<u32> = [gid_line, line("Groups:")]
+        .iter()
         .flat_map(|l| l.split_whitespace().skip(1))
         .map(|n| n.parse().expect("a gid"))
         .collect();
