@@ -52,6 +52,20 @@
 //! timeout and fail the test. [`Outcome::assert_code`] accepts only a real exit, never death
 //! by a signal.
 //!
+//! Order is decided by events, never by a sleep: a job holds in [`UNTIL_GO`] until
+//! [`Job::go`]; a test waits for a file, a container or a process state. A check that
+//! nothing moved (a suspended job) waits for a [`Ticker`], an independent clock of the job's
+//! pace, to advance, so that it cannot pass merely by looking too soon.
+//!
+//! # Fake engines
+//! [`FakeEngine`] stands in for a hung dockerd on a socket of the test's own: it answers
+//! nothing, or only the version ping ([`FakeAnswers`]), and records every request, so a test
+//! proves where its client hung.
+//!
+//! # Grid Engine
+//! [`cell`] drives the real cell through `qsub`, `qstat`, `qmod`, `qdel` and `qacct` as
+//! alice (tests/gridengine.rs); `require_cell!()` stands for `require_engine!()` there.
+//!
 //! # Docker missing
 //! [`require_engine`] checks the prerequisites once per process. Outside CI a test without
 //! them is skipped with a printed reason (on stderr, past libtest's capture); under
