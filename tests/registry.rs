@@ -6,9 +6,12 @@ mod common;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::*;
+
+static REGISTRIES: AtomicU64 = AtomicU64::new(0);
 
 /// A registry of our own, on a free port, with its storage in the test root.
 struct Registry {
@@ -25,7 +28,9 @@ impl Registry {
             .unwrap()
             .port();
         let addr = format!("127.0.0.1:{port}");
-        let dir = test_root().join(format!("registry-{}", std::process::id()));
+        // One per test: the tests of this file run in parallel.
+        let n = REGISTRIES.fetch_add(1, Ordering::Relaxed);
+        let dir = test_root().join(format!("registry-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("storage")).unwrap();
         let config = dir.join("config.yml");
@@ -60,10 +65,70 @@ impl Drop for Registry {
     }
 }
 
-/// Removes every local name of the pushed image, so only a pull can bring it back.
-fn forget(reference: &str, digest_ref: &str) {
-    let _ = docker(&["rmi", reference]);
-    let _ = docker(&["rmi", digest_ref]);
+/// A registry of the test's own holding an image of its own (the test image with a label
+/// naming the registry) as `reference` (a tag) and `digest_ref` (its digest), neither of
+/// which this host has: only a pull brings them. An image of its own, because the engine
+/// lists every repository an image was pulled from or pushed to, and the tests run in
+/// parallel.
+struct Pushed {
+    registry: Registry,
+    reference: String,
+    digest_ref: String,
+}
+
+impl Pushed {
+    fn new() -> Pushed {
+        let registry = Registry::start();
+        let repo = format!("{}/qdock/pulltest", registry.addr);
+        let context = registry.dir.join("image");
+        std::fs::create_dir(&context).unwrap();
+        std::fs::write(
+            context.join("Dockerfile"),
+            format!(
+                "FROM {IMAGE}\nLABEL qdock.test-registry={}\n",
+                registry.addr
+            ),
+        )
+        .unwrap();
+        let mut pushed = Pushed {
+            reference: format!("{repo}:{}", std::process::id()),
+            digest_ref: String::new(),
+            registry,
+        };
+        docker_text(&[
+            "build",
+            "-q",
+            "-t",
+            &pushed.reference,
+            &context.display().to_string(),
+        ]);
+        docker_text(&["push", &pushed.reference]);
+        pushed.digest_ref = inspect(&pushed.reference, "{{index .RepoDigests 0}}");
+        assert!(
+            pushed.digest_ref.starts_with(&format!("{repo}@sha256:")),
+            "{}",
+            pushed.digest_ref
+        );
+        pushed.forget();
+        pushed
+    }
+
+    /// Removes every local name of the pushed image, so only a pull can bring it back.
+    fn forget(&self) {
+        let _ = docker(&["rmi", &self.reference]);
+        let _ = docker(&["rmi", &self.digest_ref]);
+    }
+
+    /// A reference in this registry with `rest` after the registry's address.
+    fn elsewhere(&self, rest: &str) -> String {
+        format!("{}/{rest}", self.registry.addr)
+    }
+}
+
+impl Drop for Pushed {
+    fn drop(&mut self) {
+        self.forget();
+    }
 }
 
 fn job(policy: &str, image: &str) -> Job {
@@ -73,56 +138,73 @@ fn job(policy: &str, image: &str) -> Job {
 }
 
 #[test]
-fn pull_policies_against_a_real_registry() {
+fn never_refuses_an_absent_image_for_good() {
     require_engine!();
-    let mut registry = Registry::start();
-    let repo = format!("{}/qdock/pulltest", registry.addr);
-    let reference = format!("{repo}:{}", std::process::id());
-    docker_text(&["tag", IMAGE, &reference]);
-    docker_text(&["push", &reference]);
-    let digest_ref = inspect(&reference, "{{index .RepoDigests 0}}");
-    assert!(
-        digest_ref.starts_with(&format!("{repo}@sha256:")),
-        "{digest_ref}"
-    );
-    forget(&reference, &digest_ref);
-
-    // never: an absent image is a permanent failure, named with the fix.
-    let out = job("never", &reference).run();
+    let pushed = Pushed::new();
+    // Named with the fix.
+    let out = job("never", &pushed.reference).run();
     out.assert_code(100)
         .assert_qdock_line(&["not on this host", "pull = \"never\""]);
+}
 
-    // missing: pulled, run, and the digest that ran is recorded.
-    let j = job("missing", &reference);
+#[test]
+fn missing_pulls_runs_and_records_the_digest_that_ran() {
+    require_engine!();
+    let pushed = Pushed::new();
+    let j = job("missing", &pushed.reference);
     let out = j.run();
-    out.assert_code(0).assert_qdock_line(&["runs", &digest_ref]);
+    out.assert_code(0)
+        .assert_qdock_line(&["runs", &pushed.digest_ref]);
     assert_eq!(out.stdout_text(), "qdock/busybox:1\n");
     j.assert_no_container();
+}
 
-    // By digest: the right one runs, a wrong one is refused by the registry for good.
-    forget(&reference, &digest_ref);
-    job("missing", &digest_ref).run().assert_code(0);
-    let wrong = format!("{repo}@sha256:{}", "0".repeat(64));
+#[test]
+fn missing_pulls_by_digest() {
+    require_engine!();
+    let pushed = Pushed::new();
+    job("missing", &pushed.digest_ref).run().assert_code(0);
+}
+
+#[test]
+fn a_digest_the_registry_lacks_is_refused_for_good() {
+    require_engine!();
+    let pushed = Pushed::new();
+    let wrong = pushed.elsewhere(&format!("qdock/pulltest@sha256:{}", "0".repeat(64)));
     job("missing", &wrong)
         .run()
         .assert_code(100)
         .assert_qdock_line(&["cannot be pulled"]);
-    let unknown = format!("{}/qdock/no-such-image:1", registry.addr);
+}
+
+#[test]
+fn an_image_the_registry_lacks_is_refused_for_good() {
+    require_engine!();
+    let pushed = Pushed::new();
+    let unknown = pushed.elsewhere("qdock/no-such-image:1");
     job("missing", &unknown)
         .run()
         .assert_code(100)
         .assert_qdock_line(&["cannot be pulled"]);
+}
 
-    // always: pulls although the image is present.
-    job("always", &reference).run().assert_code(0);
+#[test]
+fn always_pulls_although_the_image_is_present() {
+    require_engine!();
+    let pushed = Pushed::new();
+    docker_text(&["pull", &pushed.reference]);
+    job("always", &pushed.reference).run().assert_code(0);
+}
 
-    // The registry down: may pass, so the job is requeued (99), not failed.
-    forget(&reference, &digest_ref);
-    registry.stop();
-    let j = job("missing", &reference);
+#[test]
+fn a_registry_that_is_down_requeues() {
+    require_engine!();
+    let mut pushed = Pushed::new();
+    pushed.registry.stop();
+    // May pass later, so the job is requeued (99), not failed.
+    let j = job("missing", &pushed.reference);
     j.run()
         .assert_code(99)
         .assert_qdock_line(&["pulling image", "requeued"]);
     j.assert_no_container();
-    forget(&reference, &digest_ref);
 }

@@ -14,8 +14,6 @@ use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -35,21 +33,6 @@ fn spawn_with(job: &Job, owner: User, tweak: impl FnOnce(&mut Command)) -> Runni
 
 fn run_with(job: &Job, tweak: impl FnOnce(&mut Command)) -> Outcome {
     spawn_with(job, ROOT, tweak).wait(DEFAULT_TIMEOUT)
-}
-
-/// `setpriv` as `user` (own group and the per-job group only), then `argv`.
-fn as_user(user: User, argv: &[&str]) -> Command {
-    let mut command = Command::new("/usr/bin/setpriv");
-    command
-        .arg(format!("--reuid={}", user.uid))
-        .arg(format!("--regid={}", user.gid))
-        .arg(format!("--groups={},{JOB_GROUP}", user.gid))
-        .args(["--inh-caps=-all", "--"])
-        .args(argv)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .current_dir("/");
-    command
 }
 
 /// A trusted directory of this job (root-owned, 0755) for configs and sockets.
@@ -123,10 +106,15 @@ fn native_job_runs_without_the_docker_group() {
     let out = job.run();
     out.assert_code(0);
     let text = out.stdout_text();
-    let gid_line = text.lines().find(|l| l.starts_with("Gid:")).unwrap_or("");
-    let ids: Vec<u32> = text
-        .lines()
-        .filter(|l| l.starts_with("Gid:") || l.starts_with("Groups:"))
+    // Both lines must be there: without them every check below would pass on nothing.
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} line: {out:?}"))
+    };
+    let gid_line = line("Gid:");
+    let ids: Vec<u32> = [gid_line, line("Groups:")]
+        .iter()
         .flat_map(|l| l.split_whitespace().skip(1))
         .map(|n| n.parse().expect("a gid"))
         .collect();
@@ -156,23 +144,20 @@ fn environment_cannot_choose_engine_or_config() {
         ALICE.gid,
         0o644,
     );
-    let job = Job::new(
-        "sleep 1\ngrep CapEff /proc/self/status\nls /sys/class/net\ntest -e /host && echo HOST-MOUNTED\necho end\n",
-    )
+    let job = Job::new(format!(
+        "{UNTIL_GO}grep CapEff /proc/self/status\nls /sys/class/net\ntest -e /host && echo HOST-MOUNTED\necho end\n"
+    ))
     .env("DOCKER_HOST", "tcp://127.0.0.1:1")
     .env("DOCKER_TLS_VERIFY", "1")
     .env("DOCKER_CERT_PATH", "/tmp")
     .env("QDOCK_CONFIG", &evil.display().to_string());
     let mut running = job.spawn();
-    wait_until("the container runs", secs(30), || {
-        job.container_running() || running.has_exited()
-    });
-    let network = docker(&[
-        "inspect",
-        "--format",
-        "{{.HostConfig.NetworkMode}} {{.HostConfig.CapAdd}}",
+    running.wait_until("the container runs", secs(30), |_| job.container_running());
+    let settings = inspect(
         &job.container_name(),
-    ]);
+        "{{.HostConfig.NetworkMode}} {{.HostConfig.CapAdd}}",
+    );
+    job.go();
     let out = running.wait(DEFAULT_TIMEOUT);
     let _ = fs::remove_file(&evil);
     out.assert_code(0);
@@ -185,11 +170,8 @@ fn environment_cannot_choose_engine_or_config() {
     assert!(text.contains("eth0"), "not the bridge network: {out:?}");
     assert!(!text.contains("HOST-MOUNTED"), "{out:?}");
     assert!(text.ends_with("end\n"), "{out:?}");
-    if network.status.success() {
-        let settings = String::from_utf8_lossy(&network.stdout);
-        assert!(settings.starts_with("bridge"), "{settings}");
-        assert!(!settings.contains("SYS_ADMIN"), "{settings}");
-    }
+    assert!(settings.starts_with("bridge"), "{settings}");
+    assert!(!settings.contains("SYS_ADMIN"), "{settings}");
     job.assert_no_container();
 }
 
@@ -313,31 +295,52 @@ fn bob_cannot_remove_a_container_that_appears_while_he_terminates() {
     require_engine!();
     let alice = Job::new("sleep 30");
     let bob = Job::new("true").user(BOB);
-    // Bob's own process, which ignores SIGTERM for a while.
-    let mut stubborn = as_user(BOB, &["/bin/sh", "-c", "trap '' TERM; sleep 6"]);
-    stubborn.process_group(0);
-    let mut stubborn = stubborn.spawn().expect("spawn bob's process");
-    let pid = stubborn.id().to_string();
+    // Bob's own process, which outlives SIGTERM (noting it) until the test releases it: his
+    // qdock-terminate waits for it while alice's container appears.
+    let mut stubborn = as_user(
+        BOB,
+        &[
+            "/bin/sh",
+            "-c",
+            "trap 'touch got-term' TERM\nwhile [ ! -e release ]; do sleep 0.1; done\n",
+        ],
+    );
+    stubborn.current_dir(&bob.cwd);
+    let mut stubborn = Running::spawn(stubborn, "bob's stubborn process".into());
     let id = alice.id.to_string();
     let terminate = Running::spawn(
         bob.command(
             "qdock-terminate",
-            &[id.clone().into(), "0".into(), pid.into()],
+            &[
+                id.clone().into(),
+                "0".into(),
+                stubborn.pid.to_string().into(),
+            ],
         ),
         "bob's qdock-terminate".into(),
     );
-    std::thread::sleep(Duration::from_millis(700));
+    // Bob's terminate found no container and now waits for his process to end.
+    stubborn.wait_until("bob's process got SIGTERM", secs(30), |_| {
+        bob.file("got-term").exists()
+    });
     let running = alice.spawn();
     wait_until("alice's container runs", secs(30), || {
         alice.container_running()
     });
+    assert!(
+        !stubborn.has_exited(),
+        "bob's qdock-terminate stopped waiting before alice's container appeared"
+    );
+    write_file(&bob.file("release"), "", BOB.uid, BOB.gid, 0o644);
     let out = terminate.wait(secs(30));
-    let _ = stubborn.wait();
+    stubborn.wait(secs(10)).assert_code(0);
     assert!(
         alice.container_running(),
         "bob's qdock-terminate removed alice's container\n{out:?}"
     );
-    assert_ne!(out.code(), 0, "{out:?}");
+    // Refused as not his (exit 100), which is more than the failure (non-zero) it must be.
+    out.assert_code(100)
+        .assert_qdock_line(&["belongs to uid 2001", "not to you"]);
     terminate_alices_job(&alice, running);
 }
 
@@ -511,58 +514,18 @@ fn socket_without_permission_requeues() {
         .expect_refusal(99, &[&socket.display().to_string(), "ermission denied"]);
 }
 
-/// A socket whose server accepts and never answers.
-struct HungEngine {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl HungEngine {
-    fn start(path: &Path) -> HungEngine {
-        let listener = UnixListener::bind(path).expect("bind a socket");
-        fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut held = Vec::new();
-            while !flag.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => held.push(stream),
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-        });
-        HungEngine {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for HungEngine {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 #[test]
 fn hung_engine_requeues_within_the_timeout() {
     require_engine!();
     let job = Job::new("echo ran");
-    let socket = job_path(&job, "hung.sock");
-    let _engine = HungEngine::start(&socket);
-    let job = job.with_config(&format!(
-        "[engine]\nsocket = \"{}\"\ntimeout_secs = 2\n",
-        socket.display()
-    ));
+    let engine = FakeEngine::start(job_path(&job, "hung.sock"), FakeAnswers::Nothing);
+    let job = job.with_config(&engine.config(2));
     let started = Instant::now();
     job.expect_refusal(99, &["did not answer within 2 s", "timeout_secs"]);
     let took = started.elapsed();
     assert!(took < secs(8), "took {took:?} for a 2 s timeout");
+    // The timeout is the engine's silence: the starter asked and got no answer.
+    assert_eq!(engine.requests(), ["HEAD /_ping"]);
 }
 
 // ---------------------------------------------------------------------------------------------

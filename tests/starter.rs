@@ -86,25 +86,20 @@ fn all_byte_values_pass_unchanged() {
 fn partial_line_arrives_while_the_job_runs() {
     require_engine!();
     // A progress line without newline must reach the .o file at once, not at the job's end.
-    let job = Job::new(
-        "printf 'progress 50%%'\ntouch printed\nwhile [ ! -e go ]; do sleep 0.1; done\necho\necho end\n",
-    );
+    let job = Job::new(format!(
+        "printf 'progress 50%%'\ntouch printed\n{UNTIL_GO}echo\necho end\n"
+    ));
     let mut running = job.spawn();
     running.wait_until("the job printed", secs(30), |_| {
         job.file("printed").exists()
     });
-    let deadline = Instant::now() + secs(3);
-    let mut shown = false;
-    while !shown && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-        shown = running.stdout_so_far() == b"progress 50%";
-    }
-    write_file(&job.file("go"), "", ALICE.uid, ALICE.gid, 0o644);
-    let out = running.wait(secs(30));
-    assert!(
-        shown,
-        "the partial line stayed buffered until the job's end\n{out:?}"
+    running.wait_until(
+        "the partial line reaches the starter's stdout before the job's end",
+        secs(3),
+        |r| r.stdout_so_far() == b"progress 50%",
     );
+    job.go();
+    let out = running.wait(secs(30));
     out.assert_code(0).assert_stdout("progress 50%\nend\n");
     job.assert_no_container();
 }
@@ -282,9 +277,9 @@ fn job_without_image_runs_natively_without_the_docker_group() {
 #[test]
 fn array_task_names_the_container_and_labels_it() {
     require_engine!();
-    let job = Job::new(
-        "touch started\nwhile [ ! -e go ]; do sleep 0.1; done\necho task $SGE_TASK_ID done\n",
-    )
+    let job = Job::new(format!(
+        "touch started\n{UNTIL_GO}echo task $SGE_TASK_ID done\n"
+    ))
     .task(3);
     let name = job.container_name();
     assert!(name.ends_with("-3"), "{name}");
@@ -314,7 +309,7 @@ fn array_task_names_the_container_and_labels_it() {
         format!("2001:2001 false [ALL] [no-new-privileges:true] [{JOB_GROUP}]"),
         "container settings"
     );
-    write_file(&job.file("go"), "", ALICE.uid, ALICE.gid, 0o644);
+    job.go();
     let out = running.wait(secs(30));
     out.assert_code(0).assert_stdout("task 3 done\n");
     job.assert_no_container();

@@ -61,6 +61,20 @@
 //! timeout and fail the test. [`Outcome::assert_code`] accepts only a real exit, never death
 //! by a signal.
 //!
+//! Order is decided by events, never by a sleep: a job holds in [`UNTIL_GO`] until
+//! [`Job::go`]; a test waits for a file, a container or a process state. A check that
+//! nothing moved (a suspended job) waits for a [`Ticker`], an independent clock of the job's
+//! pace, to advance, so that it cannot pass merely by looking too soon.
+//!
+//! # Fake engines
+//! [`FakeEngine`] stands in for a hung dockerd on a socket of the test's own: it answers
+//! nothing, or only the version ping ([`FakeAnswers`]), and records every request, so a test
+//! proves where its client hung.
+//!
+//! # Grid Engine
+//! [`cell`] drives the real cell through `qsub`, `qstat`, `qmod`, `qdel` and `qacct` as
+//! alice (tests/gridengine.rs); `require_cell!()` stands for `require_engine!()` there.
+//!
 //! # Docker missing
 //! [`require_engine`] checks the prerequisites once per process. Outside CI a test without
 //! them is skipped with a printed reason (on stderr, past libtest's capture); under
@@ -73,10 +87,11 @@ use std::fmt;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::{PermissionsExt, chown};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -85,6 +100,7 @@ pub use nix::sys::signal::Signal;
 
 /// Skips (or under CI fails) a test that cannot reach the engine: `require_engine!();` at
 /// the top of a test (the test file declares `#[macro_use] mod common;`).
+#[allow(unused_macros)] // each test file uses one of the two
 macro_rules! require_engine {
     () => {
         if !$crate::common::require_engine() {
@@ -92,6 +108,19 @@ macro_rules! require_engine {
         }
     };
 }
+
+/// Skips (or under CI fails) a test that cannot use the Grid Engine cell:
+/// `require_cell!();` at the top of a test (see [`cell`]).
+#[allow(unused_macros)]
+macro_rules! require_cell {
+    () => {
+        if !$crate::common::cell::require_cell() {
+            return;
+        }
+    };
+}
+
+pub mod cell;
 
 /// The test image: `FROM scratch` + static busybox, with `/qdock-image-marker` and
 /// `/etc/os-release` `ID=qdock-busybox`.
@@ -164,7 +193,7 @@ fn under_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false"))
 }
 
-fn check_prerequisites() -> Result<(), String> {
+pub fn check_prerequisites() -> Result<(), String> {
     if !nix::unistd::geteuid().is_root() {
         return Err("the integration tests must run as root".into());
     }
@@ -230,8 +259,17 @@ fn check_prerequisites() -> Result<(), String> {
 /// that cannot run must fail rather than pass unseen.
 pub fn require_engine() -> bool {
     static CHECKED: OnceLock<Result<(), String>> = OnceLock::new();
-    let checked = CHECKED.get_or_init(|| {
-        let checked = check_prerequisites();
+    prerequisites_met(&CHECKED, check_prerequisites)
+}
+
+/// Runs `check` once per process (`once` keeps its verdict) and says whether the test may
+/// run; see [`require_engine`].
+pub fn prerequisites_met(
+    once: &OnceLock<Result<(), String>>,
+    check: impl FnOnce() -> Result<(), String>,
+) -> bool {
+    let checked = once.get_or_init(|| {
+        let checked = check();
         if let Err(reason) = &checked {
             // Straight to fd 2, past libtest's capture: a skip must not pass unseen.
             let _ = writeln!(
@@ -371,7 +409,8 @@ fn set_owner_mode(path: &Path, uid: u32, gid: u32, mode: u32) {
         .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", path.display()));
 }
 
-fn make_dir(path: &Path, uid: u32, gid: u32, mode: u32) {
+/// Creates `path` (and its parents) and sets its owner and mode.
+pub fn make_dir(path: &Path, uid: u32, gid: u32, mode: u32) {
     fs::create_dir_all(path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
     set_owner_mode(path, uid, gid, mode);
 }
@@ -1231,14 +1270,34 @@ fn fill_pipe(write: &std::os::fd::OwnedFd) {
 
 /// Polls `condition` every 20 ms for at most `timeout`; panics naming `what` on timeout.
 /// Returns how long it took.
-pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) -> Duration {
+pub fn wait_until(what: &str, timeout: Duration, condition: impl FnMut() -> bool) -> Duration {
+    poll_until(
+        what,
+        timeout,
+        Duration::from_millis(20),
+        condition,
+        String::new,
+    )
+}
+
+/// Polls `condition` every `every` for at most `timeout`; on timeout panics naming `what`,
+/// with `explain()`'s words. Returns how long it took.
+pub fn poll_until(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut condition: impl FnMut() -> bool,
+    explain: impl FnOnce() -> String,
+) -> Duration {
     let start = Instant::now();
     while !condition() {
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting until {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+        if start.elapsed() >= timeout {
+            panic!(
+                "timed out after {timeout:?} waiting until {what}\n{}",
+                explain()
+            );
+        }
+        std::thread::sleep(every);
     }
     start.elapsed()
 }
@@ -1286,6 +1345,14 @@ pub fn container_running(name: &str) -> bool {
     .is_empty()
 }
 
+/// The container's `State.Status` (`running`, `paused` …), or None when there is none.
+pub fn container_status(name: &str) -> Option<String> {
+    let out = docker(&["inspect", "--format", "{{.State.Status}}", name]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 /// `docker inspect --format FORMAT NAME`.
 pub fn inspect(name: &str, format: &str) -> String {
     docker_text(&["inspect", "--format", format, name])
@@ -1299,4 +1366,263 @@ pub fn remove_container(name: &str) -> bool {
         .stderr(Stdio::null())
         .status();
     matches!(removed, Ok(status) if status.success())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes of users
+
+/// `setpriv` to `user`'s uid and gid with the supplementary groups `groups` (a `setpriv`
+/// option) and no inheritable capabilities; the program's argv follows.
+fn setpriv(user: User, groups: &str) -> Command {
+    let mut command = Command::new("/usr/bin/setpriv");
+    command
+        .arg(format!("--reuid={}", user.uid))
+        .arg(format!("--regid={}", user.gid))
+        .arg(groups)
+        .args(["--inh-caps=-all", "--"]);
+    command
+}
+
+/// `argv` as a process of one of `user`'s jobs: the user's group and [`JOB_GROUP`] only, no
+/// capabilities, only `PATH` in the environment, in `/`, leading a process group of its own
+/// (as the shepherd starts a job).
+pub fn as_user(user: User, argv: &[&str]) -> Command {
+    let mut command = setpriv(user, &format!("--groups={},{JOB_GROUP}", user.gid));
+    command
+        .args(argv)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .process_group(0);
+    command
+}
+
+// ---------------------------------------------------------------------------------------------
+// Holding a job until the test lets it go
+
+/// A script line that waits until [`Job::go`]: the job stays alive (its container running)
+/// exactly as long as the test needs it, however slow the machine is.
+pub const UNTIL_GO: &str = "while [ ! -e go ]; do sleep 0.1; done\n";
+
+impl Job {
+    /// Lets a job waiting in [`UNTIL_GO`] go on.
+    pub fn go(&self) {
+        write_file(&self.file("go"), "", self.user.uid, self.user.gid, 0o644);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// An independent clock
+
+static TICKERS: AtomicU64 = AtomicU64::new(0);
+
+/// A shell on the host, apart from every job, that counts in a file every `period`, the
+/// way the tests' jobs count. When it has advanced N times, a job counting at the same pace
+/// would have advanced too, unless something held it: a "nothing moved" check that waits
+/// for the ticker cannot pass merely because it looked too soon.
+pub struct Ticker {
+    file: PathBuf,
+    _shell: Running,
+}
+
+impl Ticker {
+    /// Starts counting and returns after the first tick.
+    pub fn start(period: Duration) -> Ticker {
+        let n = TICKERS.fetch_add(1, Ordering::Relaxed);
+        // /tmp/qdock-test-<pid>… is cleared by later runs should this process die.
+        let file = PathBuf::from(format!("/tmp/qdock-test-{}-ticker-{n}", std::process::id()));
+        let script = format!(
+            "i=0\nwhile :; do\n  i=$((i+1))\n  echo $i > \"$1.tmp\"\n  mv \"$1.tmp\" \"$1\"\n  sleep {}\ndone\n",
+            period.as_secs_f64()
+        );
+        let mut command = Command::new("/bin/sh");
+        command
+            .args(["-c", &script, "ticker"])
+            .arg(&file)
+            .stdin(Stdio::null())
+            .process_group(0);
+        let ticker = Ticker {
+            _shell: Running::spawn(command, format!("ticker every {period:?}")),
+            file,
+        };
+        wait_until("the ticker ticks", Duration::from_secs(10), || {
+            ticker.ticks() >= 1
+        });
+        ticker
+    }
+
+    /// How many times it has ticked so far.
+    pub fn ticks(&self) -> u64 {
+        fs::read_to_string(&self.file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Fails unless `observe()` gives the same value at every look until this ticker has
+    /// ticked `ticks` more times (the last look comes after the last tick). Returns the value.
+    pub fn assert_unchanged<T: PartialEq + fmt::Debug>(
+        &self,
+        what: &str,
+        ticks: u64,
+        mut observe: impl FnMut() -> T,
+    ) -> T {
+        let first = observe();
+        let until = self.ticks() + ticks;
+        wait_until(
+            &format!("the ticker ticks {ticks} times ({what})"),
+            Duration::from_secs(60),
+            || {
+                let ticked = self.ticks() >= until;
+                assert_eq!(observe(), first, "{what}");
+                ticked
+            },
+        );
+        first
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.file);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A fake engine
+
+/// What a [`FakeEngine`] answers. Every other request it leaves unanswered for good, with the
+/// connection open, like a hung dockerd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FakeAnswers {
+    /// Nothing: a qdock binary hangs at its first request, `HEAD /_ping`, while connecting.
+    Nothing,
+    /// `HEAD /_ping`, with API version 1.41: a qdock binary connects, then hangs at its first
+    /// request about a container.
+    Ping,
+}
+
+/// A stand-in for the Docker engine on a unix socket anyone may connect to. It records the
+/// request line (`METHOD PATH`) of every request it gets, so a test can prove how far a
+/// client got before the engine hung.
+pub struct FakeEngine {
+    path: PathBuf,
+    requests: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FakeEngine {
+    pub fn start(path: PathBuf, answers: FakeAnswers) -> FakeEngine {
+        let _ = fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).expect("bind the fake engine's socket");
+        // The users run the binaries: let them connect.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).expect("chmod socket");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (requests, stop) = (requests.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut connections = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            let (requests, stop) = (requests.clone(), stop.clone());
+                            connections.push(std::thread::spawn(move || {
+                                serve(stream, answers, &requests, &stop)
+                            }));
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+                for connection in connections {
+                    let _ = connection.join();
+                }
+            })
+        };
+        FakeEngine {
+            path,
+            requests,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The request lines received so far, in order, e.g. `HEAD /_ping`.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// Waits until the request line `request` arrived: its client now waits for the answer.
+    pub fn wait_for_request(&self, request: &str, timeout: Duration) {
+        wait_until(
+            &format!("the fake engine gets {request:?}"),
+            timeout,
+            || self.requests().iter().any(|r| r == request),
+        );
+    }
+
+    /// A config whose engine is this one, with `timeout_secs`.
+    pub fn config(&self, timeout_secs: u64) -> String {
+        format!(
+            "[engine]\nsocket = \"{}\"\ntimeout_secs = {timeout_secs}\n",
+            self.path.display()
+        )
+    }
+}
+
+/// One connection of a [`FakeEngine`]: records each request and answers as `answers` says.
+fn serve(
+    mut stream: UnixStream,
+    answers: FakeAnswers,
+    requests: &Mutex<Vec<String>>,
+    stop: &AtomicBool,
+) {
+    // Reads time out now and then so that the thread notices `stop`.
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
+    let mut pending = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !stop.load(Ordering::Relaxed) {
+        match stream.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(_) => return,
+        }
+        // The requests qdock sends before a create carry no body: each ends at the blank line.
+        while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head: Vec<u8> = pending.drain(..end + 4).collect();
+            let head = String::from_utf8_lossy(&head);
+            // "GET /v1.41/containers/x/json HTTP/1.1" is recorded as "GET /v1.41/containers/x/json".
+            let line = head.lines().next().unwrap_or_default();
+            let request = line.rsplit_once(' ').map_or(line, |(request, _)| request);
+            requests.lock().unwrap().push(request.to_string());
+            if answers == FakeAnswers::Ping && request == "HEAD /_ping" {
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+                // qdock asks for the version with `Connection: close`.
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for FakeEngine {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        let _ = fs::remove_file(&self.path);
+    }
 }

@@ -1,0 +1,555 @@
+//! The Grid Engine part of the harness (tests/gridengine.rs): jobs are submitted as [`ALICE`]
+//! with the real `qsub` and observed with `qstat`, `qmod`, `qdel` and `qacct`; the scheduler
+//! runs them through the qdock methods installed in /usr/local/bin (`bin/install`). Root only
+//! uses `docker` to observe containers.
+//!
+//! Prerequisites (`bin/setup-cluster`, `bin/install`): those of [`require_engine`], the cell
+//! `default` under /var/lib/gridengine with the qdock methods on a queue, its clients working
+//! for alice. Without them [`require_cell`] skips the test with a printed reason, or fails it
+//! under `CI=true`.
+//!
+//! Isolation: each [`Case`] works in its own directory `/home/alice/qdock-e2e-<pid>-<test>/`
+//! and only looks at its own job ids, so the tests run in parallel with each other (and with
+//! other users of the cell). A test that makes the engine unreachable takes [`ENGINE`]
+//! exclusively ([`Case::exclusive`]); every other test holds it shared. When a test ends,
+//! its jobs must have left `qstat` and their containers must be gone ([`Case::assert_clean`]);
+//! dropping the case deletes its leftover jobs and removes its directory (kept, and its path
+//! printed, when the test failed).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use super::*;
+
+pub const SGE_ROOT: &str = "/var/lib/gridengine";
+pub const SGE_CELL: &str = "default";
+/// `qstat`/`qacct`/`docker` polling period: the cell is shared, and its scheduler runs every
+/// second anyway.
+pub const POLL: Duration = Duration::from_millis(500);
+/// How long a job may take from submission to its accounting record (other users of the
+/// cell may hold the slots for a while).
+pub const JOB_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Held shared by every test, exclusively by the one that makes the engine unreachable.
+static ENGINE: RwLock<()> = RwLock::new(());
+
+// ---------------------------------------------------------------------------------------------
+// Prerequisites
+
+/// True when the engine and the cell are usable; see the module docs.
+pub fn require_cell() -> bool {
+    static CHECKED: OnceLock<Result<(), String>> = OnceLock::new();
+    prerequisites_met(&CHECKED, || {
+        // A test process killed while the engine's socket was moved away left it moved.
+        restore_socket();
+        check_prerequisites().and_then(|()| check_cell())
+    })
+}
+
+fn check_cell() -> Result<(), String> {
+    for tool in ["qsub", "qstat", "qmod", "qdel", "qacct"] {
+        if !Path::new("/usr/bin").join(tool).exists() {
+            return Err(format!(
+                "/usr/bin/{tool} is missing; bin/setup-cluster installs Grid Engine"
+            ));
+        }
+    }
+    let qstat = client(Path::new("/"), "qstat", &["-f"]);
+    if !qstat.status.success() {
+        return Err(format!(
+            "qstat -f as {} fails: {}",
+            ALICE.name,
+            text(&qstat.stderr).trim()
+        ));
+    }
+    if !Path::new("/usr/local/bin/qdock-starter").exists() {
+        return Err("/usr/local/bin/qdock-starter is missing; bin/install puts it there".into());
+    }
+    Ok(())
+}
+
+/// A value from /etc/qdock/qdock.toml (`key = value` lines; good enough for two keys).
+fn config_value(key: &str) -> Option<String> {
+    let text = fs::read_to_string(SYSTEM_CONFIG).ok()?;
+    text.lines().find_map(|line| {
+        let (k, v) = line.split_once('=')?;
+        (k.trim() == key).then(|| v.trim().trim_matches('"').to_string())
+    })
+}
+
+/// The installed config's `stop_grace_secs`.
+pub fn stop_grace() -> Duration {
+    let secs = config_value("stop_grace_secs").and_then(|v| v.parse().ok());
+    Duration::from_secs(secs.unwrap_or(10))
+}
+
+fn socket_path() -> PathBuf {
+    config_value("socket")
+        .unwrap_or_else(|| "/var/run/docker.sock".into())
+        .into()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands and containers
+
+/// Runs a Grid Engine client as alice in `dir`, with her groups and a login-like environment.
+fn client(dir: &Path, program: &str, args: &[&str]) -> Output {
+    setpriv(ALICE, "--init-groups")
+        .arg(program)
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .envs([
+            ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            ("HOME", "/home/alice"),
+            ("USER", ALICE.name),
+            ("LOGNAME", ALICE.name),
+            ("LANG", "C.UTF-8"),
+            ("SGE_ROOT", SGE_ROOT),
+            ("SGE_CELL", SGE_CELL),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run setpriv {program}: {e}"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `name status` of every container of this cell labelled with the job id.
+pub fn containers_of(job: u32) -> Vec<String> {
+    let out = docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label=qdock.job-id={job}"),
+        "--filter",
+        &format!("label=qdock.cell={SGE_CELL}"),
+        "--format",
+        "{{.Names}} {{.Status}}",
+    ]);
+    assert!(out.status.success(), "docker ps: {}", text(&out.stderr));
+    text(&out.stdout).lines().map(str::to_string).collect()
+}
+
+/// The name of the container of task `task` (0 for a non-array job) of `job`.
+pub fn task_container(job: u32, task: u32) -> String {
+    format!("qdock-{SGE_CELL}-{job}-{task}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accounting
+
+/// One `qacct -j` record: `key value` lines.
+#[derive(Debug, Clone)]
+pub struct Acct(HashMap<String, String>);
+
+impl Acct {
+    pub fn get(&self, key: &str) -> &str {
+        self.0.get(key).map_or("", String::as_str)
+    }
+
+    /// The number that starts `key`'s value (a note such as "(Terminated)" may follow).
+    fn number(&self, key: &str) -> i32 {
+        let value = self.get(key);
+        value
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{key} {value:?} in {self:?}"))
+    }
+
+    /// `exit_status` without its "(Terminated)" note.
+    pub fn exit_status(&self) -> i32 {
+        self.number("exit_status")
+    }
+
+    /// `failed`'s number (0: the job ran; 25: rescheduled; 37: a limit was enforced ...).
+    pub fn failed(&self) -> i32 {
+        self.number("failed")
+    }
+
+    pub fn wallclock_secs(&self) -> f64 {
+        self.get("ru_wallclock")
+            .trim_end_matches('s')
+            .parse()
+            .unwrap_or(f64::NAN)
+    }
+}
+
+fn parse_qacct(output: &str) -> Vec<Acct> {
+    let mut records = Vec::new();
+    let mut current = HashMap::new();
+    for line in output.lines() {
+        if line.starts_with("====") {
+            if !current.is_empty() {
+                records.push(Acct(std::mem::take(&mut current)));
+            }
+            continue;
+        }
+        if let Some((key, value)) = line.split_once(char::is_whitespace) {
+            current.insert(key.to_string(), value.trim().to_string());
+        }
+    }
+    if !current.is_empty() {
+        records.push(Acct(current));
+    }
+    records
+}
+
+// ---------------------------------------------------------------------------------------------
+// A test's working directory and jobs
+
+/// A guard held only to be dropped with its [`Case`].
+enum Lock {
+    Shared(#[allow(dead_code)] RwLockReadGuard<'static, ()>),
+    Exclusive(#[allow(dead_code)] RwLockWriteGuard<'static, ()>),
+}
+
+/// One test: its directory under alice's home, the jobs it submitted, its hold on [`ENGINE`].
+/// Dropping it deletes the jobs still in the cell and the directory (kept on failure).
+pub struct Case {
+    pub dir: PathBuf,
+    jobs: RefCell<Vec<u32>>,
+    _lock: Lock,
+}
+
+impl Case {
+    pub fn new(name: &str) -> Case {
+        let lock = Lock::Shared(ENGINE.read().unwrap_or_else(|e| e.into_inner()));
+        Case::with_lock(name, lock)
+    }
+
+    /// A test that disturbs the engine: no other test of this file runs meanwhile.
+    pub fn exclusive(name: &str) -> Case {
+        let lock = Lock::Exclusive(ENGINE.write().unwrap_or_else(|e| e.into_inner()));
+        Case::with_lock(name, lock)
+    }
+
+    fn with_lock(name: &str, lock: Lock) -> Case {
+        let dir = ALICE
+            .home()
+            .join(format!("qdock-e2e-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        make_dir(&dir, ALICE.uid, ALICE.gid, 0o755);
+        Case {
+            dir,
+            jobs: Default::default(),
+            _lock: lock,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Writes an executable job script owned by alice.
+    pub fn script(&self, name: &str, body: &str) -> PathBuf {
+        let path = self.path(name);
+        write_file(
+            &path,
+            format!("#!/bin/sh\n{body}"),
+            ALICE.uid,
+            ALICE.gid,
+            0o755,
+        );
+        path
+    }
+
+    /// `qsub -terse ARGS` as alice in `dir`; returns the job id.
+    pub fn qsub_in(&self, dir: &Path, args: &[&str]) -> u32 {
+        let mut all = vec!["-terse"];
+        all.extend_from_slice(args);
+        let out = client(dir, "qsub", &all);
+        let stdout = text(&out.stdout);
+        assert!(
+            out.status.success(),
+            "qsub {args:?} failed: {}{}",
+            stdout,
+            text(&out.stderr)
+        );
+        // "12" or, for an array job, "12.1-3:1".
+        let id: u32 = stdout
+            .trim()
+            .split('.')
+            .next()
+            .and_then(|id| id.parse().ok())
+            .unwrap_or_else(|| panic!("qsub said {stdout:?}"));
+        self.jobs.borrow_mut().push(id);
+        id
+    }
+
+    pub fn qsub(&self, args: &[&str]) -> u32 {
+        self.qsub_in(&self.dir, args)
+    }
+
+    /// `qsub -terse -v IMAGE=<image> -cwd ARGS` as alice in the test's directory.
+    pub fn qsub_image(&self, image: &str, args: &[&str]) -> u32 {
+        let image = format!("IMAGE={image}");
+        let mut all = vec!["-v", &image, "-cwd"];
+        all.extend_from_slice(args);
+        self.qsub(&all)
+    }
+
+    /// A Grid Engine client as alice; panics when it fails.
+    pub fn client(&self, program: &str, args: &[&str]) -> String {
+        let out = client(&self.dir, program, args);
+        assert!(
+            out.status.success(),
+            "{program} {args:?} failed: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    /// Polls `condition` every [`POLL`] (the cell's pace) for at most `timeout`; panics
+    /// naming `what` on timeout. Returns how long it took.
+    pub fn wait_until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        condition: impl FnMut() -> bool,
+    ) -> Duration {
+        poll_until(what, timeout, POLL, condition, String::new)
+    }
+
+    /// The job's state letters in `qstat` (one entry per listed task), empty once it left.
+    pub fn states(&self, job: u32) -> Vec<String> {
+        // A busy qmaster may fail a request now and then: retry before giving up.
+        let mut out = client(&self.dir, "qstat", &["-u", ALICE.name]);
+        for _ in 0..3 {
+            if out.status.success() {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+            out = client(&self.dir, "qstat", &["-u", ALICE.name]);
+        }
+        assert!(out.status.success(), "qstat: {}", text(&out.stderr));
+        text(&out.stdout)
+            .lines()
+            .filter(|line| line.split_whitespace().next() == Some(job.to_string().as_str()))
+            .filter_map(|line| line.split_whitespace().nth(4).map(str::to_string))
+            .collect()
+    }
+
+    pub fn qstat_j(&self, job: u32) -> String {
+        let out = client(&self.dir, "qstat", &["-j", &job.to_string()]);
+        text(&out.stdout) + &text(&out.stderr)
+    }
+
+    pub fn acct(&self, job: u32) -> Vec<Acct> {
+        let out = client(&self.dir, "qacct", &["-j", &job.to_string()]);
+        if out.status.success() {
+            parse_qacct(&text(&out.stdout))
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The slots of the cell's queues: (used + reserved, total), from `qstat -f`.
+    pub fn slots(&self) -> (u32, u32) {
+        let out = self.client("qstat", &["-f"]);
+        out.lines()
+            .filter_map(|line| {
+                let field = line.split_whitespace().nth(2)?;
+                let n: Vec<u32> = field.split('/').filter_map(|n| n.parse().ok()).collect();
+                (n.len() == 3).then(|| (n[0] + n[1], n[2]))
+            })
+            .fold((0, 0), |(u, t), (du, dt)| (u + du, t + dt))
+    }
+
+    /// What the cell says about the job and its queues, for a timeout's message.
+    fn explain(&self, job: u32) -> String {
+        let queues = client(&self.dir, "qstat", &["-f", "-u", "*"]);
+        format!(
+            "qstat -f -u '*':\n{}\nqstat -j {job}:\n{}\ncontainers: {:?}",
+            text(&queues.stdout),
+            self.qstat_j(job),
+            containers_of(job)
+        )
+    }
+
+    /// Polls `condition` at the cell's pace until it holds; on timeout panics with what the
+    /// cell says about `job`, and at once when the job is in an error state.
+    fn wait_for_job(&self, job: u32, what: &str, mut condition: impl FnMut(&[String]) -> bool) {
+        poll_until(
+            what,
+            JOB_TIMEOUT,
+            POLL,
+            || {
+                let states = self.states(job);
+                self.fail_on_error_state(job, &states);
+                condition(&states)
+            },
+            || self.explain(job),
+        );
+    }
+
+    /// Waits until a state of the job satisfies `wanted` (e.g. `|s| s == "r"`).
+    pub fn wait_state(&self, job: u32, what: &str, wanted: impl Fn(&str) -> bool) {
+        self.wait_for_job(job, &format!("job {job} {what}"), |states| {
+            states.iter().any(|s| wanted(s))
+        });
+    }
+
+    fn fail_on_error_state(&self, job: u32, states: &[String]) {
+        if states.iter().any(|s| s.contains('E')) {
+            panic!(
+                "job {job} is in error state {states:?}:\n{}",
+                self.qstat_j(job)
+            );
+        }
+    }
+
+    /// Waits until the job left `qstat` and has `records` accounting records (one per task
+    /// and attempt); returns them.
+    pub fn wait_done(&self, job: u32, records: usize) -> Vec<Acct> {
+        let start = Instant::now();
+        self.wait_for_job(job, &format!("job {job} to leave qstat"), |states| {
+            states.is_empty()
+        });
+        let left = JOB_TIMEOUT.saturating_sub(start.elapsed()) + Duration::from_secs(10);
+        let mut acct = Vec::new();
+        self.wait_until(
+            &format!("{records} qacct records of job {job}"),
+            left,
+            || {
+                acct = self.acct(job);
+                acct.len() >= records
+            },
+        );
+        acct
+    }
+
+    /// Waits until the container of `job`'s task `task` has `status` (`running`, `paused`).
+    pub fn wait_for_container(&self, job: u32, task: u32, status: &str) {
+        let name = task_container(job, task);
+        self.wait_for_job(job, &format!("container {name} {status}"), |_| {
+            container_status(&name).as_deref() == Some(status)
+        });
+    }
+
+    pub fn read(&self, path: impl AsRef<Path>) -> String {
+        let path = self.dir.join(path);
+        fs::read_to_string(&path).unwrap_or_else(|e| {
+            let listing: Vec<_> = fs::read_dir(path.parent().unwrap_or(&self.dir))
+                .map(|d| d.flatten().map(|e| e.file_name()).collect())
+                .unwrap_or_default();
+            panic!("{}: {e}; the directory holds {listing:?}", path.display())
+        })
+    }
+
+    /// The end of every test: none of its jobs in `qstat`, none of their containers left.
+    pub fn assert_clean(&self) {
+        for &job in self.jobs.borrow().iter() {
+            assert!(
+                self.states(job).is_empty(),
+                "job {job} is still in qstat: {:?}",
+                self.states(job)
+            );
+            // The starter removes the container before it exits, so before the job leaves
+            // qstat; a short grace covers a slow engine.
+            let left = Instant::now() + Duration::from_secs(5);
+            while !containers_of(job).is_empty() && Instant::now() < left {
+                std::thread::sleep(POLL);
+            }
+            assert_eq!(containers_of(job), Vec::<String>::new(), "job {job}");
+        }
+    }
+}
+
+impl Drop for Case {
+    fn drop(&mut self) {
+        let jobs: Vec<String> = self.jobs.borrow().iter().map(u32::to_string).collect();
+        // No panics here: this may run while a failed test unwinds.
+        let listed = text(&client(&self.dir, "qstat", &["-u", ALICE.name]).stdout);
+        let live: Vec<&str> = jobs
+            .iter()
+            .filter(|j| {
+                listed
+                    .lines()
+                    .any(|l| l.split_whitespace().next() == Some(j.as_str()))
+            })
+            .map(String::as_str)
+            .collect();
+        if !live.is_empty() {
+            let _ = client(&self.dir, "qdel", &live);
+        }
+        if std::thread::panicking() {
+            eprintln!("kept {} for inspection (jobs {jobs:?})", self.dir.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The engine taken away
+
+/// The engine's socket moved aside: every client gets "socket not found", exactly what a
+/// stopped dockerd gives, while the containers of other users of this machine keep running.
+/// Dropping it puts the socket back; if the engine then does not answer, `bin/setup-cluster`
+/// starts it the way it always does.
+pub struct SocketAway {
+    socket: PathBuf,
+}
+
+fn aside_path(socket: &Path) -> PathBuf {
+    let mut aside = socket.as_os_str().to_owned();
+    aside.push(".qdock-e2e");
+    aside.into()
+}
+
+impl SocketAway {
+    pub fn new() -> SocketAway {
+        let socket = socket_path();
+        let aside = aside_path(&socket);
+        fs::rename(&socket, &aside).expect("move the engine's socket aside");
+        SocketAway { socket }
+    }
+}
+
+impl Drop for SocketAway {
+    fn drop(&mut self) {
+        restore_socket();
+        let answers = || docker(&["version"]).status.success();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !answers() && Instant::now() < deadline {
+            std::thread::sleep(POLL);
+        }
+        if !answers() {
+            let setup = Path::new(env!("CARGO_MANIFEST_DIR")).join("bin/setup-cluster");
+            eprintln!(
+                "the engine does not answer at {}: running {}",
+                self.socket.display(),
+                setup.display()
+            );
+            let _ = Command::new(setup).stdin(Stdio::null()).status();
+        }
+    }
+}
+
+/// Puts a socket moved aside by [`SocketAway`] back (also after a killed test process).
+fn restore_socket() {
+    let socket = socket_path();
+    let aside = aside_path(&socket);
+    if aside.exists() {
+        if socket.exists() {
+            // dockerd was restarted meanwhile and made a new one: the old one is dead.
+            let _ = fs::remove_file(&aside);
+        } else if let Err(e) = fs::rename(&aside, &socket) {
+            eprintln!(
+                "cannot move {} back to {}: {e}",
+                aside.display(),
+                socket.display()
+            );
+        }
+    }
+}
