@@ -12,8 +12,9 @@ use bollard::models::{
     ResourcesUlimits,
 };
 use bollard::query_parameters::{
-    AttachContainerOptions, CreateContainerOptions, CreateImageOptions, KillContainerOptions,
-    ListContainersOptions, RemoveContainerOptions, StopContainerOptions, WaitContainerOptions,
+    AttachContainerOptions, CreateContainerOptions, CreateImageOptions, EventsOptions,
+    KillContainerOptions, ListContainersOptions, RemoveContainerOptions, StopContainerOptions,
+    WaitContainerOptions,
 };
 use bollard::{ClientVersion, Docker};
 use futures_util::{Stream, StreamExt};
@@ -61,6 +62,8 @@ impl State {
 
 #[derive(Debug, Clone)]
 pub struct Container {
+    /// The handle: a name passes to another container once this one is removed.
+    pub id: String,
     pub name: String,
     pub state: State,
     pub labels: HashMap<String, String>,
@@ -289,6 +292,7 @@ impl Engine {
         };
         let state = c.state.unwrap_or_default();
         Ok(Some(Container {
+            id: c.id.unwrap_or_default(),
             name: name.to_string(),
             state: State::parse(&state.status.map(|s| s.to_string()).unwrap_or_default()),
             labels: c.config.and_then(|c| c.labels).unwrap_or_default(),
@@ -403,6 +407,7 @@ impl Engine {
         Ok(listed
             .into_iter()
             .map(|c| Container {
+                id: c.id.unwrap_or_default(),
                 name: c
                     .names
                     .and_then(|n| n.into_iter().next())
@@ -415,6 +420,44 @@ impl Engine {
                 memory_limit: None,
             })
             .collect())
+    }
+
+    /// qdock containers as the engine creates them. Events since `since` (Unix seconds) that
+    /// the engine still holds are replayed first, so a caller that subscribes, then lists,
+    /// misses no container created in between.
+    pub fn qdock_created(
+        &self,
+        since: i64,
+    ) -> Pin<Box<dyn Stream<Item = Result<Container>> + Send>> {
+        let filters = HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            ("event".to_string(), vec!["create".to_string()]),
+            ("label".to_string(), vec![format!("{LABEL_PREFIX}job-id")]),
+        ]);
+        let options = EventsOptions {
+            since: Some(since.to_string()),
+            until: None,
+            filters: Some(filters),
+        };
+        let socket = self.socket.clone();
+        let events = self.docker.events(Some(options)).map(move |item| {
+            let event = item.map_err(|e| Error::Engine {
+                action: format!("follow the events of the engine at {socket}"),
+                cause: cause_chain(&e),
+            })?;
+            // A container event's attributes are its labels plus its name and image.
+            let actor = event.actor.unwrap_or_default();
+            let mut labels = actor.attributes.unwrap_or_default();
+            Ok(Container {
+                id: actor.id.unwrap_or_default(),
+                name: labels.remove("name").unwrap_or_default(),
+                state: State::Created,
+                labels,
+                oom_killed: false,
+                memory_limit: None,
+            })
+        });
+        Box::pin(events)
     }
 }
 
