@@ -83,6 +83,10 @@ async fn watch(engine: &Engine, cell: Option<&str>, grace_secs: u64) -> Result<(
     for container in engine.list_qdock().await? {
         watched.add(container);
     }
+    report::info(&format!(
+        "gc --watch: following the engine, {} container(s) at the start",
+        watched.ids.len()
+    ));
     loop {
         tokio::select! {
             event = created.next() => match event {
