@@ -71,7 +71,7 @@ impl Watcher {
     /// Waits until the watcher reports it removed `job`'s container; returns how long that
     /// took from `since`.
     fn wait_for_removal(&mut self, job: &Job, since: Instant) -> Duration {
-        let line = format!("removed container {} ", job.container_name());
+        let line = format!("removed {} ", job.container_name());
         self.process
             .wait_until(&format!("the watcher {line}"), PATIENCE, |w| {
                 String::from_utf8_lossy(&w.stdout_so_far()).contains(&line)
@@ -150,7 +150,7 @@ fn stopped_then_killed_starter_leaves_nothing() {
     // A stopped starter has not ended: its job still holds its slot.
     starter.signal(Signal::SIGSTOP);
     let name = job.container_name();
-    let stopped_line = format!("removed container {name} ");
+    let stopped_line = format!("removed {name} ");
     wait_until("the starter is stopped", PATIENCE, || {
         proc_state(starter.pid) == Some('T')
     });

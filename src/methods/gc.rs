@@ -60,12 +60,8 @@ pub async fn remove_orphan(
         engine.stop(&container.id, grace_secs).await?;
     }
     engine.remove(&container.id, true).await?;
-    let what = format!(
-        "container {} ({}): {reason}",
-        container.name,
-        job(container)
-    );
-    report::log(&format!("gc removed {what}"));
+    let what = format!("{} ({}): {reason}", container.name, job(container));
+    report::log(&format!("gc removed container {what}"));
     println!("removed {what}");
     Ok(true)
 }
