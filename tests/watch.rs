@@ -10,7 +10,12 @@
 #[macro_use]
 mod common;
 
+use std::io::ErrorKind;
+use std::net::Shutdown;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -50,8 +55,17 @@ struct Watcher {
 impl Watcher {
     /// Starts a watcher and waits until it has listed the engine's containers.
     fn start(cell: &str) -> Watcher {
+        Watcher::start_with(cell, |_| String::new())
+    }
+
+    /// Likewise with more config, made from the directory the config lives in.
+    fn start_with(cell: &str, more_config: impl FnOnce(&Path) -> String) -> Watcher {
         let admin = Job::new("").native();
-        let config = admin.write_config("[container]\nstop_grace_secs = 5\n");
+        let toml = format!(
+            "{}\n[container]\nstop_grace_secs = 5\n",
+            more_config(&admin.dir)
+        );
+        let config = admin.write_config(&toml);
         let admin = admin.mode(Mode::Root(Some(config)));
         let args = ["gc", "--watch", "--cell", cell].map(Into::into);
         let mut process = Running::spawn(admin.command("qdock", &args), format!("watcher {cell}"));
@@ -212,6 +226,106 @@ fn sigint_ends_the_watcher_with_exit_0() {
     let watcher = Watcher::start(&own_cell());
     watcher.process.signal(Signal::SIGINT);
     watcher.process.wait(PATIENCE).assert_code(0);
+}
+
+#[test]
+fn watcher_survives_the_engine_going_away_and_lists_again_on_its_return() {
+    require_engine!();
+    let cell = own_cell();
+    let mut proxy = None;
+    let mut watcher = Watcher::start_with(&cell, |dir| {
+        let started = EngineProxy::start(dir.join("engine.sock"));
+        let toml = format!("[engine]\nsocket = \"{}\"", started.path.display());
+        proxy = Some(started);
+        toml
+    });
+    let proxy = proxy.expect("the proxy started");
+    let job = job_in(&cell, TRAPS_TERM);
+    let starter = start(&job);
+
+    // The watcher loses the engine and cannot reach it; meanwhile the starter dies.
+    proxy.cut();
+    watcher
+        .process
+        .wait_until("the watcher fails to reconnect", PATIENCE, |w| {
+            w.stderr_so_far().contains("retrying")
+        });
+    let killed = kill_starter(starter);
+    assert!(
+        job.container_running(),
+        "something else removed the container"
+    );
+
+    proxy.restore();
+    watcher.wait_for_removal(&job, killed);
+    assert!(
+        watcher
+            .process
+            .stderr_so_far()
+            .contains("the engine answers again")
+    );
+}
+
+/// Stands between the watcher and the real engine, so that a test can take the engine away
+/// from the watcher alone (the real engine serves every other test meanwhile).
+struct EngineProxy {
+    path: PathBuf,
+    connections: Arc<Mutex<Vec<UnixStream>>>,
+}
+
+impl EngineProxy {
+    fn start(path: PathBuf) -> EngineProxy {
+        let proxy = EngineProxy {
+            path,
+            connections: Arc::default(),
+        };
+        proxy.restore();
+        proxy
+    }
+
+    /// Listens again at the path and forwards each connection to the engine.
+    fn restore(&self) {
+        let _ = std::fs::remove_file(&self.path);
+        let listener = UnixListener::bind(&self.path).expect("bind the proxy socket");
+        let connections = self.connections.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let engine = UnixStream::connect("/var/run/docker.sock").expect("the engine");
+                connections
+                    .lock()
+                    .unwrap()
+                    .push(client.try_clone().unwrap());
+                connections
+                    .lock()
+                    .unwrap()
+                    .push(engine.try_clone().unwrap());
+                pipe(client.try_clone().unwrap(), engine.try_clone().unwrap());
+                pipe(engine, client);
+            }
+        });
+    }
+
+    /// Ends every connection and removes the socket: the engine is gone, as far as the
+    /// watcher can tell.
+    fn cut(&self) {
+        std::fs::remove_file(&self.path).expect("remove the proxy socket");
+        for connection in self.connections.lock().unwrap().drain(..) {
+            let _ = connection.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// Copies `from` into `to` until either side ends.
+fn pipe(mut from: UnixStream, mut to: UnixStream) {
+    std::thread::spawn(move || {
+        if let Err(e) = std::io::copy(&mut from, &mut to)
+            && e.kind() != ErrorKind::NotConnected
+        {
+            eprintln!("proxy: {e}");
+        }
+        let _ = to.shutdown(Shutdown::Write);
+    });
 }
 
 /// Not a check: prints the time from a starter's SIGKILL to the watcher's report that the
