@@ -12,8 +12,9 @@ use bollard::models::{
     ResourcesUlimits,
 };
 use bollard::query_parameters::{
-    AttachContainerOptions, CreateContainerOptions, CreateImageOptions, KillContainerOptions,
-    ListContainersOptions, RemoveContainerOptions, StopContainerOptions, WaitContainerOptions,
+    AttachContainerOptions, CreateContainerOptions, CreateImageOptions, EventsOptions,
+    KillContainerOptions, ListContainersOptions, RemoveContainerOptions, StopContainerOptions,
+    WaitContainerOptions,
 };
 use bollard::{ClientVersion, Docker};
 use futures_util::{Stream, StreamExt};
@@ -408,6 +409,44 @@ impl Engine {
                 memory_limit: None,
             })
             .collect())
+    }
+
+    /// qdock containers as the engine creates them. Events since `since` (Unix seconds) that
+    /// the engine still holds are replayed first, so a caller that subscribes, then lists,
+    /// misses no container created in between.
+    pub fn qdock_created(
+        &self,
+        since: i64,
+    ) -> Pin<Box<dyn Stream<Item = Result<Container>> + Send>> {
+        let filters = HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            ("event".to_string(), vec!["create".to_string()]),
+            ("label".to_string(), vec![Label::JobId.key().to_string()]),
+        ]);
+        let options = EventsOptions {
+            since: Some(since.to_string()),
+            until: None,
+            filters: Some(filters),
+        };
+        let socket = self.socket.clone();
+        let events = self.docker.events(Some(options)).map(move |item| {
+            let event = item.map_err(|e| Error::Engine {
+                action: format!("follow the events of the engine at {socket}"),
+                cause: Cause::of(e),
+            })?;
+            // A container event's attributes are its labels plus its name and image.
+            let actor = event.actor.unwrap_or_default();
+            let mut labels = actor.attributes.unwrap_or_default();
+            Ok(Container {
+                id: actor.id.unwrap_or_default(),
+                name: labels.remove("name").unwrap_or_default(),
+                state: State::Created,
+                labels,
+                oom_killed: false,
+                memory_limit: None,
+            })
+        });
+        Box::pin(events)
     }
 }
 

@@ -1,8 +1,13 @@
 //! Processes on this host: signalling a job's process group, and telling whether a starter
 //! recorded in a container's labels is still the same living process.
 
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::time::Duration;
+
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 
 use crate::error::{Error, Result};
 
@@ -24,6 +29,51 @@ impl ProcessId {
 
     pub fn is_alive(&self) -> bool {
         start_time(self.pid) == Some(self.start)
+    }
+
+    /// Resolves once this process has ended, at once when it is gone already. The kernel
+    /// tells us (a pidfd turns readable at the exit), so a waiter costs no polling.
+    pub async fn ended(&self) {
+        match self.pidfd() {
+            Ok(Some(pidfd)) => {
+                let _ = pidfd.readable().await;
+            }
+            Ok(None) => {}
+            // No pidfd (a kernel before 5.3, gVisor, out of descriptors): ask /proc each
+            // second instead, which still ends the wait within a second of the exit.
+            Err(e) => {
+                crate::report::debug(&format!(
+                    "pidfd_open({}): {e}; polling /proc instead",
+                    self.pid
+                ));
+                while self.is_alive() {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// A pidfd for this very process, or None when it has ended.
+    fn pidfd(&self) -> std::io::Result<Option<AsyncFd<OwnedFd>>> {
+        // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, self.pid, 0) };
+        if fd < 0 {
+            let e = std::io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(nix::libc::ESRCH) => Ok(None),
+                _ => Err(e),
+            };
+        }
+        // SAFETY: the descriptor was just opened and nothing else owns it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        // The pid may have passed to a new process before the open: only the start time
+        // says whether the descriptor refers to the process we mean.
+        if !self.is_alive() {
+            return Ok(None);
+        }
+        // SAFETY: OwnedFd keeps the descriptor open and unchanged for the AsyncFd's life.
+        let pidfd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }?;
+        Ok(Some(pidfd))
     }
 }
 
@@ -95,6 +145,40 @@ mod tests {
         ] {
             assert!(parse_pid(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn ended_waits_for_the_exit_and_not_for_a_stale_identity() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let id = ProcessId {
+            pid,
+            start: start_time(pid).unwrap(),
+        };
+        rt.block_on(async {
+            let early = tokio::time::timeout(Duration::from_millis(200), id.ended()).await;
+            assert!(early.is_err(), "ended() resolved while the process lived");
+            child.kill().unwrap();
+            tokio::time::timeout(Duration::from_secs(10), id.ended())
+                .await
+                .expect("ended() resolves at the exit");
+            let me = ProcessId::of_self().unwrap();
+            let stale = ProcessId {
+                start: me.start + 1,
+                ..me
+            };
+            tokio::time::timeout(Duration::from_secs(1), stale.ended())
+                .await
+                .expect("a stale identity has ended already");
+        });
+        child.wait().unwrap();
     }
 
     #[test]

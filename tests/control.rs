@@ -375,8 +375,16 @@ fn terminate_kills_the_job_when_the_engine_hangs_half_way() {
 #[test]
 fn gc_removes_only_containers_whose_starter_is_gone() {
     require_engine!();
-    let orphan = Job::new(TRAPS_TERM);
-    let live = Job::new(TRAPS_TERM);
+    // A cell of its own: a running `qdock gc --watch` (bin/setup-cluster starts one for the
+    // cell `default`) would remove the orphan before this test looks at it, and `--cell`
+    // keeps this sweep away from other tests' orphans.
+    let cell = format!("gc-test-{}", std::process::id());
+    let in_cell = |mut job: Job| {
+        job.cell = cell.clone();
+        job
+    };
+    let orphan = in_cell(Job::new(TRAPS_TERM));
+    let live = in_cell(Job::new(TRAPS_TERM));
     let orphan_starter = start(&orphan, "started");
     let live_starter = start(&live, "started");
     orphan_starter.signal(Signal::SIGKILL);
@@ -389,7 +397,11 @@ fn gc_removes_only_containers_whose_starter_is_gone() {
     );
 
     let admin = Job::new("").native().mode(Mode::Root(None));
-    let dry = admin.run_method("qdock", &["gc", "--dry-run"], METHOD_TIMEOUT);
+    let dry = admin.run_method(
+        "qdock",
+        &["gc", "--dry-run", "--cell", &cell],
+        METHOD_TIMEOUT,
+    );
     dry.assert_code(0);
     let listed = dry.stdout_text();
     assert!(
@@ -399,7 +411,7 @@ fn gc_removes_only_containers_whose_starter_is_gone() {
     assert!(!listed.contains(&live.container_name()), "{dry:?}");
     assert!(orphan.container_running(), "--dry-run removed the orphan");
 
-    let gc = admin.run_method("qdock", &["gc"], METHOD_TIMEOUT);
+    let gc = admin.run_method("qdock", &["gc", "--cell", &cell], METHOD_TIMEOUT);
     gc.assert_code(0);
     let text = gc.stdout_text();
     assert!(

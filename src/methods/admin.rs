@@ -10,7 +10,7 @@ use crate::config::{self, Config};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::labels::{Label, Labelled};
-use crate::methods::{gc, jsv, load_sensor};
+use crate::methods::{gc, jsv, load_sensor, watch};
 use crate::report;
 
 pub const BINARIES: [&str; 5] = [
@@ -38,8 +38,14 @@ enum Command {
     /// Stop and remove containers whose starter is gone (root only)
     Gc {
         /// Only print what would be removed
-        #[arg(long)]
+        #[arg(long, conflicts_with = "watch")]
         dry_run: bool,
+        /// Keep running: remove each container as soon as its starter ends
+        #[arg(long)]
+        watch: bool,
+        /// Only the containers of this Grid Engine cell (label qdock.cell)
+        #[arg(long)]
+        cell: Option<String>,
     },
     /// List the containers qdock runs on this host
     Ps,
@@ -62,7 +68,11 @@ pub fn main() -> u8 {
             rt.block_on(async {
                 match command {
                     Command::Check => check(cli.config).await,
-                    Command::Gc { dry_run } => run_gc(cli.config, dry_run).await,
+                    Command::Gc {
+                        dry_run,
+                        watch,
+                        cell,
+                    } => run_gc(cli.config, dry_run, watch, cell.as_deref()).await,
                     _ => ps(cli.config).await,
                 }
             })
@@ -90,15 +100,24 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .map_err(|e| Error::io("start the async runtime", e))
 }
 
-async fn run_gc(config: Option<PathBuf>, dry_run: bool) -> Result<u8> {
+async fn run_gc(
+    config: Option<PathBuf>,
+    dry_run: bool,
+    watch: bool,
+    cell: Option<&str>,
+) -> Result<u8> {
     if !nix::unistd::getuid().is_root() {
         return Err(Error::Denied(
             "qdock gc removes other users' containers: run it as root".into(),
         ));
     }
     let (config, _) = Config::load(config)?;
+    if watch {
+        return watch::run(&config, cell).await.map(|()| 0);
+    }
     let engine = Engine::connect(&config.engine).await?;
-    let removed = gc::collect(&engine, dry_run).await?;
+    let grace = config.container.stop_grace_secs;
+    let removed = gc::collect(&engine, cell, grace, dry_run).await?;
     if removed.is_empty() {
         println!("no orphaned containers");
     }

@@ -7,3 +7,4 @@ pub mod jsv;
 pub mod load_sensor;
 pub mod native;
 pub mod starter;
+pub mod watch;
