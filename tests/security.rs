@@ -289,12 +289,16 @@ fn bob_cannot_control_alices_container() {
 
 /// Regression: `qdock-terminate` for a job without a container used to wait for the given
 /// pid and then force-remove the container by name, without checking who owned the one that
-/// had appeared meanwhile. Bob could kill alice's job.
+/// had appeared meanwhile. Bob could kill alice's job. The job proof now refuses bob at once
+/// (tests/boundary.rs); this test turns the proof off to show that the owner check behind it
+/// holds on its own.
 #[test]
 fn bob_cannot_remove_a_container_that_appears_while_he_terminates() {
     require_engine!();
     let alice = Job::new("sleep 30");
-    let bob = Job::new("true").user(BOB);
+    let bob = Job::new("true")
+        .user(BOB)
+        .with_config("[gridengine]\nunsafe_skip_job_proof = true\n");
     // Bob's own process, which outlives SIGTERM (noting it) until the test releases it: his
     // qdock-terminate waits for it while alice's container appears.
     let mut stubborn = as_user(
