@@ -72,6 +72,43 @@ pub enum StartMode {
     Stdin,
 }
 
+/// What Grid Engine hands the starter as "the script". A starter cannot tell from argv or
+/// the environment: the execd's spool says (`handle_as_binary`, `no_shell`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kind {
+    /// A job script (`qsub job.sh`): run as the start mode says.
+    #[default]
+    Script,
+    /// `qsub -b y cmd args`: the job's shell runs the command line with `-c`, as Grid
+    /// Engine's builtin starter does (`shell -c "cmd arg1 arg2 "`).
+    Binary,
+    /// `qsub -b y -shell no cmd args`: the command is exec'ed with its arguments as they are.
+    BinaryNoShell,
+}
+
+impl Kind {
+    /// From the execd's `handle_as_binary` and `no_shell` (`1` or `0`).
+    pub fn from_spool(handle_as_binary: Option<&str>, no_shell: Option<&str>) -> Kind {
+        match (handle_as_binary == Some("1"), no_shell == Some("1")) {
+            (false, _) => Kind::Script,
+            (true, false) => Kind::Binary,
+            (true, true) => Kind::BinaryNoShell,
+        }
+    }
+}
+
+/// The command line the builtin starter gives `shell -c` for a binary job: the command and
+/// each argument followed by a space, unquoted (so the shell expands them, as users expect
+/// of `qsub -b y`).
+pub fn binary_command_line(command: &str, args: &[String]) -> String {
+    let mut line = format!("{command} ");
+    for arg in args {
+        line.push_str(arg);
+        line.push(' ');
+    }
+    line
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shell {
     pub path: PathBuf,
@@ -84,7 +121,9 @@ pub struct JobContext {
     pub key: JobKey,
     pub name: String,
     pub queue: String,
+    /// A script, or for a binary job the command.
     pub script: PathBuf,
+    pub kind: Kind,
     pub args: Vec<OsString>,
     pub shell: Shell,
     pub nslots: Option<u32>,
@@ -140,6 +179,7 @@ impl JobContext {
             name: nonempty("JOB_NAME").unwrap_or_default(),
             queue: nonempty("QUEUE").unwrap_or_default(),
             script,
+            kind: Kind::Script,
             args: argv.collect(),
             shell,
             nslots: env.get_str("NSLOTS").and_then(|n| n.parse().ok()),
@@ -282,6 +322,18 @@ mod tests {
         assert!(parse(&[]).is_err());
         assert!(parse(&[("JOB_ID", "1"), ("SGE_TASK_ID", "x")]).is_err());
         assert!(parse(&[("JOB_ID", "1"), ("SGE_CELL", "../x")]).is_err());
+    }
+
+    #[test]
+    fn binary_jobs_are_told_by_the_spool() {
+        assert_eq!(Kind::from_spool(Some("0"), Some("0")), Kind::Script);
+        assert_eq!(Kind::from_spool(None, None), Kind::Script);
+        assert_eq!(Kind::from_spool(Some("1"), Some("0")), Kind::Binary);
+        assert_eq!(Kind::from_spool(Some("1"), Some("1")), Kind::BinaryNoShell);
+        assert_eq!(
+            binary_command_line("echo", &["a b".into(), "$HOME".into()]),
+            "echo a b $HOME "
+        );
     }
 
     #[test]

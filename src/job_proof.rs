@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::GridEngineConfig;
 use crate::error::{Error, Result};
-use crate::job::JobKey;
+use crate::job::{JobKey, Kind};
 use crate::privilege::Identity;
 
 /// What the execd's spool says about a proven job.
@@ -24,6 +24,7 @@ pub struct SpooledJob {
     pub owner: String,
     /// The per-job TMPDIR the execd created.
     pub tmpdir: Option<PathBuf>,
+    pub kind: Kind,
 }
 
 /// The outcome of the check the admin asked for.
@@ -53,10 +54,7 @@ pub fn prove(key: &JobKey, config: &GridEngineConfig, who: &Identity) -> Result<
         job: key.to_string(),
         problem,
     };
-    let owners = trusted_owners(config);
-    let host = host_dir(config).map_err(refuse)?;
-    let dir = host.join("active_jobs").join(task_dir_name(key));
-    let read = |name: &str| read_trusted(&dir.join(name), &owners);
+    let read = |name: &str| read_spool_file(key, config, name);
     let group = parse_group(
         &read("addgrpid")
             .map_err(|p| refuse(format!("Grid Engine runs no such job on this host ({p})")))?,
@@ -70,9 +68,37 @@ pub fn prove(key: &JobKey, config: &GridEngineConfig, who: &Identity) -> Result<
             .get("tmpdir")
             .filter(|t| t.starts_with('/'))
             .map(PathBuf::from),
+        kind: kind_of(&spooled),
     };
     check_holder(&job, who).map_err(refuse)?;
     Ok(Proof::Spooled(job))
+}
+
+/// What kind of job the execd's spool says `key` is; a job Grid Engine does not run here (a
+/// starter tried by hand) is a script job.
+pub fn spooled_kind(key: &JobKey, config: &GridEngineConfig) -> Kind {
+    read_spool_file(key, config, "config")
+        .map(|text| kind_of(&parse_config(&text)))
+        .unwrap_or_default()
+}
+
+fn kind_of(spooled: &HashMap<String, String>) -> Kind {
+    Kind::from_spool(
+        spooled.get("handle_as_binary").map(String::as_str),
+        spooled.get("no_shell").map(String::as_str),
+    )
+}
+
+/// One file of the job's spool entry, when it is the execd's (see [`read_trusted`]).
+fn read_spool_file(
+    key: &JobKey,
+    config: &GridEngineConfig,
+    name: &str,
+) -> std::result::Result<String, String> {
+    let dir = host_dir(config)?
+        .join("active_jobs")
+        .join(task_dir_name(key));
+    read_trusted(&dir.join(name), &trusted_owners(config))
 }
 
 /// The execd names a task's directory `<job>.<task>`, task 1 for a job that is no array.
@@ -188,6 +214,7 @@ mod tests {
             group,
             owner: owner.into(),
             tmpdir: None,
+            kind: Kind::Script,
         }
     }
 

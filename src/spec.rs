@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::image_ref::ImageRef;
-use crate::job::{JobContext, StartMode};
+use crate::job::{JobContext, Kind, StartMode, binary_command_line};
 use crate::labels::{self, Label};
 use crate::limits::Limits;
 use crate::mount::MountSpec;
@@ -46,8 +46,8 @@ pub struct Host {
 /// mounted at its own path; `None` where there is nothing to mount.
 #[derive(Debug, Clone, Default)]
 pub struct Sources {
-    /// Covers the job script.
-    pub script: PathBuf,
+    /// Covers the job script; a binary job has none (its command is the image's).
+    pub script: Option<PathBuf>,
     /// The caller's home from the password database, never `$HOME`.
     pub home: Option<PathBuf>,
     /// Covers the working directory.
@@ -127,13 +127,18 @@ pub fn build(i: &Inputs) -> Result<(ContainerSpec, Notes)> {
     } else {
         &[]
     };
-    let (entrypoint, cmd) = match job.shell.mode {
-        StartMode::Posix => (
+    let (entrypoint, cmd) = match (job.kind, job.shell.mode) {
+        (Kind::Binary, _) => (
+            [&[shell], login].concat(),
+            vec!["-c".to_string(), binary_command_line(&script, &args)],
+        ),
+        (Kind::BinaryNoShell, _) => (vec![script.clone()], args),
+        (Kind::Script, StartMode::Posix) => (
             [&[shell], login].concat(),
             [vec![script.clone()], args].concat(),
         ),
-        StartMode::Unix => (vec![script.clone()], args),
-        StartMode::Stdin => (
+        (Kind::Script, StartMode::Unix) => (vec![script.clone()], args),
+        (Kind::Script, StartMode::Stdin) => (
             [&[shell], login].concat(),
             [vec!["-s".to_string()], args].concat(),
         ),
@@ -159,7 +164,7 @@ pub fn build(i: &Inputs) -> Result<(ContainerSpec, Notes)> {
         groups: i.who.groups.iter().map(u32::to_string).collect(),
         entrypoint,
         cmd,
-        stdin_script: job.shell.mode == StartMode::Stdin,
+        stdin_script: job.kind == Kind::Script && job.shell.mode == StartMode::Stdin,
         workdir: utf8_path(&i.host.cwd, "the working directory")?,
         hostname: (config.container.network != "host").then(|| i.host.hostname.clone()),
         env,
@@ -226,7 +231,7 @@ fn mounts(i: &Inputs) -> Result<Vec<MountSpec>> {
         target: p.into(),
         read_only,
     };
-    let mut out = vec![same(&src.script, true)];
+    let mut out: Vec<MountSpec> = src.script.iter().map(|s| same(s, true)).collect();
     if m.identity {
         out.push(same(Path::new("/etc/passwd"), true));
         out.push(same(Path::new("/etc/group"), true));
@@ -335,7 +340,7 @@ mod tests {
             cpus: 2,
             cwd: "/home/alice/run".into(),
             sources: Sources {
-                script: "/spool/job_scripts/42".into(),
+                script: Some("/spool/job_scripts/42".into()),
                 home: Some("/home/alice".into()),
                 // The anchors of cwd and home coincide: one mount.
                 cwd: Some("/home/alice".into()),
@@ -457,6 +462,41 @@ mod tests {
         assert_eq!(spec.entrypoint, vec!["/bin/sh", "-l"]);
         assert_eq!(spec.cmd, vec!["-s", "in.fq"]);
         assert!(spec.stdin_script);
+    }
+
+    #[test]
+    fn binary_jobs_run_their_command_in_the_image() {
+        let mut binary = job(&[]);
+        binary.script = "echo".into();
+        binary.kind = Kind::Binary;
+        let mut config = Config::default();
+        config.mounts.identity = false;
+        let mut no_script = host();
+        no_script.sources.script = None;
+        let limits = Limits::default();
+        let build = |job: &JobContext| {
+            build(&Inputs {
+                job,
+                config: &config,
+                who: &who(),
+                image: &image(),
+                limits: &limits,
+                user_mounts: &[],
+                host: &no_script,
+            })
+            .unwrap()
+            .0
+        };
+        let spec = build(&binary);
+        assert_eq!(spec.entrypoint, vec!["/bin/sh"]);
+        assert_eq!(spec.cmd, vec!["-c", "echo in.fq "]);
+        assert!(!spec.mounts.iter().any(|m| m.target.starts_with("/spool")));
+        binary.kind = Kind::BinaryNoShell;
+        let spec = build(&binary);
+        assert_eq!(
+            (spec.entrypoint, spec.cmd),
+            (vec!["echo".into()], vec!["in.fq".into()])
+        );
     }
 
     #[test]

@@ -369,3 +369,73 @@ fn unreachable_engine_requeues_the_job() {
     assert_eq!(lines.len(), 2, ".e file: {stderr:?}");
     case.assert_clean();
 }
+
+/// `qsub -b y`: Grid Engine hands the starter the command as "the script"; only the execd's
+/// spool says it is a binary job. Natively and in the image, with the job's shell
+/// (`sh -c "cmd args "`, so `$HOME` expands as with the builtin starter) and without
+/// (`-shell no`: exec'ed with its arguments as they are).
+#[test]
+fn binary_jobs_run_as_the_builtin_starter_runs_them() {
+    require_cell!();
+    let case = Case::new("binary");
+    let native = case.qsub(&["-cwd", "-b", "y", "-N", "bin_native", "echo", "hi", "$HOME"]);
+    let raw = case.qsub(&[
+        "-cwd",
+        "-b",
+        "y",
+        "-shell",
+        "no",
+        "-N",
+        "bin_raw",
+        "/bin/echo",
+        "hi",
+        "$HOME",
+    ]);
+    let image = case.qsub_image(
+        IMAGE,
+        &[
+            "-b",
+            "y",
+            "-N",
+            "bin_image",
+            "cat",
+            "/qdock-image-marker",
+            "/etc/os-release",
+        ],
+    );
+    let image_raw = case.qsub_image(
+        IMAGE,
+        &[
+            "-b",
+            "y",
+            "-shell",
+            "no",
+            "-N",
+            "bin_image_raw",
+            "echo",
+            "hi",
+            "$HOME",
+        ],
+    );
+    for job in [native, raw, image, image_raw] {
+        let acct = case.wait_done(job, 1);
+        assert_eq!(acct[0].exit_status(), 0, "job {job}: {acct:?}");
+    }
+    assert_eq!(
+        case.read(format!("bin_native.o{native}")),
+        "hi /home/alice\n"
+    );
+    assert_eq!(case.read(format!("bin_native.e{native}")), "");
+    assert_eq!(case.read(format!("bin_raw.o{raw}")), "hi $HOME\n");
+    let in_image = case.read(format!("bin_image.o{image}"));
+    assert!(in_image.contains("ID=qdock-busybox"), "{in_image}");
+    assert_eq!(
+        case.read(format!("bin_image_raw.o{image_raw}")),
+        "hi $HOME\n"
+    );
+    let stderr = case.read(format!("bin_image_raw.e{image_raw}"));
+    let (first, rest) = split_first_line(&stderr);
+    assert_runs_line(first, image_raw, 0);
+    assert_eq!(rest, "");
+    case.assert_clean();
+}

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::error::Error;
-use crate::job::{JobContext, StartMode};
+use crate::job::{JobContext, Kind, StartMode, binary_command_line};
 
 /// Replaces this process with the job; returns only on failure.
 pub fn exec(job: &JobContext) -> Error {
@@ -25,14 +25,30 @@ pub fn exec(job: &JobContext) -> Error {
     } else {
         name
     };
-    let mut command = match shell.mode {
-        StartMode::Posix => {
+    let mut command = match (job.kind, shell.mode) {
+        (Kind::Binary, _) => {
+            let args: Vec<String> = job
+                .args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            let line = binary_command_line(&job.script.to_string_lossy(), &args);
+            let mut c = Command::new(&shell.path);
+            c.arg0(&argv0).arg("-c").arg(line);
+            c
+        }
+        (Kind::BinaryNoShell, _) => {
+            let mut c = Command::new(&job.script);
+            c.args(&job.args);
+            c
+        }
+        (Kind::Script, StartMode::Posix) => {
             let mut c = Command::new(&shell.path);
             c.arg0(&argv0).arg(&job.script);
             c
         }
-        StartMode::Unix => Command::new(&job.script),
-        StartMode::Stdin => {
+        (Kind::Script, StartMode::Unix) => Command::new(&job.script),
+        (Kind::Script, StartMode::Stdin) => {
             let mut c = Command::new(&shell.path);
             c.arg0(&argv0);
             match std::fs::File::open(&job.script) {
@@ -44,12 +60,14 @@ pub fn exec(job: &JobContext) -> Error {
             c
         }
     };
+    if job.kind == Kind::Script {
+        command.args(&job.args);
+    }
     command
-        .args(&job.args)
         .env_clear()
         .envs(job.env.0.iter().map(|(k, v)| (k, v)));
     let e = command.exec();
-    let program = if shell.mode == StartMode::Unix {
+    let program = if shell.mode == StartMode::Unix || job.kind == Kind::BinaryNoShell {
         job.script.as_path()
     } else {
         Path::new(&shell.path)

@@ -36,7 +36,7 @@ pub fn run(argv: Vec<OsString>) -> u8 {
 
 fn start(argv: Vec<OsString>) -> Result<u8> {
     let (config, _) = Config::load(None)?;
-    let job = JobContext::parse(
+    let mut job = JobContext::parse(
         environ::original(),
         argv,
         &config.job.image_variable,
@@ -44,6 +44,7 @@ fn start(argv: Vec<OsString>) -> Result<u8> {
     )?;
     report::set_job(&job.key);
     let Some(requested) = job.image.clone() else {
+        job.kind = crate::job_proof::spooled_kind(&job.key, &config.gridengine);
         return Err(crate::methods::native::exec(&job));
     };
     if requested.trim().is_empty() {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::job::JobContext;
+use crate::job::{JobContext, Kind};
 use crate::job_proof::{self, Proof};
 use crate::mount::MountSpec;
 use crate::policy;
@@ -49,12 +49,14 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
     let reference = policy::check_image(requested, &config.images)?;
     let who = Identity::of_caller();
     let proof = job_proof::prove(&job.key, &config.gridengine, &who)?;
-    let paths = privilege::as_caller(|| CallerPaths::check(job, config, &who, &proof))?;
+    let kind = proof.spooled().map_or(Kind::Script, |j| j.kind);
+    let paths = privilege::as_caller(|| CallerPaths::check(job, kind, config, &who, &proof))?;
     let seccomp_profile = read_seccomp_profile(config)?;
     let engine = Engine::connect(&config.engine).await?;
     let image = super::image::resolve(&engine, &reference, config.images.pull).await?;
     let job = JobContext {
         script: paths.script.clone(),
+        kind: proof.spooled().map_or(Kind::Script, |j| j.kind),
         ..job.clone()
     };
     let host = Host {
@@ -104,12 +106,25 @@ struct CallerPaths {
 
 impl CallerPaths {
     /// Runs with the caller's filesystem rights (see [`privilege::as_caller`]).
-    fn check(job: &JobContext, config: &Config, who: &Identity, proof: &Proof) -> Result<Self> {
+    fn check(
+        job: &JobContext,
+        kind: Kind,
+        config: &Config,
+        who: &Identity,
+        proof: &Proof,
+    ) -> Result<Self> {
         let cwd = std::env::current_dir()
             .and_then(std::fs::canonicalize)
             .map_err(|source| Error::WorkdirGone { source })?;
-        let (script, script_input) = check_script(job)?;
         let anchored = |path: &Path| anchor(path, who.uid);
+        // A binary job's "script" is its command, to be found in the image: nothing to mount.
+        let (script, script_input, script_source) = if kind == Kind::Script {
+            let (script, input) = check_script(job)?;
+            let source = anchored(&script)?;
+            (script, input, Some(source))
+        } else {
+            (job.script.clone(), None, None)
+        };
         // The passwd home, not $HOME; the execd's TMPDIR, not $TMPDIR: both are the caller's
         // to set to anything, /etc included.
         let home = passwd_home(who.uid)
@@ -123,7 +138,7 @@ impl CallerPaths {
             .map(|t| anchored(&t))
             .transpose()?;
         let sources = Sources {
-            script: anchored(&script)?,
+            script: script_source,
             home,
             cwd: Some(anchored(&cwd)?),
             tmpdir,
