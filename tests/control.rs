@@ -369,6 +369,33 @@ fn terminate_kills_the_job_when_the_engine_hangs_half_way() {
         .assert_killed_by(Signal::SIGKILL);
 }
 
+/// Grid Engine waits for the terminate method's job to end: with the engine hung at the
+/// look-up (and a 30 s engine timeout), the job still ends within the grace period + 5 s.
+#[test]
+fn terminate_with_a_hung_engine_ends_the_job_within_grace_and_five_seconds() {
+    require_engine!();
+    let job = Job::new("");
+    let engine = FakeEngine::start(job.dir.join("hung.sock"), FakeAnswers::Ping);
+    let grace = 2;
+    let config = format!(
+        "{}[container]\nstop_grace_secs = {grace}\n",
+        engine.config(30)
+    );
+    let job = job.with_config(&config);
+    let group = sleep_group(ALICE);
+    let out = method(&job, "terminate", group.pid);
+    out.assert_code(0);
+    out.assert_qdock_line(&["qdock gc", &job.container_name()]);
+    assert!(
+        out.elapsed < Duration::from_secs(grace + 5),
+        "terminate took {:?}\n{out:?}",
+        out.elapsed
+    );
+    group
+        .wait(Duration::from_secs(5))
+        .assert_killed_by(Signal::SIGKILL);
+}
+
 // ---------------------------------------------------------------------------------------------
 // qdock gc
 
