@@ -439,3 +439,41 @@ fn binary_jobs_run_as_the_builtin_starter_runs_them() {
     assert_eq!(rest, "");
     case.assert_clean();
 }
+
+/// `qrsh cmd`: qrsh_starter hands the starter the command line (its words as arguments,
+/// `SGE_STARTER_SHELL_PATH` empty, `unix_behavior`); the job is a binary one in the spool.
+/// Output and exit code come back to qrsh, natively and in the image.
+#[test]
+fn qrsh_runs_commands_natively_and_in_the_image() {
+    require_cell!();
+    let case = Case::new("qrsh");
+    let native = case.client(
+        "qrsh",
+        &[
+            "-now",
+            "no",
+            "head -1 /etc/os-release; echo \"args:$#\" x y",
+        ],
+    );
+    assert_eq!(
+        native,
+        "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nargs:0 x y\n"
+    );
+    let image = format!("IMAGE={IMAGE}");
+    let in_image = case.client(
+        "qrsh",
+        &[
+            "-now",
+            "no",
+            "-v",
+            &image,
+            "grep",
+            "^ID=",
+            "/etc/os-release",
+        ],
+    );
+    assert_eq!(in_image, "ID=qdock-busybox\n");
+    let failed = case.client_output("qrsh", &["-now", "no", "-v", &image, "exit 3"]);
+    assert_eq!(failed.status.code(), Some(3), "{failed:?}");
+    case.assert_clean();
+}
