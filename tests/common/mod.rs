@@ -951,17 +951,22 @@ fn collect(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> J
 impl Running {
     /// Spawns `command` with stdout and stderr captured.
     pub fn spawn(mut command: Command, what: String) -> Running {
-        let mut child = command
+        let child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+        Running::collecting(child, what)
+    }
+
+    /// Collects the child's piped stdout, and its stderr where that is piped too.
+    fn collecting(mut child: Child, what: String) -> Running {
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
-        let readers = vec![
-            collect(child.stdout.take().expect("piped"), stdout.clone()),
-            collect(child.stderr.take().expect("piped"), stderr.clone()),
-        ];
+        let mut readers = vec![collect(child.stdout.take().expect("piped"), stdout.clone())];
+        if let Some(piped) = child.stderr.take() {
+            readers.push(collect(piped, stderr.clone()));
+        }
         Running {
             pid: i32::try_from(child.id()).expect("pid fits i32"),
             child: Some(child),
@@ -981,23 +986,12 @@ impl Running {
         let (read, write) = nix::unistd::pipe().expect("pipe");
         fill_pipe(&write);
         command.stdout(Stdio::piped()).stderr(Stdio::from(write));
-        let mut child = command
+        let child = command
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
-        // The parent's copy of the write end went with the Command.
+        // The parent's copy of the write end goes with the Command.
         drop(command);
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let readers = vec![collect(child.stdout.take().expect("piped"), stdout.clone())];
-        let running = Running {
-            pid: i32::try_from(child.id()).expect("pid fits i32"),
-            child: Some(child),
-            started: Instant::now(),
-            stdout,
-            stderr,
-            readers,
-            what,
-        };
+        let running = Running::collecting(child, what);
         (running, StderrGate(fs::File::from(read)))
     }
 
