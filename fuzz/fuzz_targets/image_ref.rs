@@ -6,7 +6,8 @@
 use libfuzzer_sys::fuzz_target;
 use qdock::config::ImageConfig;
 use qdock::image_ref::ImageRef;
-use qdock::policy::{ImagePattern, check_image, glob_match};
+use qdock::pattern::{ImagePattern, glob_match};
+use qdock::policy::check_image;
 
 fn harmless(s: &str) -> bool {
     !s.is_empty()
@@ -19,9 +20,9 @@ fuzz_target!(|input: (&str, &str)| {
     let (reference, pattern) = input;
     // The allow list never panics, whatever the pattern and reference.
     let _ = glob_match(pattern, reference);
-    if ImagePattern::parse(pattern).is_ok() {
+    if let Ok(parsed_pattern) = ImagePattern::parse(pattern) {
         let rules = ImageConfig {
-            allow: vec![pattern.to_string()],
+            allow: vec![parsed_pattern],
             ..Default::default()
         };
         if let Ok(image) = check_image(reference, &rules) {

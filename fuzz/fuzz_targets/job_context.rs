@@ -11,9 +11,10 @@ use libfuzzer_sys::fuzz_target;
 use qdock::config::Config;
 use qdock::image_ref::ImageRef;
 use qdock::job::{Env, JobContext, JobKey};
+use qdock::labels::Label;
 use qdock::limits::Limits;
 use qdock::privilege::Identity;
-use qdock::spec::{self, Host, Inputs, ResolvedImage};
+use qdock::spec::{self, Host, Inputs, ResolvedImage, Sources};
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -101,7 +102,12 @@ fuzz_target!(|input: Input| {
         hostname: "node".into(),
         cpus: 2,
         cwd: "/home/alice".into(),
-        existing: job.home.iter().chain(job.tmpdir.iter()).cloned().collect(),
+        sources: Sources {
+            script: Some(job.script.clone()),
+            home: job.home.clone(),
+            cwd: Some("/home/alice".into()),
+            tmpdir: job.tmpdir.clone(),
+        },
         seccomp_profile: None,
         starter: None,
     };
@@ -117,14 +123,21 @@ fuzz_target!(|input: Input| {
     if let Ok((spec, _notes)) = spec::build(&inputs) {
         assert_eq!(spec.user, "2001:2001");
         assert_eq!(spec.name, name);
+        // The hardening, whatever the job asked for.
         assert!(spec.cap_add.is_empty());
+        assert_eq!(spec.cap_drop, ["ALL"]);
+        assert!(!spec.privileged);
+        assert_eq!(spec.ipc_mode, "private");
+        assert_eq!(spec.pid_mode, None);
+        assert_eq!(spec.memory_swap, spec.memory);
+        assert!(spec.devices.is_empty());
         assert!(
             spec.security_opt
                 .iter()
                 .any(|o| o == "no-new-privileges:true")
         );
         assert_eq!(spec.network, "bridge");
-        assert_eq!(spec.labels["qdock.owner-uid"], "2001");
+        assert_eq!(spec.labels[Label::OwnerUid.key()], "2001");
         for e in &spec.env {
             let key = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
             assert!(
@@ -132,7 +145,14 @@ fuzz_target!(|input: Input| {
                 "{e:?} passed"
             );
         }
-        // The job script is always mounted read-only.
-        assert!(spec.mounts.first().is_some_and(|m| m.read_only));
+        // The job script is always mounted, read-only unless the same path is also a
+        // writable default mount (then the caller could write it natively too).
+        let script = spec.mounts.first().expect("the script is mounted");
+        assert_eq!(script.target, job.script);
+        assert!(
+            script.read_only
+                || [&job.home, &job.tmpdir].contains(&&Some(job.script.clone()))
+                || job.script == std::path::Path::new("/home/alice")
+        );
     }
 });

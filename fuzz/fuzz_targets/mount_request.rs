@@ -7,7 +7,8 @@ use std::path::{Component, Path};
 
 use libfuzzer_sys::fuzz_target;
 use qdock::config::UserMountRule;
-use qdock::policy::{MountSpec, authorize_mount, parse_mount_request};
+use qdock::mount::MountSpec;
+use qdock::policy::{authorize_mount, parse_mount_request};
 
 fn clean(p: &Path) -> bool {
     let s = p.to_string_lossy();
