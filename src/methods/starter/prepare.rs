@@ -56,7 +56,7 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
     let image = super::image::resolve(&engine, &reference, config.images.pull).await?;
     let job = JobContext {
         script: paths.script.clone(),
-        kind: proof.spooled().map_or(Kind::Script, |j| j.kind),
+        kind,
         ..job.clone()
     };
     let host = Host {
@@ -131,9 +131,12 @@ impl CallerPaths {
             .and_then(|h| std::fs::canonicalize(h).ok())
             .map(|h| anchored(&h))
             .transpose()?;
-        let tmpdir = proof
-            .spooled()
-            .and_then(|j| j.tmpdir.as_ref())
+        let tmpdir = match proof {
+            Proof::Spooled(spooled) => spooled.tmpdir.as_ref(),
+            // Root, or the admin's unsafe switch: there is no spool to ask.
+            Proof::Skipped => job.tmpdir.as_ref(),
+        };
+        let tmpdir = tmpdir
             .and_then(|t| std::fs::canonicalize(t).ok())
             .map(|t| anchored(&t))
             .transpose()?;
