@@ -58,7 +58,8 @@ pub fn prove(key: &JobKey, config: &GridEngineConfig, who: &Identity) -> Result<
         job: key.to_string(),
         problem,
     };
-    let read = |name: &str| read_spool_file(key, config, name);
+    let entry = SpoolEntry::locate(key, config).map_err(refuse)?;
+    let read = |name: &str| entry.read(name);
     let group = parse_group(
         &read("addgrpid")
             .map_err(|p| refuse(format!("Grid Engine runs no such job on this host ({p})")))?,
@@ -81,7 +82,8 @@ pub fn prove(key: &JobKey, config: &GridEngineConfig, who: &Identity) -> Result<
 /// What kind of job the execd's spool says `key` is; a job Grid Engine does not run here (a
 /// starter tried by hand) is a script job.
 pub fn spooled_kind(key: &JobKey, config: &GridEngineConfig) -> Kind {
-    read_spool_file(key, config, "config")
+    SpoolEntry::locate(key, config)
+        .and_then(|entry| entry.read("config"))
         .map(|text| kind_of(&parse_config(&text)))
         .unwrap_or_default()
 }
@@ -93,16 +95,27 @@ fn kind_of(spooled: &HashMap<String, String>) -> Kind {
     )
 }
 
-/// One file of the job's spool entry, when it is the execd's (see [`read_trusted`]).
-fn read_spool_file(
-    key: &JobKey,
-    config: &GridEngineConfig,
-    name: &str,
-) -> std::result::Result<String, String> {
-    let dir = host_dir(config)?
-        .join("active_jobs")
-        .join(task_dir_name(key));
-    read_trusted(&dir.join(name), &trusted_owners(config))
+/// The job's directory in the execd spool, found once per call (a directory listing and a
+/// password look-up) however many of its files are read.
+struct SpoolEntry {
+    dir: PathBuf,
+    owners: Vec<u32>,
+}
+
+impl SpoolEntry {
+    fn locate(key: &JobKey, config: &GridEngineConfig) -> std::result::Result<Self, String> {
+        Ok(SpoolEntry {
+            dir: host_dir(config)?
+                .join("active_jobs")
+                .join(task_dir_name(key)),
+            owners: trusted_owners(config),
+        })
+    }
+
+    /// One file of the entry, when it is the execd's (see [`read_trusted`]).
+    fn read(&self, name: &str) -> std::result::Result<String, String> {
+        read_trusted(&self.dir.join(name), &self.owners)
+    }
 }
 
 /// The execd names a task's directory `<job>.<task>`, task 1 for a job that is no array.
