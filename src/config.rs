@@ -21,6 +21,23 @@ pub struct Config {
     pub images: ImageConfig,
     pub mounts: MountConfig,
     pub gridengine: GridEngineConfig,
+    pub usage: UsageConfig,
+}
+
+/// The per-host usage record (see `usage::ledger`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsageConfig {
+    /// One line per job; created by bin/install, never by qdock.
+    pub record: PathBuf,
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        UsageConfig {
+            record: "/var/lib/qdock/usage.jsonl".into(),
+        }
+    }
 }
 
 /// Where the execution daemon keeps what proves a job (see `job_proof`).
@@ -285,6 +302,9 @@ impl Config {
                     "container.devices: {dev:?} must be a path under /dev"
                 ));
             }
+        }
+        if !self.usage.record.is_absolute() {
+            return Err("usage.record must be an absolute path".into());
         }
         if !self.gridengine.execd_spool_dir.is_absolute() {
             return Err("gridengine.execd_spool_dir must be an absolute path".into());

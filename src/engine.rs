@@ -71,6 +71,8 @@ pub struct Container {
     pub labels: HashMap<String, String>,
     pub oom_killed: bool,
     pub memory_limit: Option<i64>,
+    /// The host pid of the container's first process while it runs.
+    pub pid: Option<i32>,
 }
 
 impl Labelled for Container {
@@ -286,6 +288,10 @@ impl Engine {
             labels: c.config.and_then(|c| c.labels).unwrap_or_default(),
             oom_killed: state.oom_killed.unwrap_or(false),
             memory_limit: c.host_config.and_then(|h| h.memory).filter(|&m| m > 0),
+            pid: state
+                .pid
+                .and_then(|p| i32::try_from(p).ok())
+                .filter(|&p| p > 0),
         }))
     }
 
@@ -407,6 +413,7 @@ impl Engine {
                 labels: c.labels.unwrap_or_default(),
                 oom_killed: false,
                 memory_limit: None,
+                pid: None,
             })
             .collect())
     }
@@ -444,6 +451,7 @@ impl Engine {
                 labels,
                 oom_killed: false,
                 memory_limit: None,
+                pid: None,
             })
         });
         Box::pin(events)

@@ -10,6 +10,8 @@ pub const EXIT_REQUEUE: u8 = 99;
 pub const EXIT_NEVER: u8 = 100;
 /// Wrong command line.
 pub const EXIT_USAGE: u8 = 2;
+/// A query that found nothing (`qdock usage`).
+pub const EXIT_NOT_FOUND: u8 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -179,6 +181,12 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error(
+        "no usage record of job {job} for you in {} on this host; users see their own jobs only, and each host records the jobs it ran: ask on the job's host (qacct -j names it)",
+        path.display()
+    )]
+    NoRecord { job: String, path: PathBuf },
+
     #[error("{0}")]
     Denied(String),
 
@@ -216,6 +224,7 @@ impl Error {
             | Error::NothingToSignal { .. }
             | Error::Denied(_) => EXIT_NEVER,
             Error::Usage(_) => EXIT_USAGE,
+            Error::NoRecord { .. } => EXIT_NOT_FOUND,
         }
     }
 

@@ -241,7 +241,7 @@ fn parse_task_id(value: Option<&str>) -> Result<u64> {
     }
 }
 
-fn parse_number(value: &str) -> Option<u64> {
+pub(crate) fn parse_number(value: &str) -> Option<u64> {
     if value.is_empty() || value.len() > 19 || !value.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

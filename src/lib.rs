@@ -24,5 +24,6 @@ pub mod report;
 pub mod signals;
 pub mod spec;
 pub mod trust;
+pub mod usage;
 
 pub use error::{Error, Result};

@@ -14,9 +14,20 @@ use std::time::Duration;
 use common::cell::*;
 use common::*;
 
-/// The `.e` file's first line and the rest.
+/// A container job's `.e` file: qdock's first line (what runs) and the job's own stderr
+/// between it and qdock's last line (what it used), which must be there.
 fn split_first_line(text: &str) -> (&str, &str) {
-    text.split_once('\n').unwrap_or((text, ""))
+    let (first, rest) = text.split_once('\n').unwrap_or((text, ""));
+    let body = rest.strip_suffix('\n').unwrap_or(rest);
+    let (job, last) = match body.rsplit_once('\n') {
+        Some((job, last)) => (&rest[..job.len() + 1], last),
+        None => ("", body),
+    };
+    assert!(
+        last.starts_with("qdock: usage: cpu "),
+        "last .e line: {text:?}"
+    );
+    (first, job)
 }
 
 fn assert_runs_line(line: &str, job: u32, task: u32) {

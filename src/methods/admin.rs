@@ -1,5 +1,5 @@
 //! `qdock`: the admin's tool. `check` validates an installation, `gc` removes orphaned
-//! containers, `ps` shows what qdock runs on this host.
+//! containers, `ps` shows what qdock runs on this host, `usage` what a job ran and used.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -10,7 +10,7 @@ use crate::config::{self, Config};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::labels::{Label, Labelled};
-use crate::methods::{gc, jsv, load_sensor, watch};
+use crate::methods::{gc, jsv, load_sensor, usage, watch};
 use crate::report;
 
 pub const BINARIES: [&str; 5] = [
@@ -49,6 +49,14 @@ enum Command {
     },
     /// List the containers qdock runs on this host
     Ps,
+    /// Show a job's usage record on this host: exact image, exit code, CPU, peak memory
+    Usage {
+        /// JOB or JOB.TASK (task 0: a job that is no array)
+        job: String,
+        /// The records as written: one JSON object per line
+        #[arg(long)]
+        json: bool,
+    },
     /// Job Submission Verifier: refuse bad image requests at qsub time (jsv_url)
     Jsv,
     /// Load sensor: report qdock_engine and qdock_containers (execd load_sensor)
@@ -64,6 +72,7 @@ pub fn main() -> u8 {
         Command::LoadSensor => {
             Config::load(cli.config).and_then(|(c, _)| serve_protocol(load_sensor::serve(&c)))
         }
+        Command::Usage { job, json } => usage::show(cli.config, &job, json),
         command => runtime().and_then(|rt| {
             rt.block_on(async {
                 match command {

@@ -7,4 +7,5 @@ pub mod jsv;
 pub mod load_sensor;
 pub mod native;
 pub mod starter;
+pub mod usage;
 pub mod watch;

@@ -4,8 +4,10 @@
 //! Top-down: [`prepare`] checks everything and builds the container spec (nothing exists
 //! yet); [`leftover`] creates the container, clearing one left by an earlier run of the same
 //! job; [`supervise`] attaches, starts, streams the output through [`sink`] and relays
-//! signals until the container exits; the container is removed on every path after create.
+//! signals until the container exits; the container is removed on every path after create;
+//! [`account`] then says what it used and records the job.
 
+mod account;
 mod image;
 mod leftover;
 mod prepare;
@@ -45,6 +47,7 @@ fn start(argv: Vec<OsString>) -> Result<u8> {
     report::set_job(&job.key);
     let Some(requested) = job.image.clone() else {
         job.kind = crate::job_proof::spooled_kind(&job.key, &config.gridengine);
+        account::native(&job, &config);
         return Err(crate::methods::native::exec(&job));
     };
     if requested.trim().is_empty() {
@@ -68,7 +71,8 @@ fn start(argv: Vec<OsString>) -> Result<u8> {
         };
         let engine = &prepared.engine;
         let created = RefCell::new(None);
-        let outcome = execute(&prepared, &created, &mut signals).await;
+        let started = RefCell::new(None);
+        let outcome = execute(&prepared, &created, &started, &mut signals).await;
         // Whatever happened after create, the container goes: no orphans.
         let removed = remove_own(engine, &prepared.spec, created.take()).await;
         let code = outcome?;
@@ -78,15 +82,20 @@ fn start(argv: Vec<OsString>) -> Result<u8> {
                 prepared.spec.name
             ));
         }
+        if let Some(started) = started.take() {
+            account::end(&prepared, &job, &config, started, code);
+        }
         Ok(code)
     })
 }
 
 /// Creates, attaches, starts and supervises the container; returns the starter's exit code.
-/// `created` receives the container's ID as soon as it exists.
+/// `created` receives the container's ID as soon as it exists, `started` its usage watch
+/// once it runs.
 async fn execute(
     prepared: &prepare::Prepared,
     created: &RefCell<Option<String>>,
+    started: &RefCell<Option<account::Started>>,
     signals: &mut Signals,
 ) -> Result<u8> {
     let (engine, spec) = (&prepared.engine, &prepared.spec);
@@ -97,6 +106,7 @@ async fn execute(
         report::info(&prepared.announcement());
         let (output, input) = engine.attach(&id, spec.stdin_script).await?;
         engine.start(&id).await?;
+        started.replace(Some(account::begin(engine, &id).await));
         Ok::<_, Error>((id, output, input))
     };
     tokio::pin!(setup);

@@ -1,0 +1,82 @@
+//! The job's usage and provenance: at the container's end, what it used as the `.e` file's
+//! last `qdock:` line (and syslog), and one line in the per-host record (see crate::usage).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::prepare::Prepared;
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::job::JobContext;
+use crate::privilege::Identity;
+use crate::usage::ledger;
+use crate::usage::probe::{self, Watch};
+use crate::usage::record::{self, Record};
+use crate::{job_proof, report};
+
+/// A container that runs, followed until it ends.
+pub struct Started {
+    at: i64,
+    watch: Watch,
+}
+
+pub async fn begin(engine: &Engine, id: &str) -> Started {
+    Started {
+        at: now(),
+        watch: probe::watch(engine, id).await,
+    }
+}
+
+/// Once the container is gone: what it used, and the job's record.
+pub fn end(prepared: &Prepared, job: &JobContext, config: &Config, started: Started, code: u8) {
+    let measured = started.watch.finish();
+    match &measured {
+        Ok(m) => report::info(&m.line()),
+        Err(problem) => report::warn(&format!("usage: not measured: {problem}")),
+    }
+    let image = &prepared.image;
+    let container = record::Container {
+        name: prepared.spec.name.clone(),
+        image: image.reference.familiar(),
+        image_id: image.id.clone(),
+        repo_digest: image.repo_digest.clone(),
+        end: now(),
+        exit: code,
+        usage: measured.ok().map(Into::into),
+    };
+    ledger::append(
+        &config.usage.record,
+        &record_of(job, started.at, Some(container)),
+    );
+}
+
+/// A job without an image, about to run: which jobs ran no image is provenance too. Only
+/// for a job Grid Engine proves: anyone may run the starter by hand, natively.
+pub fn native(job: &JobContext, config: &Config) {
+    if job_proof::prove(&job.key, &config.gridengine, &Identity::of_caller()).is_ok() {
+        ledger::append(&config.usage.record, &record_of(job, now(), None));
+    }
+}
+
+fn record_of(job: &JobContext, start: i64, container: Option<record::Container>) -> Record {
+    let who = Identity::of_caller();
+    Record {
+        qdock_usage: record::VERSION,
+        host: nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        cell: job.key.cell.clone(),
+        job: job.key.job_id,
+        task: job.key.task_id,
+        owner: who.name,
+        uid: who.uid,
+        queue: job.queue.clone(),
+        start,
+        container,
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
