@@ -108,6 +108,16 @@ pub fn cgroup_v1_path<'a>(proc_cgroup: &'a str, controller: &str) -> Option<&'a 
     })
 }
 
+/// Whether `/proc/<pid>/status` is that of the first process (PID 1) of its pid namespace:
+/// the last `NSpid` entry is its pid there.
+pub fn is_namespace_init(status: &str) -> bool {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .and_then(|pids| pids.split_whitespace().last())
+        == Some("1")
+}
+
 /// Read and written bytes summed over the devices; the `Total` line repeats them.
 fn blkio_bytes(text: &str) -> (u64, u64) {
     let mut sums = (0u64, 0u64);
@@ -219,6 +229,15 @@ mod tests {
         assert_eq!(cgroup_v1_path(text, "cpuacct"), Some("/docker/abc"));
         assert_eq!(cgroup_v1_path(text, "blkio"), None);
         assert_eq!(cgroup_v1_path(text, "cpuac"), None);
+    }
+
+    #[test]
+    fn the_first_process_of_a_container_is_pid_1_inside() {
+        assert!(is_namespace_init(
+            "Name:\tdocker-init\nNSpid:\t24667\t1\nNStgid:\t1\n"
+        ));
+        assert!(!is_namespace_init("NSpid:\t24668\t7\n"));
+        assert!(!is_namespace_init("Name:\tx\n"));
     }
 
     #[test]

@@ -10,14 +10,14 @@
 use std::fs::File;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-use super::{CgroupV1Text, Measured, Usage, cgroup_v1_path};
+use super::{CgroupV1Text, Measured, Usage, cgroup_v1_path, is_namespace_init};
 use crate::engine::Engine;
 
 /// Where the cgroup v1 hierarchies are mounted, one directory per controller.
@@ -64,29 +64,97 @@ impl Watch {
     }
 }
 
-async fn attach(engine: &Engine, id: &str) -> Result<(AsyncFd<OwnedFd>, Files), String> {
-    let gone = || "the job ended before its cgroup could be found".to_string();
+/// Where the engine puts a container's cgroup below each controller unless told otherwise:
+/// the cgroupfs driver's place, then the systemd driver's.
+const DEFAULT_PLACES: [(&str, &str); 2] = [("docker/", ""), ("system.slice/docker-", ".scope")];
+
+/// The container's cgroup files and, unless it has ended already, a pidfd of its first
+/// process. Found without asking the engine when the cgroup is where the engine puts it by
+/// default: a job may be over before the engine answers, its cgroup gone soon after.
+async fn attach(engine: &Engine, id: &str) -> Result<(Option<AsyncFd<OwnedFd>>, Files), String> {
+    let path = match DEFAULT_PLACES
+        .iter()
+        .map(|(before, after)| format!("{before}{id}{after}"))
+        .find(|path| cgroup_dir(path).is_dir())
+    {
+        Some(path) => path,
+        None => path_from_engine(engine, id).await?,
+    };
+    let files = Files::open(&path)?;
+    let Some(pidfd) = first_process(&path)? else {
+        return Ok((None, files));
+    };
+    // SAFETY: an OwnedFd is an open descriptor that stays the same until it is dropped,
+    // which only the AsyncFd that owns it does.
+    let pidfd = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
+        .map_err(|e| format!("cannot poll a pidfd: {e}"))?;
+    Ok((Some(pidfd), files))
+}
+
+/// The cgroup of the engine's pid for the container (a cgroup parent of the admin's).
+async fn path_from_engine(engine: &Engine, id: &str) -> Result<String, String> {
     let pid = engine
         .inspect(id)
         .await
         .map_err(|e| e.to_string())?
         .and_then(|c| c.pid)
         .ok_or_else(gone)?;
-    // The pidfd pins the process: if the pid was reused meanwhile, its cgroup is not the
-    // container's, and the check in `Files::open` says so.
-    let pidfd = pidfd_open(pid).map_err(|_| gone())?;
     let proc_cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).map_err(|_| gone())?;
-    let files = Files::open(&proc_cgroup, id)?;
-    // SAFETY: an OwnedFd is an open descriptor that stays the same until it is dropped,
-    // which only the AsyncFd that owns it does.
-    let pidfd = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
-        .map_err(|e| format!("cannot poll a pidfd: {e}"))?;
-    Ok((pidfd, files))
+    match cgroup_v1_path(&proc_cgroup, "cpuacct") {
+        Some(path) if path.contains(id) => Ok(path.trim_start_matches('/').to_string()),
+        Some(_) => Err(gone()),
+        None => Err("there is no cgroup v1 cpuacct controller (only cgroup v1 is measured)".into()),
+    }
 }
 
-async fn follow(pidfd: AsyncFd<OwnedFd>, files: Files, latest: Arc<Mutex<Option<Measured>>>) {
+fn gone() -> String {
+    "the job ended before its cgroup could be found".into()
+}
+
+fn cgroup_dir(path: &str) -> PathBuf {
+    Path::new(CGROUP_ROOT).join("cpuacct").join(path)
+}
+
+/// A pidfd of the process that is PID 1 in the container's pid namespace, or None when no
+/// process is left: the container has ended and its cgroup holds its final figures.
+fn first_process(path: &str) -> Result<Option<OwnedFd>, String> {
+    let procs =
+        std::fs::read_to_string(cgroup_dir(path).join("cgroup.procs")).map_err(|_| gone())?;
+    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        let is_first = || {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .is_ok_and(|status| is_namespace_init(&status))
+        };
+        if !is_first() {
+            continue;
+        }
+        // Checked again once pinned by the pidfd: the pid may have been reused meanwhile.
+        if let Ok(pidfd) = pidfd_open(pid) {
+            let member = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                .is_ok_and(|c| cgroup_v1_path(&c, "cpuacct").is_some_and(|p| p.ends_with(path)));
+            if member && is_first() {
+                return Ok(Some(pidfd));
+            }
+        }
+    }
+    // Its first process is gone, and with it (the kernel kills the rest of its pid
+    // namespace) the container.
+    Ok(None)
+}
+
+async fn follow(
+    pidfd: Option<AsyncFd<OwnedFd>>,
+    files: Files,
+    latest: Arc<Mutex<Option<Measured>>>,
+) {
     let keep = |measured: Measured| {
         *latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(measured);
+    };
+    let Some(pidfd) = pidfd else {
+        if let Ok(usage) = files.read() {
+            keep(Measured { usage, exact: true });
+        }
+        return;
     };
     let mut tick = tokio::time::interval(SAMPLE_EVERY);
     loop {
@@ -130,23 +198,17 @@ struct Files {
 }
 
 impl Files {
-    /// `id` is the container's: the cgroup must be named after it (`/docker/<id>`, or
-    /// `docker-<id>.scope` under systemd).
-    fn open(proc_cgroup: &str, id: &str) -> Result<Files, String> {
+    /// `path`: the container's cgroup below each controller's hierarchy.
+    fn open(path: &str) -> Result<Files, String> {
         let open = |controller: &str, name: &str| {
-            let path = cgroup_v1_path(proc_cgroup, controller).ok_or_else(|| {
-                format!("no cgroup v1 {controller} controller (only cgroup v1 is measured)")
-            })?;
-            if !path.contains(id) {
-                return Err(format!(
-                    "the job's first process is not in the container's cgroup ({path})"
-                ));
-            }
             let file = Path::new(CGROUP_ROOT)
                 .join(controller)
-                .join(path.trim_start_matches('/'))
+                .join(path)
                 .join(name);
-            File::open(&file).map_err(|e| format!("cannot open {}: {e}", file.display()))
+            File::open(&file).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => gone(),
+                _ => format!("cannot open {}: {e}", file.display()),
+            })
         };
         Ok(Files {
             cpu: open("cpuacct", "cpuacct.usage")?,
