@@ -25,6 +25,17 @@ pub struct SpooledJob {
     /// The per-job TMPDIR the execd created.
     pub tmpdir: Option<PathBuf>,
     pub kind: Kind,
+    /// The queue the job runs in: `QUEUE` in the environment is the caller's to set.
+    pub queue: Option<String>,
+}
+
+impl Proof {
+    /// The job's queue: the spool's word when there is one, else the environment's.
+    pub fn queue(&self, from_env: &str) -> String {
+        self.spooled()
+            .and_then(|job| job.queue.clone())
+            .unwrap_or_else(|| from_env.to_string())
+    }
 }
 
 /// The outcome of the check the admin asked for.
@@ -74,6 +85,7 @@ pub fn prove(key: &JobKey, config: &GridEngineConfig, who: &Identity) -> Result<
             .filter(|t| t.starts_with('/'))
             .map(PathBuf::from),
         kind: kind_of(&spooled),
+        queue: spooled.get("queue").cloned(),
     };
     check_holder(&job, who).map_err(refuse)?;
     Ok(Proof::Spooled(job))
@@ -226,12 +238,26 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_queue_is_the_spools_word_when_it_has_one() {
+        let spooled = |queue: Option<&str>| {
+            Proof::Spooled(SpooledJob {
+                queue: queue.map(String::from),
+                ..job("alice", 65400)
+            })
+        };
+        assert_eq!(spooled(Some("all.q")).queue("forged.q"), "all.q");
+        assert_eq!(spooled(None).queue("all.q"), "all.q");
+        assert_eq!(Proof::Skipped.queue("all.q"), "all.q");
+    }
+
     fn job(owner: &str, group: u32) -> SpooledJob {
         SpooledJob {
             group,
             owner: owner.into(),
             tmpdir: None,
             kind: Kind::Script,
+            queue: None,
         }
     }
 

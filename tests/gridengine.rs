@@ -488,3 +488,136 @@ fn qrsh_runs_commands_natively_and_in_the_image() {
     assert_eq!(failed.status.code(), Some(3), "{failed:?}");
     case.assert_clean();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Usage and provenance
+
+/// The seconds after `label` in the `.e` file's usage line (`qdock: usage: cpu 1.234 s …`).
+fn usage_cpu(stderr: &str) -> f64 {
+    let line = stderr
+        .lines()
+        .last()
+        .filter(|l| l.starts_with("qdock: usage: cpu "))
+        .unwrap_or_else(|| panic!("no usage line last in {stderr:?}"));
+    line["qdock: usage: cpu ".len()..]
+        .split_whitespace()
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"))
+}
+
+fn acct_secs(acct: &Acct, key: &str) -> f64 {
+    acct.get(key)
+        .trim_end_matches('s')
+        .parse()
+        .unwrap_or_else(|_| panic!("{key} in {acct:?}"))
+}
+
+/// Grid Engine's data collector counts every process holding the job's group, the
+/// container's too: a container job's `cpu` is the native one's but for the last interval
+/// (1 s) of the collector, which the shepherd's own rusage does not cover for a container.
+#[test]
+fn qacct_counts_a_container_jobs_cpu_as_a_native_jobs() {
+    require_cell!();
+    let case = Case::new("qacct-cpu");
+    // A fixed amount of work (about 30 s of CPU on the test VM), not a fixed time: both
+    // jobs do the same, by the same static busybox, whatever else the host runs.
+    case.script(
+        "burn.sh",
+        "busybox awk 'BEGIN { for (i = 0; i < 160000000; i++) s += i }'\n",
+    );
+    let native = case.qsub(&["-cwd", "burn.sh"]);
+    let contained = case.qsub_image(IMAGE, &["burn.sh"]);
+    let native_acct = case.wait_done(native, 1).remove(0);
+    let contained_acct = case.wait_done(contained, 1).remove(0);
+    let (native_cpu, contained_cpu) = (
+        acct_secs(&native_acct, "cpu"),
+        acct_secs(&contained_acct, "cpu"),
+    );
+    let exact = usage_cpu(&case.read(format!("burn.sh.e{contained}")));
+    eprintln!(
+        "qacct cpu native {native_cpu} s, container {contained_cpu} s ({:.3}x); container \
+         exactly {exact} s; maxvmem native {}, container {}; ru_wallclock native {}, container {}",
+        contained_cpu / native_cpu,
+        native_acct.get("maxvmem"),
+        contained_acct.get("maxvmem"),
+        native_acct.get("ru_wallclock"),
+        contained_acct.get("ru_wallclock"),
+    );
+    assert!(native_cpu > 10.0, "{native_acct:?}");
+    assert!(
+        (contained_cpu / native_cpu - 1.0).abs() <= 0.05,
+        "qacct cpu: native {native_cpu} s, container {contained_cpu} s"
+    );
+    // What qacct misses of the container is at most the collector's last interval.
+    assert!(
+        contained_cpu <= exact * 1.01 && contained_cpu >= exact - 1.5,
+        "qacct {contained_cpu} s, container exactly {exact} s"
+    );
+    case.assert_clean();
+}
+
+/// The execd restarted (init script, as an admin would), and answering again.
+fn restart_execd(case: &Case) {
+    let pids = || {
+        let out = std::process::Command::new("pgrep")
+            .args(["-x", "sge_execd"])
+            .output()
+            .expect("pgrep");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let before = pids();
+    assert!(!before.is_empty(), "no sge_execd runs");
+    let status = std::process::Command::new("env")
+        .args([
+            "-i",
+            "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+            "LANG=C.UTF-8",
+            "/etc/init.d/gridengine-exec",
+            "restart",
+        ])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run the init script");
+    assert!(status.success(), "gridengine-exec restart: {status}");
+    case.wait_until("a new sge_execd runs", JOB_TIMEOUT, || {
+        let now = pids();
+        !now.is_empty() && now != before
+    });
+    // The queue instance is usable again once qmaster hears from the new execd.
+    case.wait_until("the queue is no longer unreachable", JOB_TIMEOUT, || {
+        case.client("qstat", &["-f", "-q", "all.q"])
+            .lines()
+            .filter(|l| l.starts_with("all.q@"))
+            .all(|l| l.split_whitespace().nth(5).is_none_or(|s| !s.contains('u')))
+    });
+}
+
+#[test]
+fn the_usage_record_survives_the_job_and_an_execd_restart() {
+    require_cell!();
+    let case = Case::exclusive("record-restart");
+    case.script("short.sh", "echo hi\n");
+    let job = case.qsub_image(IMAGE, &["short.sh"]);
+    case.wait_done(job, 1);
+    let exact = usage_cpu(&case.read(format!("short.sh.e{job}")));
+    restart_execd(&case);
+    let json = case.client("qdock", &["usage", "--json", &job.to_string()]);
+    let records: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(records.len(), 1, "{json}");
+    let r = &records[0];
+    assert_eq!(
+        (&r["job"], &r["task"], &r["owner"]),
+        (&job.into(), &0.into(), &"alice".into())
+    );
+    assert_eq!(r["queue"], "all.q", "{json}");
+    let c = &r["container"];
+    assert_eq!(c["exit"], 0, "{json}");
+    assert_eq!(c["image_id"], inspect(IMAGE, "{{.Id}}"), "{json}");
+    let recorded = c["usage"]["cpu_ns"].as_f64().expect("cpu_ns") / 1e9;
+    assert!((recorded - exact).abs() < 0.001, "{json} vs .e {exact}");
+    case.assert_clean();
+}

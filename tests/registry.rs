@@ -208,3 +208,34 @@ fn a_registry_that_is_down_requeues() {
         .assert_qdock_line(&["pulling image", "requeued"]);
     j.assert_no_container();
 }
+
+/// The per-host record names the exact image a job ran: its ID and the digest it was pulled
+/// by, whatever the tag names later.
+#[test]
+fn the_usage_record_names_the_image_id_and_digest_that_ran() {
+    require_engine!();
+    let pushed = Pushed::new();
+    let j = Job::new("cat /qdock-image-marker").image(&pushed.reference);
+    let record = j.dir.join("usage.jsonl");
+    write_file(&record, "", 0, docker_gid().unwrap(), 0o660);
+    let j = j.with_config(&format!(
+        "[images]\npull = \"missing\"\n[usage]\nrecord = \"{}\"\n",
+        record.display()
+    ));
+    j.run_ok();
+    let text = std::fs::read_to_string(&record).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let c = &lines[0]["container"];
+    assert_eq!(c["image"], pushed.reference.as_str(), "{text}");
+    assert_eq!(c["repo_digest"], pushed.digest_ref.as_str(), "{text}");
+    assert_eq!(
+        c["image_id"],
+        inspect(&pushed.digest_ref, "{{.Id}}"),
+        "{text}"
+    );
+    assert_eq!(lines[0]["job"], j.id);
+}

@@ -87,7 +87,9 @@ fn the_last_line_says_what_the_engine_counted_and_the_record_keeps_it() {
          awk 'BEGIN {{ for (i = 0; i < 2000000; i++) s += i }}'\n\
          dd if=/dev/zero of=written bs=1M count=4 oflag=direct 2>/dev/null\n\
          touch ready\n{UNTIL_GO}"
-    ));
+    ))
+    // The environment is the caller's: the record takes the queue from the execd's spool.
+    .env("QUEUE", "forged.q");
     let mut running = job.spawn();
     running.wait_until("the job did its work", secs(60), |_| {
         job.file("ready").exists()

@@ -43,21 +43,25 @@ pub fn end(prepared: &Prepared, job: &JobContext, config: &Config, started: Star
         exit: code,
         usage: measured.ok().map(Into::into),
     };
-    ledger::append(
-        &config.usage.record,
-        &record_of(job, started.at, Some(container)),
-    );
+    let record = record_of(job, &prepared.queue, started.at, Some(container));
+    ledger::append(&config.usage.record, &record);
 }
 
 /// A job without an image, about to run: which jobs ran no image is provenance too. Only
 /// for a job Grid Engine proves: anyone may run the starter by hand, natively.
 pub fn native(job: &JobContext, config: &Config) {
-    if job_proof::prove(&job.key, &config.gridengine, &Identity::of_caller()).is_ok() {
-        ledger::append(&config.usage.record, &record_of(job, now(), None));
+    if let Ok(proof) = job_proof::prove(&job.key, &config.gridengine, &Identity::of_caller()) {
+        let record = record_of(job, &proof.queue(&job.queue), now(), None);
+        ledger::append(&config.usage.record, &record);
     }
 }
 
-fn record_of(job: &JobContext, start: i64, container: Option<record::Container>) -> Record {
+fn record_of(
+    job: &JobContext,
+    queue: &str,
+    start: i64,
+    container: Option<record::Container>,
+) -> Record {
     let who = Identity::of_caller();
     Record {
         qdock_usage: record::VERSION,
@@ -69,7 +73,7 @@ fn record_of(job: &JobContext, start: i64, container: Option<record::Container>)
         task: job.key.task_id,
         owner: who.name,
         uid: who.uid,
-        queue: job.queue.clone(),
+        queue: queue.to_string(),
         start,
         container,
     }

@@ -24,6 +24,8 @@ pub struct Prepared {
     pub image: ResolvedImage,
     /// The script for the shell's stdin (`script_from_stdin`).
     pub script_input: Option<Vec<u8>>,
+    /// The queue, as the execd's spool names it when it does.
+    pub queue: String,
 }
 
 impl Prepared {
@@ -92,6 +94,7 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
         spec,
         image,
         script_input: paths.script_input,
+        queue: proof.queue(&job.queue),
     })
 }
 
