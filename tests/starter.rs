@@ -75,9 +75,15 @@ fn all_byte_values_pass_unchanged() {
     write_file(&job.file("bytes.bin"), &bytes, ALICE.uid, ALICE.gid, 0o644);
     let out = job.run_ok();
     assert_eq!(out.stdout, bytes);
+    // qdock's usage line follows the job's stderr, which ends without a newline here.
+    let usage = out
+        .stderr_raw
+        .windows(14)
+        .rposition(|w| w == b"qdock: usage: ")
+        .expect("a usage line");
     assert!(
-        out.stderr_raw.ends_with(&bytes),
-        "stderr does not end with the bytes: {:?}",
+        out.stderr_raw[..usage].ends_with(&bytes),
+        "stderr does not end with the bytes and the usage line: {:?}",
         out.stderr_raw
     );
 }
