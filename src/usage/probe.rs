@@ -37,9 +37,20 @@ pub struct Watch {
 pub async fn watch(engine: &Engine, id: &str) -> Watch {
     let latest = Arc::new(Mutex::new(None));
     match attach(engine, id).await {
-        Ok((pidfd, files)) => Watch {
+        Ok((Some(pidfd), files)) => Watch {
             task: Some(tokio::spawn(follow(pidfd, files, latest.clone()))),
             latest,
+            problem: None,
+        },
+        // Over already: read now, while the cgroup is still there.
+        Ok((None, files)) => Watch {
+            latest: Arc::new(Mutex::new(
+                files
+                    .read()
+                    .ok()
+                    .map(|usage| Measured { usage, exact: true }),
+            )),
+            task: None,
             problem: None,
         },
         Err(problem) => Watch {
@@ -142,19 +153,9 @@ fn first_process(path: &str) -> Result<Option<OwnedFd>, String> {
     Ok(None)
 }
 
-async fn follow(
-    pidfd: Option<AsyncFd<OwnedFd>>,
-    files: Files,
-    latest: Arc<Mutex<Option<Measured>>>,
-) {
+async fn follow(pidfd: AsyncFd<OwnedFd>, files: Files, latest: Arc<Mutex<Option<Measured>>>) {
     let keep = |measured: Measured| {
         *latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(measured);
-    };
-    let Some(pidfd) = pidfd else {
-        if let Ok(usage) = files.read() {
-            keep(Measured { usage, exact: true });
-        }
-        return;
     };
     let mut tick = tokio::time::interval(SAMPLE_EVERY);
     loop {
