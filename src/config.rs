@@ -73,6 +73,8 @@ pub struct EngineConfig {
     pub socket: PathBuf,
     /// How long one request may take before the engine counts as hung.
     pub timeout_secs: u64,
+    /// How long a running job waits for an engine that went away (restarted) to come back.
+    pub reconnect_secs: u64,
 }
 
 impl Default for EngineConfig {
@@ -80,6 +82,8 @@ impl Default for EngineConfig {
         EngineConfig {
             socket: "/var/run/docker.sock".into(),
             timeout_secs: 30,
+            // An upgrade of the engine's package stops it, unpacks, then starts it again.
+            reconnect_secs: 300,
         }
     }
 }

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::time::Duration;
 
-use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::models::{
     ContainerCreateBody, DeviceMapping, HostConfig, HostConfigLogConfig, Mount, MountType,
@@ -30,6 +29,7 @@ pub struct Engine {
     docker: Docker,
     socket: String,
     timeout_secs: u64,
+    reconnect_secs: u64,
 }
 
 /// An image as the engine holds it.
@@ -81,7 +81,7 @@ impl Labelled for Container {
     }
 }
 
-/// The job's output as the engine delivers it, already split into stdout and stderr.
+/// The job's output as it arrives, already split into stdout and stderr.
 pub type Output = Pin<Box<dyn Stream<Item = Result<Chunk>> + Send>>;
 
 pub enum Chunk {
@@ -96,12 +96,7 @@ impl Engine {
     pub async fn connect(config: &EngineConfig) -> Result<Engine> {
         let socket = config.socket.display().to_string();
         let secs = config.timeout_secs;
-        let version =
-            match tokio::time::timeout(Duration::from_secs(secs), api_version(&socket)).await {
-                Ok(Ok(version)) => version,
-                Ok(Err(cause)) => return Err(Error::EngineUnreachable { socket, cause }),
-                Err(_) => return Err(Error::EngineTimeout { socket, secs }),
-            };
+        let version = reach(&socket, secs).await?;
         let docker = Docker::connect_with_unix(&socket, secs, &version).map_err(|e| {
             Error::EngineUnreachable {
                 socket: socket.clone(),
@@ -112,7 +107,29 @@ impl Engine {
             docker,
             socket,
             timeout_secs: secs,
+            reconnect_secs: config.reconnect_secs,
         })
+    }
+
+    /// How long a running job waits for the engine to come back (`engine.reconnect_secs`).
+    pub fn reconnect_secs(&self) -> u64 {
+        self.reconnect_secs
+    }
+
+    /// Checks that the engine takes new connections now. Pooled connections are no proof:
+    /// an engine shutting down has closed its socket but still answers on those.
+    pub async fn ping(&self) -> Result<()> {
+        reach(&self.socket, self.timeout_secs).await.map(|_| ())
+    }
+
+    /// Whether the engine keeps containers running while it is away (`live-restore`).
+    pub async fn live_restore(&self) -> Result<bool> {
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(|e| self.fail("report its settings", e))?;
+        Ok(info.live_restore_enabled.unwrap_or(false))
     }
 
     /// Maps a bollard error to the one our callers and users understand.
@@ -197,13 +214,12 @@ impl Engine {
         }
     }
 
-    /// Attaches before start, so not one byte of early output is lost.
-    pub async fn attach(&self, id: &str, stdin: bool) -> Result<(Output, Input)> {
+    /// Attaches to the container's stdin, before start. (Its output takes another way: see
+    /// methods/starter/stdio.rs.)
+    pub async fn attach_stdin(&self, id: &str) -> Result<Input> {
         let options = AttachContainerOptions {
             stream: true,
-            stdout: true,
-            stderr: true,
-            stdin,
+            stdin: true,
             ..Default::default()
         };
         let attached = self
@@ -211,22 +227,7 @@ impl Engine {
             .attach_container(id, Some(options))
             .await
             .map_err(|e| self.fail(&format!("attach to container {}", short(id)), e))?;
-        let socket = self.socket.clone();
-        let output = attached.output.filter_map(move |item| {
-            let mapped = match item {
-                Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
-                    Some(Ok(Chunk::Stdout(message)))
-                }
-                Ok(LogOutput::StdErr { message }) => Some(Ok(Chunk::Stderr(message))),
-                Ok(LogOutput::StdIn { .. }) => None,
-                Err(e) => Some(Err(Error::Engine {
-                    action: format!("stream the job's output (engine at {socket})"),
-                    cause: Cause::of(e),
-                })),
-            };
-            std::future::ready(mapped)
-        });
-        Ok((Box::pin(output), attached.input))
+        Ok(attached.input)
     }
 
     pub async fn start(&self, id: &str) -> Result<()> {
@@ -458,6 +459,21 @@ impl Engine {
     }
 }
 
+/// Asks the engine at `socket` on a new connection for its API version, within `secs`.
+async fn reach(socket: &str, secs: u64) -> Result<ClientVersion> {
+    match tokio::time::timeout(Duration::from_secs(secs), api_version(socket)).await {
+        Ok(Ok(version)) => Ok(version),
+        Ok(Err(cause)) => Err(Error::EngineUnreachable {
+            socket: socket.to_string(),
+            cause,
+        }),
+        Err(_) => Err(Error::EngineTimeout {
+            socket: socket.to_string(),
+            secs,
+        }),
+    }
+}
+
 /// The API version to speak: the engine's, capped at bollard's. Asked with `HEAD /_ping`, as
 /// the docker CLI does: bollard's negotiation uses `GET /version`, for which dockerd runs
 /// `runc --version` and `docker-init --version`, a cost every method would pay (~10 ms).
@@ -633,8 +649,9 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         env: Some(spec.env.clone()),
         labels: Some(spec.labels.clone().into_iter().collect()),
         attach_stdin: Some(spec.stdin_script),
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
+        // The job's output goes through the starter's own pipes, not the engine.
+        attach_stdout: Some(false),
+        attach_stderr: Some(false),
         open_stdin: Some(spec.stdin_script),
         stdin_once: Some(spec.stdin_script),
         tty: Some(false),

@@ -154,6 +154,19 @@ pub enum Error {
     )]
     Leftover { name: String, problem: String },
 
+    /// The engine stopped and took the container with it (live-restore off): the job did
+    /// not fail by itself, so it runs again.
+    #[error(
+        "the Docker engine restarted and container {name} {fate}; the job did not fail by itself and is requeued (turn on the engine's live-restore so jobs outlive engine restarts)"
+    )]
+    DiedWithEngine { name: String, fate: &'static str },
+
+    #[error(
+        "the job's output pipes need {}: {problem}; an admin reinstalls qdock (bin/install)",
+        path.display()
+    )]
+    StdioUnavailable { path: PathBuf, problem: String },
+
     #[error("container {name} belongs to uid {owner}, not to you (uid {caller}); nothing was done")]
     NotOwner {
         name: String,
@@ -202,6 +215,8 @@ impl Error {
             | Error::EngineTimeout { .. }
             | Error::Engine { .. }
             | Error::Signal { .. }
+            | Error::DiedWithEngine { .. }
+            | Error::StdioUnavailable { .. }
             | Error::Io { .. } => EXIT_REQUEUE,
             Error::Config { .. }
             | Error::ConfigUnreadable { .. }

@@ -40,7 +40,22 @@ pub struct Host {
     pub seccomp_profile: Option<String>,
     /// The starter itself, recorded so `qdock gc` can tell a live job from an orphan.
     pub starter: Option<ProcessId>,
+    pub stdio: Stdio,
 }
+
+/// The job's output pipes on the host and the helper that opens them in the container
+/// (see methods/starter/stdio.rs): trusted paths the starter made, mounted as they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stdio {
+    pub helper: PathBuf,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+}
+
+/// Where the container sees them: one directory of qdock's own, at the root, read-only.
+pub const STDIO_HELPER: &str = "/.qdock/stdio";
+pub const STDIO_STDOUT: &str = "/.qdock/stdout";
+pub const STDIO_STDERR: &str = "/.qdock/stderr";
 
 /// The default mount sources, each already widened to its anchor (see `mount_source`) and
 /// mounted at its own path; `None` where there is nothing to mount.
@@ -144,6 +159,13 @@ pub fn build(i: &Inputs) -> Result<(ContainerSpec, Notes)> {
         ),
     };
 
+    // The helper opens the pipes onto fds 1 and 2, then execs the job's command as it is.
+    let entrypoint = [STDIO_HELPER, STDIO_STDOUT, STDIO_STDERR]
+        .map(String::from)
+        .into_iter()
+        .chain(entrypoint)
+        .collect();
+
     let mut notes = Notes::default();
     let mut env = Vec::new();
     for (k, v) in &job.env.0 {
@@ -231,7 +253,21 @@ fn mounts(i: &Inputs) -> Result<Vec<MountSpec>> {
         target: p.into(),
         read_only,
     };
-    let mut out: Vec<MountSpec> = src.script.iter().map(|s| same(s, true)).collect();
+    // First, so that no other mount can take their targets (see `merge`).
+    let stdio = &i.host.stdio;
+    let mut out: Vec<MountSpec> = [
+        (&stdio.helper, STDIO_HELPER),
+        (&stdio.stdout, STDIO_STDOUT),
+        (&stdio.stderr, STDIO_STDERR),
+    ]
+    .into_iter()
+    .map(|(source, target)| MountSpec {
+        source: source.clone(),
+        target: target.into(),
+        read_only: true,
+    })
+    .collect();
+    out.extend(src.script.iter().map(|s| same(s, true)));
     if m.identity {
         out.push(same(Path::new("/etc/passwd"), true));
         out.push(same(Path::new("/etc/group"), true));
@@ -351,7 +387,19 @@ mod tests {
                 pid: 4242,
                 start: 77,
             }),
+            stdio: Stdio {
+                helper: "/usr/local/bin/qdock-stdio".into(),
+                stdout: "/var/lib/qdock/stdio/j.1/stdout".into(),
+                stderr: "/var/lib/qdock/stdio/j.1/stderr".into(),
+            },
         }
+    }
+
+    /// The job's own command: what follows the output helper and its pipes.
+    fn command(spec: &ContainerSpec) -> (Vec<String>, Vec<String>) {
+        let (helper, job) = spec.entrypoint.split_at(3);
+        assert_eq!(helper, [STDIO_HELPER, STDIO_STDOUT, STDIO_STDERR]);
+        (job.to_vec(), spec.cmd.clone())
     }
 
     fn who() -> Identity {
@@ -387,8 +435,13 @@ mod tests {
         assert_eq!(spec.image, "sha256:abc");
         assert_eq!(spec.user, "2001:2001");
         assert_eq!(spec.groups, vec!["65400", "3000"]);
-        assert_eq!(spec.entrypoint, vec!["/bin/sh"]);
-        assert_eq!(spec.cmd, vec!["/spool/job_scripts/42", "in.fq"]);
+        assert_eq!(
+            command(&spec),
+            (
+                vec!["/bin/sh".into()],
+                vec!["/spool/job_scripts/42".into(), "in.fq".into()]
+            )
+        );
         assert_eq!(spec.workdir, "/home/alice/run");
         assert_eq!(spec.hostname.as_deref(), Some("node1"));
         assert!(spec.env.contains(&"JOB_ID=42".to_string()));
@@ -420,6 +473,9 @@ mod tests {
         assert_eq!(
             targets,
             [
+                STDIO_HELPER,
+                STDIO_STDOUT,
+                STDIO_STDERR,
                 "/spool/job_scripts/42",
                 "/etc/passwd",
                 "/etc/group",
@@ -427,8 +483,11 @@ mod tests {
                 "/tmp/42.1.all.q"
             ]
         );
-        assert!(spec.mounts[0].read_only && spec.mounts[1].read_only && !spec.mounts[3].read_only);
-        assert!(spec.mounts.iter().all(|m| m.source == m.target));
+        let (stdio, mounts) = spec.mounts.split_at(3);
+        assert!(stdio.iter().all(|m| m.read_only));
+        assert_eq!(stdio[0].source, host().stdio.helper);
+        assert!(mounts[0].read_only && mounts[1].read_only && !mounts[3].read_only);
+        assert!(mounts.iter().all(|m| m.source == m.target));
         // The hardening, all of it decided here.
         assert_eq!(spec.security_opt, vec!["no-new-privileges:true"]);
         assert_eq!(spec.cap_drop, vec!["ALL"]);
@@ -451,7 +510,7 @@ mod tests {
         let unix = job(&[("SGE_STARTER_SHELL_START_MODE", "unix_behavior")]);
         let (spec, _) = build_with(&unix, &Config::default());
         assert_eq!(
-            (spec.entrypoint, spec.cmd),
+            command(&spec),
             (vec!["/spool/job_scripts/42".into()], vec!["in.fq".into()])
         );
         let stdin = job(&[
@@ -459,8 +518,13 @@ mod tests {
             ("SGE_STARTER_USE_LOGIN_SHELL", "true"),
         ]);
         let (spec, _) = build_with(&stdin, &Config::default());
-        assert_eq!(spec.entrypoint, vec!["/bin/sh", "-l"]);
-        assert_eq!(spec.cmd, vec!["-s", "in.fq"]);
+        assert_eq!(
+            command(&spec),
+            (
+                vec!["/bin/sh".into(), "-l".into()],
+                vec!["-s".into(), "in.fq".into()]
+            )
+        );
         assert!(spec.stdin_script);
     }
 
@@ -488,15 +552,56 @@ mod tests {
             .0
         };
         let spec = build(&binary);
-        assert_eq!(spec.entrypoint, vec!["/bin/sh"]);
-        assert_eq!(spec.cmd, vec!["-c", "echo in.fq "]);
+        assert_eq!(
+            command(&spec),
+            (
+                vec!["/bin/sh".into()],
+                vec!["-c".into(), "echo in.fq ".into()]
+            )
+        );
         assert!(!spec.mounts.iter().any(|m| m.target.starts_with("/spool")));
         binary.kind = Kind::BinaryNoShell;
         let spec = build(&binary);
-        assert_eq!(
-            (spec.entrypoint, spec.cmd),
-            (vec!["echo".into()], vec!["in.fq".into()])
-        );
+        // No shell: the helper execs the command as it is.
+        assert_eq!(command(&spec), (vec!["echo".into()], vec!["in.fq".into()]));
+    }
+
+    /// A mount of the admin's or the job's cannot take the place of the output pipes: the
+    /// job's output would go where the mount leads, and the starter would wait for nothing.
+    #[test]
+    fn no_other_mount_takes_the_output_pipes_targets() {
+        let mut config = Config::default();
+        config.mounts.extra = vec![MountSpec {
+            source: "/data/x".into(),
+            target: STDIO_STDOUT.into(),
+            read_only: false,
+        }];
+        let theirs = [MountSpec {
+            source: "/home/alice/fake".into(),
+            target: STDIO_HELPER.into(),
+            read_only: true,
+        }];
+        let (spec, _) = build(&Inputs {
+            job: &job(&[]),
+            config: &config,
+            who: &who(),
+            image: &image(),
+            limits: &Limits::default(),
+            user_mounts: &theirs,
+            host: &host(),
+        })
+        .unwrap();
+        let at = |target: &str| {
+            let found: Vec<_> = spec
+                .mounts
+                .iter()
+                .filter(|m| m.target == Path::new(target))
+                .collect();
+            assert_eq!(found.len(), 1, "{target}: {found:?}");
+            found[0].source.clone()
+        };
+        assert_eq!(at(STDIO_HELPER), host().stdio.helper);
+        assert_eq!(at(STDIO_STDOUT), host().stdio.stdout);
     }
 
     #[test]

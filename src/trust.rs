@@ -14,6 +14,11 @@ pub fn check_path(path: &Path, owners: &[u32]) -> Result<(), String> {
         return Err(format!("{} is not a regular file", path.display()));
     }
     check_owner_mode(&meta, owners).map_err(|p| format!("{} {p}", path.display()))?;
+    check_ancestors(path, owners)
+}
+
+/// Checks every directory above `path` as [`check_path`] does: none may be swapped by others.
+pub fn check_ancestors(path: &Path, owners: &[u32]) -> Result<(), String> {
     let mut dir = path.parent();
     while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
         let meta = fs::metadata(d).map_err(|e| format!("cannot check {} ({e})", d.display()))?;

@@ -134,6 +134,10 @@ pub const IMAGE_MARKER: &str = "/qdock-image-marker";
 pub const JOB_GROUP: u32 = 65390;
 /// Root of everything the harness creates outside home directories and /tmp.
 pub const TEST_ROOT: &str = "/var/lib/qdock-test";
+/// The helper the starter mounts into every container to open the job's output pipes.
+pub const STDIO_HELPER: &str = "qdock-stdio";
+/// Where the starters make the job's output pipes (`bin/install` creates it).
+pub const STDIO_DIR: &str = "/var/lib/qdock/stdio";
 /// The config the installed (setgid) binaries read.
 pub const SYSTEM_CONFIG: &str = "/etc/qdock/qdock.toml";
 /// How long [`Job::run`] waits before it kills the starter and fails the test.
@@ -251,6 +255,9 @@ pub fn check_prerequisites() -> Result<(), String> {
             "{SYSTEM_CONFIG} is missing; bin/install puts it there"
         ));
     }
+    if !Path::new(STDIO_DIR).is_dir() {
+        return Err(format!("{STDIO_DIR} is missing; bin/install creates it"));
+    }
     Ok(())
 }
 
@@ -347,8 +354,12 @@ pub fn installed_dir() -> &'static Path {
             fs::copy(&source, &target).unwrap_or_else(|e| {
                 panic!("copy {} to {}: {e}", source.display(), target.display())
             });
-            // chown clears the setgid bit, so the mode comes after it.
-            set_owner_mode(&target, 0, docker, 0o2755);
+            // chown clears the setgid bit, so the mode comes after it. The output helper runs
+            // the job's command: it holds no privilege (the starter refuses it otherwise).
+            match source.file_name().and_then(|n| n.to_str()) {
+                Some(STDIO_HELPER) => set_owner_mode(&target, 0, 0, 0o755),
+                _ => set_owner_mode(&target, 0, docker, 0o2755),
+            }
         }
         dir
     })

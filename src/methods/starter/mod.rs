@@ -3,15 +3,18 @@
 //!
 //! Top-down: [`prepare`] checks everything and builds the container spec (nothing exists
 //! yet); [`leftover`] creates the container, clearing one left by an earlier run of the same
-//! job; [`supervise`] attaches, starts, streams the output through [`sink`] and relays
-//! signals until the container exits; the container is removed on every path after create;
-//! [`account`] then says what it used and records the job.
+//! job; [`supervise`] starts it, streams the output from the pipes of [`stdio`] through
+//! [`sink`] and relays signals until the container exits, outlasting engine restarts
+//! ([`restart`]); the container is removed on every path after create; [`account`] then
+//! says what it used and records the job.
 
 mod account;
 mod image;
 mod leftover;
 mod prepare;
+mod restart;
 mod sink;
+mod stdio;
 mod supervise;
 
 use std::cell::RefCell;
@@ -65,16 +68,15 @@ fn start(argv: Vec<OsString>) -> Result<u8> {
         .map_err(|e| Error::io("start the async runtime", e))?;
     runtime.block_on(async {
         let mut signals = Signals::install()?;
-        let prepared = tokio::select! {
+        let mut prepared = tokio::select! {
             prepared = prepare::prepare(&job, &config, &requested) => prepared?,
             n = signals.next_terminate() => return Ok(128 + n as u8),
         };
-        let engine = &prepared.engine;
         let created = RefCell::new(None);
         let started = RefCell::new(None);
-        let outcome = execute(&prepared, &created, &started, &mut signals).await;
+        let outcome = execute(&mut prepared, &created, &started, &mut signals).await;
         // Whatever happened after create, the container goes: no orphans.
-        let removed = remove_own(engine, &prepared.spec, created.take()).await;
+        let removed = remove_own(&prepared.engine, &prepared.spec, created.take()).await;
         let code = outcome?;
         if let Err(e) = removed {
             report::warn(&format!(
@@ -89,31 +91,35 @@ fn start(argv: Vec<OsString>) -> Result<u8> {
     })
 }
 
-/// Creates, attaches, starts and supervises the container; returns the starter's exit code.
+/// Creates, starts and supervises the container; returns the starter's exit code.
 /// `created` receives the container's ID as soon as it exists, `started` its usage watch
 /// once it runs.
 async fn execute(
-    prepared: &prepare::Prepared,
+    prepared: &mut prepare::Prepared,
     created: &RefCell<Option<String>>,
     started: &RefCell<Option<account::Started>>,
     signals: &mut Signals,
 ) -> Result<u8> {
     let (engine, spec) = (&prepared.engine, &prepared.spec);
+    let announcement = prepared.announcement();
     let setup = async {
         let id = leftover::create(engine, spec).await?;
         created.replace(Some(id.clone()));
         // Said once the container exists, so a job refused before has one line only: why.
-        report::info(&prepared.announcement());
-        let (output, input) = engine.attach(&id, spec.stdin_script).await?;
+        report::info(&announcement);
+        let input = match spec.stdin_script {
+            true => Some(engine.attach_stdin(&id).await?),
+            false => None,
+        };
         engine.start(&id).await?;
         started.replace(Some(account::begin(engine, &id).await));
-        Ok::<_, Error>((id, output, input))
+        Ok::<_, Error>((id, input))
     };
     tokio::pin!(setup);
     // The job may run (and set its traps) before the engine has answered the start:
     // warnings arriving meanwhile are forwarded once it has, not dropped.
     let mut warnings = Vec::new();
-    let (id, output, input) = loop {
+    let (id, input) = loop {
         tokio::select! {
             setup = &mut setup => break setup?,
             received = signals.next() => match received {
@@ -136,14 +142,16 @@ async fn execute(
             },
         }
     };
+    // The container's mounts hold the pipes now: their names can go.
+    prepared.pipes.unlink();
+    let (output, writers) = prepared.pipes.output()?;
     for received in warnings {
         supervise::forward(engine, &id, received).await;
     }
-    let feeding = prepared
-        .script_input
-        .clone()
-        .map(|script| Box::pin(supervise::feed(input, script)) as supervise::Pending);
-    supervise::supervise(engine, spec, &id, output, feeding, signals).await
+    let feeding = (prepared.script_input.clone())
+        .zip(input)
+        .map(|(script, input)| Box::pin(supervise::feed(input, script)) as supervise::Pending);
+    supervise::supervise(engine, spec, &id, output, writers, feeding, signals).await
 }
 
 /// The container this starter created, found by name when create was cut short before it

@@ -1,6 +1,7 @@
 //! Everything before the container exists: the image rule, the job proof, the paths the
 //! caller named (checked with the caller's own rights and anchored so the engine cannot be
-//! redirected), the engine, the image and the spec. Nothing is created here.
+//! redirected), the engine, the image, the job's output pipes and the spec. Nothing is
+//! created in the engine here.
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ pub struct Prepared {
     pub script_input: Option<Vec<u8>>,
     /// The queue, as the execd's spool names it when it does.
     pub queue: String,
+    pub pipes: super::stdio::Pipes,
 }
 
 impl Prepared {
@@ -61,6 +63,7 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
         kind,
         ..job.clone()
     };
+    let pipes = super::stdio::Pipes::create(&job.key.container_name())?;
     let host = Host {
         hostname: nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
@@ -70,6 +73,7 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
         sources: paths.sources,
         seccomp_profile,
         starter: crate::process::ProcessId::of_self(),
+        stdio: pipes.stdio().clone(),
     };
     let limits = limits::of_process();
     let inputs = spec::Inputs {
@@ -95,6 +99,7 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
         image,
         script_input: paths.script_input,
         queue: proof.queue(&job.queue),
+        pipes,
     })
 }
 

@@ -8,6 +8,7 @@ use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use super::sink::Sink;
+use super::stdio::Writers;
 use crate::engine::{Engine, Output};
 use crate::error::{Error, Result};
 use crate::report;
@@ -46,12 +47,14 @@ pub async fn supervise(
     spec: &ContainerSpec,
     id: &str,
     mut output: Output,
+    writers: Writers,
     mut feeding: Option<Pending<'_>>,
     signals: &mut Signals,
 ) -> Result<u8> {
     let name = spec.name.as_str();
     let mut sink = Sink::default();
-    let wait = engine.wait(id);
+    let mut writers = Some(writers);
+    let wait = super::restart::exit_code(engine, id, name);
     tokio::pin!(wait);
     let mut exit: Option<i64> = None;
     let mut output_open = true;
@@ -70,9 +73,9 @@ pub async fn supervise(
                 None => output_open = false,
             },
             code = &mut wait, if exit.is_none() => {
-                // The job started: whether it finished is unknown, and a requeue could run it
-                // twice, so this is not a transient failure.
-                exit = Some(code.map_err(|e| Error::JobLost { name: name.to_string(), cause: Box::new(e) })?);
+                exit = Some(code?);
+                // Every writer in the container is gone: with the starter's own, the pipes end.
+                drop(writers.take());
                 drain_deadline.as_mut().reset(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
             },
             _ = &mut drain_deadline, if exit.is_some() => {
