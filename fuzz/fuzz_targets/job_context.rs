@@ -14,7 +14,7 @@ use qdock::job::{Env, JobContext, JobKey};
 use qdock::labels::Label;
 use qdock::limits::Limits;
 use qdock::privilege::Identity;
-use qdock::spec::{self, Host, Inputs, ResolvedImage, Sources};
+use qdock::spec::{self, Host, Inputs, ResolvedImage, Sources, Stdio};
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -110,6 +110,11 @@ fuzz_target!(|input: Input| {
         },
         seccomp_profile: None,
         starter: None,
+        stdio: Stdio {
+            helper: "/usr/local/bin/qdock-stdio".into(),
+            stdout: "/var/lib/qdock/stdio/j/stdout".into(),
+            stderr: "/var/lib/qdock/stdio/j/stderr".into(),
+        },
     };
     let inputs = Inputs {
         job: &job,
@@ -145,9 +150,16 @@ fuzz_target!(|input: Input| {
                 "{e:?} passed"
             );
         }
+        // The output helper and its pipes come first, read-only, whatever the job asked for;
+        // the helper runs first.
+        let (stdio, others) = spec.mounts.split_at(3);
+        let sources: Vec<_> = stdio.iter().map(|m| &m.source).collect();
+        assert_eq!(sources, [&host.stdio.helper, &host.stdio.stdout, &host.stdio.stderr]);
+        assert!(stdio.iter().all(|m| m.read_only));
+        assert_eq!(spec.entrypoint[0], spec::STDIO_HELPER);
         // The job script is always mounted, read-only unless the same path is also a
         // writable default mount (then the caller could write it natively too).
-        let script = spec.mounts.first().expect("the script is mounted");
+        let script = others.first().expect("the script is mounted");
         assert_eq!(script.target, job.script);
         assert!(
             script.read_only

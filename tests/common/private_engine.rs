@@ -2,10 +2,13 @@
 //! system engine must never be restarted (other tests and jobs use it).
 //!
 //! It listens on `/run/qdock-test-dockerd-<pid>-<n>/docker.sock`, keeps its data, exec root,
-//! pid file and containerd apart from the system engine's, has no bridge network and no
-//! iptables rules (jobs use `network = "none"`, see [`PrivateEngine::config`]), and holds
-//! the test image, loaded from the system engine. `live-restore` comes from its own config
-//! file, as an admin sets it in `/etc/docker/daemon.json`.
+//! pid file and containerd apart from the system engine's, and runs in a network namespace
+//! of its own, with no bridge network and no iptables rules (jobs use `network = "none"`,
+//! see [`PrivateEngine::config`]). The namespace is not optional: a dockerd started with
+//! `--bridge=none` deletes any interface named `docker0` it sees, and in the host's
+//! namespace that is the system engine's bridge (every container start there then fails).
+//! It holds the test image, loaded from the system engine. `live-restore` comes from its
+//! own config file, as an admin sets it in `/etc/docker/daemon.json`.
 //!
 //! ```ignore
 //! let mut engine = PrivateEngine::start(LiveRestore::On);
@@ -132,14 +135,16 @@ impl PrivateEngine {
     /// Starts the engine again, with the same settings and data.
     pub fn launch(&mut self) {
         assert!(self.dockerd.is_none(), "the private engine runs already");
+        let system_bridge = Path::new("/sys/class/net/docker0");
+        let bridged = system_bridge.exists();
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.run.join("dockerd.log"))
             .expect("open the engine's log");
-        let mut command = Command::new("dockerd");
+        let mut command = Command::new("/usr/bin/unshare");
         command
-            .arg("--config-file")
+            .args(["--net", "--", "dockerd", "--config-file"])
             .arg(self.run.join("daemon.json"))
             .arg("-H")
             .arg(format!("unix://{}", self.socket().display()))
@@ -170,6 +175,10 @@ impl PrivateEngine {
                     .status()
                     .is_ok_and(|s| s.success())
             },
+        );
+        assert!(
+            !bridged || system_bridge.exists(),
+            "the private engine deleted the system engine's docker0"
         );
     }
 
