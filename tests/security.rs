@@ -691,3 +691,46 @@ fn bad_user_mounts_are_refused() {
         job.env("QDOCK_MOUNTS", &request).expect_refusal(100, &all);
     }
 }
+
+/// The job's output pipes are bind-mounted by the engine, as root, by path: a user who could
+/// reach that path could swap a FIFO for a link to another user's file first. Their directory
+/// is closed to users, and gone once the container has started (its mounts hold the FIFOs).
+#[test]
+fn the_output_pipes_are_out_of_the_users_reach() {
+    require_engine!();
+    let job = Job::new(format!(
+        "echo started\n{UNTIL_GO}ls -l /.qdock/stdout; echo to-stderr >&2\n"
+    ));
+    let mut running = job.spawn();
+    running.wait_until("the job started", secs(30), |r| {
+        r.stdout_so_far().starts_with(b"started\n")
+    });
+    let look = as_user(ALICE, &["ls", STDIO_DIR]).output().expect("ls");
+    assert!(
+        !look.status.success(),
+        "alice can list {STDIO_DIR}: {look:?}"
+    );
+    let mode = fs::metadata(STDIO_DIR)
+        .expect("the pipes' directory")
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o7777,
+        0o1770
+    );
+    let name = job.container_name();
+    let left: Vec<_> = fs::read_dir(STDIO_DIR)
+        .expect("read the pipes' directory")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&name))
+        .collect();
+    assert!(left.is_empty(), "the job's pipes are still named: {left:?}");
+    job.go();
+    let out = running.wait(DEFAULT_TIMEOUT);
+    out.assert_code(0);
+    // In the container the pipe is the caller's own FIFO, mounted read-only.
+    let listing = out.stdout_text();
+    assert!(listing.contains("\nprw-------"), "{out:?}");
+    assert!(listing.contains(" alice "), "{out:?}");
+    assert_eq!(out.job_stderr(), "to-stderr\n", "{out:?}");
+    job.assert_no_container();
+}

@@ -192,6 +192,10 @@ async fn check(requested: Option<PathBuf>) -> Result<u8> {
         let (ok, text) = check_binary(&dir.join(name), docker_gid);
         finding(ok, text);
     }
+    match crate::methods::starter::check_stdio() {
+        Ok(text) => finding(true, text),
+        Err(e) => finding(false, e.to_string()),
+    }
     let path = requested.unwrap_or_else(|| config::DEFAULT_PATH.into());
     let loaded = config::check_trusted(&path).and_then(|_| Config::load(Some(path.clone())));
     let config = match loaded {

@@ -66,7 +66,7 @@ impl PrivateEngine {
             dockerd: None,
         };
         engine.launch();
-        let save = Command::new("docker")
+        let mut save = Command::new("docker")
             .args(["save", IMAGE])
             .stdout(Stdio::piped())
             .spawn()
@@ -74,11 +74,12 @@ impl PrivateEngine {
         let load = engine
             .cli()
             .arg("load")
-            .stdin(save.stdout.expect("piped"))
+            .stdin(save.stdout.take().expect("piped"))
             .output()
             .expect("docker load");
+        let saved = save.wait().expect("docker save");
         assert!(
-            load.status.success(),
+            saved.success() && load.status.success(),
             "loading {IMAGE} into the private engine: {}",
             String::from_utf8_lossy(&load.stderr)
         );

@@ -29,6 +29,8 @@ use crate::signals::{Received, Signals};
 use crate::spec::ContainerSpec;
 use crate::{environ, report};
 
+pub use stdio::check_installation as check_stdio;
+
 pub fn run(argv: Vec<OsString>) -> u8 {
     match start(argv) {
         Ok(code) => code,

@@ -71,11 +71,7 @@ impl Pipes {
     /// Makes the FIFOs for the job in container `name`, and finds the helper that opens them.
     pub fn create(name: &str) -> Result<Pipes> {
         let helper = helper()?;
-        let base = Path::new(DIR);
-        check_base(base).map_err(|problem| Error::StdioUnavailable {
-            path: base.into(),
-            problem,
-        })?;
+        let base = base()?;
         let unavailable = |what: &str, e: nix::Error| Error::io(what, e.into());
         let dir = nix::unistd::mkdtemp(&base.join(format!("{name}.XXXXXX")))
             .map_err(|e| unavailable(&format!("create a directory in {DIR}"), e))?;
@@ -92,18 +88,14 @@ impl Pipes {
         // The caller's umask must not lock the job (or the starter) out.
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| Error::io(format!("set the mode of {}", dir.display()), e))?;
-        let mut reads = Vec::new();
-        let mut writers = Vec::new();
-        for path in [&pipes.stdio.stdout, &pipes.stdio.stderr] {
-            let (read, write) = fifo(path)
-                .map_err(|e| Error::io(format!("make the job's pipe {}", path.display()), e))?;
-            reads.push(read);
-            writers.push(write);
-        }
-        let pair = |v: Vec<OwnedFd>| <[OwnedFd; 2]>::try_from(v).ok().expect("two pipes");
-        pipes.reads = Some(pair(reads));
+        let make = |path: &Path| {
+            fifo(path).map_err(|e| Error::io(format!("make the job's pipe {}", path.display()), e))
+        };
+        let (out, out_kept) = make(&pipes.stdio.stdout)?;
+        let (err, err_kept) = make(&pipes.stdio.stderr)?;
+        pipes.reads = Some([out, err]);
         pipes.writers = Some(Writers {
-            _open: pair(writers),
+            _open: [out_kept, err_kept],
         });
         Ok(pipes)
     }
@@ -201,6 +193,26 @@ fn helper() -> Result<PathBuf> {
             problem,
         }),
     }
+}
+
+/// For `qdock check`: what [`Pipes::create`] needs, as a starter beside this binary finds it.
+pub fn check_installation() -> Result<String> {
+    let helper = helper()?;
+    let base = base()?;
+    Ok(format!(
+        "output helper {} and pipes directory {} are in place",
+        helper.display(),
+        base.display()
+    ))
+}
+
+fn base() -> Result<&'static Path> {
+    let base = Path::new(DIR);
+    check_base(base).map_err(|problem| Error::StdioUnavailable {
+        path: base.into(),
+        problem,
+    })?;
+    Ok(base)
 }
 
 /// The base directory must be root's and closed to others: a user who could look up names
