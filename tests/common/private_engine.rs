@@ -163,6 +163,13 @@ impl PrivateEngine {
             .stderr(log)
             // Its own group: a signal to the test's group must not reach it.
             .process_group(0);
+        // SAFETY: prctl is async-signal-safe. A test process that dies leaves no engine
+        // behind: the engine gets SIGTERM when the thread that started it ends.
+        unsafe {
+            command.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)
+            });
+        }
         self.dockerd = Some(command.spawn().expect("start dockerd"));
         let run = self.run.clone();
         wait_until(
