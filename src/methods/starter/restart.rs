@@ -20,21 +20,27 @@ const MAX_POLL: Duration = Duration::from_secs(1);
 /// `engine.reconnect_secs` each.
 pub async fn exit_code(engine: &Engine, id: &str, name: &str) -> Result<i64> {
     loop {
-        let waited = engine.wait(id).await;
         // An engine shutting down without live-restore first closes its socket, then stops
-        // every container and answers the waits on connections already open: an exit code
-        // with no engine behind it is the engine's doing, not the job's.
-        if engine.ping().await.is_ok() {
+        // every container (its stop signal, then SIGKILL) and answers the waits on
+        // connections already open: a job ended by a signal with no engine answering a new
+        // connection behind it was ended by the engine. A job that exited by itself keeps
+        // its code whatever the engine does next.
+        match engine.wait(id).await {
+            Ok(code) if code < 128 => return Ok(code),
+            Ok(code) if engine.ping().await.is_ok() => return Ok(code),
             // The job started: whether it finished is unknown, and a requeue could run it
-            // twice, so a failed wait is not a transient failure.
-            return waited.map_err(|e| Error::JobLost {
-                name: name.to_string(),
-                cause: Box::new(e),
-            });
+            // twice, so a failed wait with the engine there is not a transient failure.
+            Err(e) if engine.ping().await.is_ok() => {
+                return Err(Error::JobLost {
+                    name: name.to_string(),
+                    cause: Box::new(e),
+                });
+            }
+            _ => {}
         }
         let secs = engine.reconnect_secs();
         report::info(&format!(
-            "lost the Docker engine; the job runs on, waiting up to {secs} s for the engine to come back"
+            "lost the Docker engine; waiting up to {secs} s for it to come back"
         ));
         come_back(engine, id, name, Duration::from_secs(secs)).await?;
         report::info("the Docker engine is back; waiting for the job");
