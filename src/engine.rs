@@ -232,7 +232,8 @@ impl Engine {
 
     pub async fn start(&self, id: &str) -> Result<()> {
         self.docker.start_container(id, None).await.map_err(|e| {
-            let hint = "check that the job's shell (-S) and script interpreter are in the image";
+            // The job's own command runs under qdock-stdio: its absence is the job's exit 127.
+            let hint = "check the job's request (working directory, mounts) and the qdock config";
             self.refused(&format!("start container {}", short(id)), hint, e)
         })
     }
