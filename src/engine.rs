@@ -238,8 +238,8 @@ impl Engine {
         })
     }
 
-    /// A 400 to create or start means this container can never run as asked (say, the job's
-    /// shell is not in the image and there is no init): a requeue (99) would loop forever.
+    /// A 400 to create or start means this container can never run as asked (say, a device
+    /// the admin listed does not exist): a requeue (99) would loop forever.
     fn refused(&self, action: &str, hint: &'static str, e: BollardError) -> Error {
         match e {
             BollardError::DockerResponseServerError {
