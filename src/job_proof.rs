@@ -27,6 +27,11 @@ pub struct SpooledJob {
     pub kind: Kind,
     /// The queue the job runs in: `QUEUE` in the environment is the caller's to set.
     pub queue: Option<String>,
+    /// The slots granted on this host (`host_slots`): a parallel job's share of this host,
+    /// which `NSLOTS` (all hosts together, and the caller's to set) is not.
+    pub host_slots: Option<u32>,
+    /// A parallel job's host file, the execd's own (checked as every spool file is).
+    pub pe_hostfile: Option<PathBuf>,
 }
 
 impl Proof {
@@ -77,6 +82,10 @@ pub fn prove(key: &JobKey, config: &GridEngineConfig, who: &Identity) -> Result<
     )
     .map_err(refuse)?;
     let spooled = parse_config(&read("config").map_err(refuse)?);
+    let pe_hostfile = match spooled.get("pe_hostfile") {
+        Some(_) => Some(entry.trusted("pe_hostfile").map_err(refuse)?),
+        None => None,
+    };
     let job = SpooledJob {
         group,
         owner: spooled.get("job_owner").cloned().unwrap_or_default(),
@@ -86,6 +95,8 @@ pub fn prove(key: &JobKey, config: &GridEngineConfig, who: &Identity) -> Result<
             .map(PathBuf::from),
         kind: kind_of(&spooled),
         queue: spooled.get("queue").cloned(),
+        host_slots: spooled.get("host_slots").and_then(|n| n.parse().ok()),
+        pe_hostfile,
     };
     check_holder(&job, who).map_err(refuse)?;
     Ok(Proof::Spooled(job))
@@ -127,6 +138,14 @@ impl SpoolEntry {
     /// One file of the entry, when it is the execd's (see [`read_trusted`]).
     fn read(&self, name: &str) -> std::result::Result<String, String> {
         read_trusted(&self.dir.join(name), &self.owners)
+    }
+
+    /// The path of one file of the entry, when it is the execd's: nobody but the execd can
+    /// change what it names, so the engine may mount it.
+    fn trusted(&self, name: &str) -> std::result::Result<PathBuf, String> {
+        let path = self.dir.join(name);
+        crate::trust::check_path(&path, &self.owners)?;
+        Ok(path)
     }
 }
 
@@ -258,6 +277,8 @@ mod tests {
             tmpdir: None,
             kind: Kind::Script,
             queue: None,
+            host_slots: None,
+            pe_hostfile: None,
         }
     }
 
