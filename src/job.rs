@@ -96,12 +96,14 @@ impl Kind {
         }
     }
 
-    /// The kind of what the starter was handed, given the spool's kind: qrsh_starter always
-    /// hands a command. That matters for `qrsh -inherit`: a parallel job's task inherits the
-    /// spooled kind of its master job, usually a script.
-    pub fn handed(self, by_qrsh_starter: bool) -> Kind {
+    /// The kind of what the starter was handed, given the spool's kind and whether the
+    /// spooled job is a qrsh job: a task that a batch job starts with `qrsh -inherit` (a
+    /// parallel job's) is handed a command by qrsh_starter, while the spool holds the kind of
+    /// its master job, usually a script. A qrsh job's own spool is right (`qrsh -b n`
+    /// hands its script).
+    pub fn handed(self, by_qrsh_starter: bool, qrsh_job: bool) -> Kind {
         match self {
-            Kind::Script if by_qrsh_starter => Kind::Binary,
+            Kind::Script if by_qrsh_starter && !qrsh_job => Kind::Binary,
             kind => kind,
         }
     }
@@ -352,9 +354,10 @@ mod tests {
         assert_eq!(Kind::from_spool(Some("1"), Some("0")), Kind::Binary);
         assert_eq!(Kind::from_spool(Some("1"), Some("1")), Kind::BinaryNoShell);
         // A `qrsh -inherit` task of a script job is handed a command all the same.
-        assert_eq!(Kind::Script.handed(true), Kind::Binary);
-        assert_eq!(Kind::Script.handed(false), Kind::Script);
-        assert_eq!(Kind::BinaryNoShell.handed(true), Kind::BinaryNoShell);
+        assert_eq!(Kind::Script.handed(true, false), Kind::Binary);
+        assert_eq!(Kind::Script.handed(false, false), Kind::Script);
+        assert_eq!(Kind::Script.handed(true, true), Kind::Script);
+        assert_eq!(Kind::BinaryNoShell.handed(true, false), Kind::BinaryNoShell);
         assert_eq!(
             binary_command_line("echo", &["a b".into(), "$HOME".into()]),
             "echo a b $HOME "

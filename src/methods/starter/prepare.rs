@@ -51,10 +51,9 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
     let reference = policy::check_image(requested, &config.images)?;
     let who = Identity::of_caller();
     let proof = job_proof::prove(&job.key, &config.gridengine, &who)?;
-    let kind = proof
-        .spooled()
-        .map_or(Kind::Script, |j| j.kind)
-        .handed(job.by_qrsh_starter);
+    let kind = proof.spooled().map_or(Kind::Script, |j| {
+        j.kind.handed(job.by_qrsh_starter, j.qrsh_job)
+    });
     let paths = privilege::as_caller(|| CallerPaths::check(job, kind, config, &who, &proof))?;
     let seccomp_profile = read_seccomp_profile(config)?;
     let engine = Engine::connect(&config.engine).await?;
