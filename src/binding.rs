@@ -1,9 +1,10 @@
-//! Core binding (`qsub -binding linear:2`). In `set` mode, Grid Engine 8.1.9's shepherd binds
-//! itself to the cores the scheduler chose before it starts the job, so the starter inherits
-//! that CPU affinity and a native job runs on those cores only. A container is no child of
-//! the starter: it gets the same cores as its cpuset. In `env` and `pe` modes Grid Engine
-//! binds nothing (it only tells the job, in `SGE_BINDING` or the `$PE_HOSTFILE`), and
-//! neither does qdock; those hints reach the container as they reach a native job.
+//! Core binding (`qsub -binding linear:2`). Checked on Grid Engine 8.1.9: in `set` mode
+//! (the default) the shepherd binds itself to the cores the scheduler chose before it starts
+//! the job, so the starter inherits that CPU affinity and a native job runs on those cores
+//! only (`SGE_BINDING` names them too). In `env` mode only `SGE_BINDING` is set, in `pe` mode
+//! only the `$PE_HOSTFILE` names them (`socket,core`): nothing is bound, and qdock binds
+//! nothing either; the hints reach the container as they reach a native job. A container is
+//! no child of the starter: in `set` mode it gets the starter's cores as its cpuset.
 //!
 //! The affinity is the one fact used, never `SGE_BINDING`: the variable is the caller's to
 //! set, the affinity only the shepherd's. (A process of the same user can change the
