@@ -630,6 +630,7 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         memory: spec.memory,
         memory_swap: spec.memory_swap,
         nano_cpus: spec.nano_cpus,
+        cpuset_cpus: spec.cpuset_cpus.clone(),
         pids_limit: spec.pids_limit,
         ulimits: Some(ulimits),
         // The starter inspects the container after its exit, then removes it.

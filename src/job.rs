@@ -95,6 +95,18 @@ impl Kind {
             (true, true) => Kind::BinaryNoShell,
         }
     }
+
+    /// The kind of what the starter was handed, given the spool's kind and whether the
+    /// spooled job is a qrsh job: a task that a batch job starts with `qrsh -inherit` (a
+    /// parallel job's) is handed a command by qrsh_starter, while the spool holds the kind of
+    /// its master job, usually a script. A qrsh job's own spool is right (`qrsh -b n`
+    /// hands its script).
+    pub fn handed(self, by_qrsh_starter: bool, qrsh_job: bool) -> Kind {
+        match self {
+            Kind::Script if by_qrsh_starter && !qrsh_job => Kind::Binary,
+            kind => kind,
+        }
+    }
 }
 
 /// The command line the builtin starter gives `shell -c` for a binary job: the command and
@@ -126,6 +138,10 @@ pub struct JobContext {
     pub kind: Kind,
     pub args: Vec<OsString>,
     pub shell: Shell,
+    /// Called by qrsh_starter (`qrsh`, `qrsh -inherit`), which alone sets
+    /// `SGE_STARTER_SHELL_PATH` empty; the shepherd sets the queue's shell.
+    pub by_qrsh_starter: bool,
+    /// The slots of the job on this host: `NSLOTS` until the execd's spool says better.
     pub nslots: Option<u32>,
     pub home: Option<PathBuf>,
     pub tmpdir: Option<PathBuf>,
@@ -182,6 +198,9 @@ impl JobContext {
             kind: Kind::Script,
             args: argv.collect(),
             shell,
+            by_qrsh_starter: env
+                .get("SGE_STARTER_SHELL_PATH")
+                .is_some_and(|p| p.is_empty()),
             nslots: env.get_str("NSLOTS").and_then(|n| n.parse().ok()),
             home: env.get("HOME").filter(|p| !p.is_empty()).map(PathBuf::from),
             tmpdir: env
@@ -286,6 +305,7 @@ mod tests {
             }
         );
         assert_eq!(j.nslots, Some(2));
+        assert!(!j.by_qrsh_starter);
     }
 
     #[test]
@@ -303,6 +323,9 @@ mod tests {
             ("SGE_STARTER_USE_LOGIN_SHELL", "true"),
         ])
         .unwrap();
+        assert!(!j.by_qrsh_starter);
+        let qrsh = parse(&[("JOB_ID", "1"), ("SGE_STARTER_SHELL_PATH", "")]).unwrap();
+        assert!(qrsh.by_qrsh_starter);
         assert_eq!(
             j.shell,
             Shell {
@@ -330,6 +353,11 @@ mod tests {
         assert_eq!(Kind::from_spool(None, None), Kind::Script);
         assert_eq!(Kind::from_spool(Some("1"), Some("0")), Kind::Binary);
         assert_eq!(Kind::from_spool(Some("1"), Some("1")), Kind::BinaryNoShell);
+        // A `qrsh -inherit` task of a script job is handed a command all the same.
+        assert_eq!(Kind::Script.handed(true, false), Kind::Binary);
+        assert_eq!(Kind::Script.handed(false, false), Kind::Script);
+        assert_eq!(Kind::Script.handed(true, true), Kind::Script);
+        assert_eq!(Kind::BinaryNoShell.handed(true, false), Kind::BinaryNoShell);
         assert_eq!(
             binary_command_line("echo", &["a b".into(), "$HOME".into()]),
             "echo a b $HOME "

@@ -27,6 +27,13 @@ pub struct SpooledJob {
     pub kind: Kind,
     /// The queue the job runs in: `QUEUE` in the environment is the caller's to set.
     pub queue: Option<String>,
+    /// Submitted with qrsh (not a batch job that a `qrsh -inherit` task belongs to).
+    pub qrsh_job: bool,
+    /// The slots granted on this host (`host_slots`): a parallel job's share of this host,
+    /// which `NSLOTS` (all hosts together, and the caller's to set) is not.
+    pub host_slots: Option<u32>,
+    /// A parallel job's host file, the execd's own (checked as every spool file is).
+    pub pe_hostfile: Option<PathBuf>,
 }
 
 impl Proof {
@@ -77,6 +84,10 @@ pub fn prove(key: &JobKey, config: &GridEngineConfig, who: &Identity) -> Result<
     )
     .map_err(refuse)?;
     let spooled = parse_config(&read("config").map_err(refuse)?);
+    let pe_hostfile = match spooled.get("pe_hostfile") {
+        Some(_) => Some(entry.trusted("pe_hostfile").map_err(refuse)?),
+        None => None,
+    };
     let job = SpooledJob {
         group,
         owner: spooled.get("job_owner").cloned().unwrap_or_default(),
@@ -86,18 +97,29 @@ pub fn prove(key: &JobKey, config: &GridEngineConfig, who: &Identity) -> Result<
             .map(PathBuf::from),
         kind: kind_of(&spooled),
         queue: spooled.get("queue").cloned(),
+        qrsh_job: is_qrsh_job(&spooled),
+        host_slots: spooled.get("host_slots").and_then(|n| n.parse().ok()),
+        pe_hostfile,
     };
     check_holder(&job, who).map_err(refuse)?;
     Ok(Proof::Spooled(job))
 }
 
-/// What kind of job the execd's spool says `key` is; a job Grid Engine does not run here (a
-/// starter tried by hand) is a script job.
-pub fn spooled_kind(key: &JobKey, config: &GridEngineConfig) -> Kind {
+/// What kind of job the execd's spool says `key` is, and whether it is a qrsh job; a job
+/// Grid Engine does not run here (a starter tried by hand) is a batch script job.
+pub fn spooled_kind(key: &JobKey, config: &GridEngineConfig) -> (Kind, bool) {
     SpoolEntry::locate(key, config)
         .and_then(|entry| entry.read("config"))
-        .map(|text| kind_of(&parse_config(&text)))
+        .map(|text| {
+            let spooled = parse_config(&text);
+            (kind_of(&spooled), is_qrsh_job(&spooled))
+        })
         .unwrap_or_default()
+}
+
+/// The execd writes qrsh's settings (`qrsh_pid_file` …) into the config of qrsh jobs only.
+fn is_qrsh_job(spooled: &HashMap<String, String>) -> bool {
+    spooled.contains_key("qrsh_pid_file")
 }
 
 fn kind_of(spooled: &HashMap<String, String>) -> Kind {
@@ -127,6 +149,14 @@ impl SpoolEntry {
     /// One file of the entry, when it is the execd's (see [`read_trusted`]).
     fn read(&self, name: &str) -> std::result::Result<String, String> {
         read_trusted(&self.dir.join(name), &self.owners)
+    }
+
+    /// The path of one file of the entry, when it is the execd's: nobody but the execd can
+    /// change what it names, so the engine may mount it.
+    fn trusted(&self, name: &str) -> std::result::Result<PathBuf, String> {
+        let path = self.dir.join(name);
+        crate::trust::check_path(&path, &self.owners)?;
+        Ok(path)
     }
 }
 
@@ -258,6 +288,9 @@ mod tests {
             tmpdir: None,
             kind: Kind::Script,
             queue: None,
+            qrsh_job: false,
+            host_slots: None,
+            pe_hostfile: None,
         }
     }
 

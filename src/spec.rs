@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
+use crate::binding;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::image_ref::ImageRef;
@@ -33,6 +34,9 @@ pub struct ResolvedImage {
 pub struct Host {
     pub hostname: String,
     pub cpus: u32,
+    /// The CPUs the starter may run on, as Grid Engine's shepherd bound it (see `binding`).
+    pub affinity: Vec<usize>,
+    pub online_cpus: usize,
     /// The job's working directory, also inside the container.
     pub cwd: PathBuf,
     pub sources: Sources,
@@ -69,6 +73,9 @@ pub struct Sources {
     pub cwd: Option<PathBuf>,
     /// Covers the per-job TMPDIR the execd created (from its spool, never `$TMPDIR`).
     pub tmpdir: Option<PathBuf>,
+    /// A parallel job's `$PE_HOSTFILE`, read-only: the execd's own file in its spool, never
+    /// the path the environment names.
+    pub pe_hostfile: Option<PathBuf>,
 }
 
 /// Every decision about the container in one place, so that one test sees them all: the
@@ -106,6 +113,8 @@ pub struct ContainerSpec {
     /// Equal to `memory`: otherwise swap would double the job's memory limit.
     pub memory_swap: Option<i64>,
     pub nano_cpus: Option<i64>,
+    /// The cores Grid Engine bound the job to (`-binding`), as a cpuset list.
+    pub cpuset_cpus: Option<String>,
     pub pids_limit: Option<i64>,
     pub ulimits: Vec<(String, i64, i64)>,
     pub stop_grace_secs: u64,
@@ -206,6 +215,7 @@ pub fn build(i: &Inputs) -> Result<(ContainerSpec, Notes)> {
         memory: i.limits.memory,
         memory_swap: i.limits.memory,
         nano_cpus: cpus(config, job.nslots, i.host.cpus),
+        cpuset_cpus: binding::cpuset(&i.host.affinity, i.host.online_cpus),
         pids_limit: (config.container.pids_limit > 0).then_some(config.container.pids_limit),
         ulimits: i.limits.ulimits.clone(),
         stop_grace_secs: config.container.stop_grace_secs,
@@ -267,7 +277,12 @@ fn mounts(i: &Inputs) -> Result<Vec<MountSpec>> {
         read_only: true,
     })
     .collect();
-    out.extend(src.script.iter().map(|s| same(s, true)));
+    out.extend(
+        src.script
+            .iter()
+            .chain(&src.pe_hostfile)
+            .map(|s| same(s, true)),
+    );
     if m.identity {
         out.push(same(Path::new("/etc/passwd"), true));
         out.push(same(Path::new("/etc/group"), true));
@@ -374,6 +389,8 @@ mod tests {
         Host {
             hostname: "node1".into(),
             cpus: 2,
+            affinity: vec![0, 1],
+            online_cpus: 2,
             cwd: "/home/alice/run".into(),
             sources: Sources {
                 script: Some("/spool/job_scripts/42".into()),
@@ -381,6 +398,7 @@ mod tests {
                 // The anchors of cwd and home coincide: one mount.
                 cwd: Some("/home/alice".into()),
                 tmpdir: Some("/tmp/42.1.all.q".into()),
+                pe_hostfile: None,
             },
             seccomp_profile: None,
             starter: Some(ProcessId {
@@ -502,7 +520,36 @@ mod tests {
         assert_eq!(spec.memory_swap, spec.memory);
         // 4 slots on a 2-CPU host: clamped, the engine refuses more CPUs than exist.
         assert_eq!(spec.nano_cpus, Some(2_000_000_000));
+        // Not bound: the whole host.
+        assert_eq!(spec.cpuset_cpus, None);
         assert_eq!(notes, Notes::default());
+    }
+
+    #[test]
+    fn parallel_jobs_get_their_hostfile_slots_and_cores() {
+        let mut bound = host();
+        bound.sources.pe_hostfile = Some("/spool/vm/active_jobs/42.1/pe_hostfile".into());
+        bound.affinity = vec![1];
+        let limits = Limits::default();
+        let two_slots = job(&[("NSLOTS", "2")]);
+        let (spec, _) = build(&Inputs {
+            job: &two_slots,
+            config: &Config::default(),
+            who: &who(),
+            image: &image(),
+            limits: &limits,
+            user_mounts: &[],
+            host: &bound,
+        })
+        .unwrap();
+        let hostfile = spec
+            .mounts
+            .iter()
+            .find(|m| m.target.ends_with("pe_hostfile"))
+            .expect("the hostfile is mounted");
+        assert!(hostfile.read_only && hostfile.source == hostfile.target);
+        assert_eq!(spec.nano_cpus, Some(2_000_000_000));
+        assert_eq!(spec.cpuset_cpus.as_deref(), Some("1"));
     }
 
     #[test]

@@ -101,12 +101,15 @@ fuzz_target!(|input: Input| {
     let host = Host {
         hostname: "node".into(),
         cpus: 2,
+        affinity: vec![0, 1],
+        online_cpus: 2,
         cwd: "/home/alice".into(),
         sources: Sources {
             script: Some(job.script.clone()),
             home: job.home.clone(),
             cwd: Some("/home/alice".into()),
             tmpdir: job.tmpdir.clone(),
+            pe_hostfile: None,
         },
         seccomp_profile: None,
         starter: None,

@@ -97,9 +97,10 @@ fn socket_path() -> PathBuf {
 // ---------------------------------------------------------------------------------------------
 // Commands and containers
 
-/// Runs a Grid Engine client as alice in `dir`, with her groups and a login-like environment.
-fn client(dir: &Path, program: &str, args: &[&str]) -> Output {
-    setpriv(ALICE, "--init-groups")
+/// A Grid Engine client as alice in `dir`, with her groups and a login-like environment.
+fn client_command(dir: &Path, program: &str, args: &[&str]) -> Command {
+    let mut command = setpriv(ALICE, "--init-groups");
+    command
         .arg(program)
         .args(args)
         .current_dir(dir)
@@ -112,7 +113,13 @@ fn client(dir: &Path, program: &str, args: &[&str]) -> Output {
             ("LANG", "C.UTF-8"),
             ("SGE_ROOT", SGE_ROOT),
             ("SGE_CELL", SGE_CELL),
-        ])
+        ]);
+    command
+}
+
+/// Runs a Grid Engine client as alice in `dir` without input.
+fn client(dir: &Path, program: &str, args: &[&str]) -> Output {
+    client_command(dir, program, args)
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run setpriv {program}: {e}"))
@@ -295,6 +302,18 @@ impl Case {
         let mut all = vec!["-v", &image, "-cwd"];
         all.extend_from_slice(args);
         self.qsub(&all)
+    }
+
+    /// A Grid Engine client as alice in the test's directory, to spawn with pipes of the
+    /// test's choosing (a DRMAA program, say); register what it submits with [`Case::adopt`].
+    pub fn command(&self, program: &str, args: &[&str]) -> Command {
+        client_command(&self.dir, program, args)
+    }
+
+    /// A job submitted by other means than [`Case::qsub`]: deleted with the case, checked by
+    /// [`Case::assert_clean`].
+    pub fn adopt(&self, job: u32) {
+        self.jobs.borrow_mut().push(job);
     }
 
     /// A Grid Engine client as alice, whatever its exit code.

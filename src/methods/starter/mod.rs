@@ -51,7 +51,8 @@ fn start(argv: Vec<OsString>) -> Result<u8> {
     )?;
     report::set_job(&job.key);
     let Some(requested) = job.image.clone() else {
-        job.kind = crate::job_proof::spooled_kind(&job.key, &config.gridengine);
+        let (kind, qrsh_job) = crate::job_proof::spooled_kind(&job.key, &config.gridengine);
+        job.kind = kind.handed(job.by_qrsh_starter, qrsh_job);
         account::native(&job, &config);
         return Err(crate::methods::native::exec(&job));
     };

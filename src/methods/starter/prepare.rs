@@ -53,7 +53,9 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
     let reference = policy::check_image(requested, &config.images)?;
     let who = Identity::of_caller();
     let proof = job_proof::prove(&job.key, &config.gridengine, &who)?;
-    let kind = proof.spooled().map_or(Kind::Script, |j| j.kind);
+    let kind = proof.spooled().map_or(Kind::Script, |j| {
+        j.kind.handed(job.by_qrsh_starter, j.qrsh_job)
+    });
     let paths = privilege::as_caller(|| CallerPaths::check(job, kind, config, &who, &proof))?;
     let seccomp_profile = read_seccomp_profile(config)?;
     let engine = Engine::connect(&config.engine).await?;
@@ -61,14 +63,18 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
     let job = JobContext {
         script: paths.script.clone(),
         kind,
+        nslots: proof.spooled().and_then(|j| j.host_slots).or(job.nslots),
         ..job.clone()
     };
     let pipes = super::stdio::Pipes::create(&job.key.container_name())?;
+    let (affinity, online_cpus) = crate::binding::of_process();
     let host = Host {
         hostname: nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_default(),
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        affinity,
+        online_cpus,
         cwd: paths.cwd,
         sources: paths.sources,
         seccomp_profile,
@@ -153,6 +159,7 @@ impl CallerPaths {
             home,
             cwd: Some(anchored(&cwd)?),
             tmpdir,
+            pe_hostfile: proof.spooled().and_then(|j| j.pe_hostfile.clone()),
         };
         Ok(CallerPaths {
             script,

@@ -1,0 +1,210 @@
+//! DRMAA, the way Galaxy and many workflow systems submit: Debian's libdrmaa
+//! (gridengine-drmaa1.0) driven by python3-drmaa as alice, through the real Grid Engine cell
+//! (harness: tests/common/cell.rs). The driver is tests/drmaa/drive.py.
+
+#[macro_use]
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+
+use common::cell::*;
+use common::*;
+
+const LIBDRMAA: &str = "/usr/lib/gridengine-drmaa/lib/libdrmaa.so.1.0";
+const DRIVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/drmaa/drive.py");
+
+/// One job submitted through DRMAA, its driver still talking.
+struct Session {
+    child: Child,
+    input: ChildStdin,
+    lines: Receiver<String>,
+    job: u32,
+}
+
+impl Session {
+    /// Submits the job `spec` (a JSON job template, see drive.py) and lets the driver apply
+    /// `actions` to it, one per [`Session::go`].
+    fn submit(case: &Case, spec: &str, actions: &[&str]) -> Session {
+        let mut args = vec![DRIVER, spec];
+        args.extend_from_slice(actions);
+        let mut child = case
+            .command("python3", &args)
+            .env("DRMAA_LIBRARY_PATH", LIBDRMAA)
+            // libdrmaa must be loaded first (python3-drmaa's own advice).
+            .env("LD_PRELOAD", LIBDRMAA)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 tests/drmaa/drive.py");
+        let input = child.stdin.take().expect("stdin");
+        let output = BufReader::new(child.stdout.take().expect("stdout"));
+        let (send, lines) = channel();
+        std::thread::spawn(move || {
+            for line in output.lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut session = Session {
+            child,
+            input,
+            lines,
+            job: 0,
+        };
+        let submitted = session.expect("submitted ");
+        session.job = submitted.parse().expect("a job id");
+        case.adopt(session.job);
+        session
+    }
+
+    /// The driver's next line, which must start with `prefix`; returns the rest.
+    fn expect(&mut self, prefix: &str) -> String {
+        let line = self.lines.recv_timeout(JOB_TIMEOUT).unwrap_or_else(|e| {
+            let _ = self.child.kill();
+            panic!("the DRMAA driver said nothing starting {prefix:?} ({e})")
+        });
+        line.strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("expected {prefix:?}, the driver said {line:?}"))
+            .to_string()
+    }
+
+    /// Lets the driver apply its next action; returns the job's DRMAA state after it.
+    fn go(&mut self, action: &str) -> String {
+        writeln!(self.input, "go").expect("write to the driver");
+        self.expect(&format!("done {action} "))
+    }
+
+    /// What `wait()` said about the job's end (drive.py's JSON).
+    fn result(mut self) -> String {
+        let result = self.expect("result ");
+        let status = self.child.wait().expect("the driver's exit");
+        assert!(status.success(), "the driver failed: {status}");
+        result
+    }
+}
+
+fn spec(case: &Case, name: &str, command: &str, args: &[&str], extra: &str) -> String {
+    let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
+    format!(
+        "{{\"name\": {name:?}, \"wd\": {:?}, \"command\": {command:?}, \"args\": [{}]{extra}}}",
+        case.dir.display().to_string(),
+        args.join(", ")
+    )
+}
+
+fn exited(code: i32) -> String {
+    format!(
+        "{{\"hasExited\": true, \"exitStatus\": {code}, \"hasSignaled\": false, \"terminatedSignal\": \"\", \"wasAborted\": false}}"
+    )
+}
+
+/// A script and binaries as `remoteCommand`, with `IMAGE` from `jobEnvironment` and from
+/// `nativeSpecification`; the exit status comes back through `wait()`.
+#[test]
+fn drmaa_script_and_binary_jobs_run_in_the_image() {
+    require_cell!();
+    let case = Case::new("drmaa-jobs");
+    let script = case.script(
+        "job.sh",
+        "cat /qdock-image-marker\necho \"args: $*\"\nexit 3\n",
+    );
+    let image_env = format!(", \"env\": {{\"IMAGE\": {IMAGE:?}}}");
+    let image_native = format!(", \"native\": \"-v IMAGE={IMAGE}\"");
+    let cases = [
+        (
+            "script_env",
+            script.to_str().unwrap(),
+            &["a", "b"][..],
+            image_env.as_str(),
+            3,
+            format!("{IMAGE}\nargs: a b\n"),
+        ),
+        (
+            "echo_env",
+            "/bin/echo",
+            &["hi", "there"][..],
+            image_env.as_str(),
+            0,
+            "hi there\n".to_string(),
+        ),
+        (
+            "cat_native",
+            "/bin/cat",
+            &["/qdock-image-marker"][..],
+            image_native.as_str(),
+            0,
+            format!("{IMAGE}\n"),
+        ),
+        (
+            "echo_plain",
+            "/bin/echo",
+            &["native"][..],
+            "",
+            0,
+            "native\n".to_string(),
+        ),
+    ];
+    let sessions: Vec<Session> = cases
+        .iter()
+        .map(|(name, command, args, extra, _, _)| {
+            Session::submit(&case, &spec(&case, name, command, args, extra), &[])
+        })
+        .collect();
+    for (session, (name, _, _, _, code, output)) in sessions.into_iter().zip(&cases) {
+        let job = session.job;
+        assert_eq!(session.result(), exited(*code), "{name} (job {job})");
+        let out = case.read(format!("{name}.out"));
+        let out: String = out
+            .lines()
+            .filter(|l| !l.starts_with("qdock: "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(&out, output, "{name} (job {job})");
+    }
+    case.assert_clean();
+}
+
+/// `control()` suspends, resumes and terminates the container: paused, running again, then
+/// gone; `wait()` then reports the end as for the same job run natively.
+#[test]
+fn drmaa_control_pauses_resumes_and_terminates_the_container() {
+    require_cell!();
+    let case = Case::new("drmaa-control");
+    let actions = ["suspend", "resume", "terminate"];
+    let image_env = format!(", \"env\": {{\"IMAGE\": {IMAGE:?}}}");
+    let mut session = Session::submit(
+        &case,
+        &spec(&case, "sleep_image", "/bin/sleep", &["600"], &image_env),
+        &actions,
+    );
+    let job = session.job;
+    let name = task_container(job, 0);
+    case.wait_for_container(job, 0, "running");
+    session.go("suspend");
+    case.wait_for_container(job, 0, "paused");
+    assert_eq!(inspect(&name, "{{.State.Paused}}"), "true");
+    session.go("resume");
+    case.wait_for_container(job, 0, "running");
+    assert_eq!(inspect(&name, "{{.State.Paused}}"), "false");
+    session.go("terminate");
+    let image_result = session.result();
+    assert!(containers_of(job).is_empty(), "{:?}", containers_of(job));
+
+    let mut native = Session::submit(
+        &case,
+        &spec(&case, "sleep_native", "/bin/sleep", &["600"], ""),
+        &["terminate"],
+    );
+    native.go("terminate");
+    let native_result = native.result();
+    // Grid Engine's libdrmaa reports a job ended by control(TERMINATE) (a qdel) as aborted,
+    // neither exited nor signaled, whether it ran natively or in the image.
+    let aborted = "{\"hasExited\": false, \"exitStatus\": 0, \"hasSignaled\": false, \"terminatedSignal\": \"\", \"wasAborted\": true}";
+    assert_eq!(native_result, aborted, "natively");
+    assert_eq!(image_result, native_result, "in the image as natively");
+    case.assert_clean();
+}
