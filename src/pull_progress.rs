@@ -1,13 +1,13 @@
 //! What a job's `.e` file says while its image is pulled: a few lines, never the engine's
 //! progress flood (a status per layer every few hundred kilobytes). One line when a layer is
-//! in place, with how many of the layers seen so far are; the rest is dropped.
+//! in place, with how many are; the rest is dropped. (How many layers there are in all is
+//! not known before the end: the engine names a layer present already only then.)
 
 use std::collections::BTreeSet;
 
-/// The layers of one pull, as the engine's progress messages name them.
+/// The layers of one pull in place so far, as the engine's progress messages name them.
 #[derive(Debug, Default)]
 pub struct PullProgress {
-    seen: BTreeSet<String>,
     done: BTreeSet<String>,
 }
 
@@ -18,7 +18,6 @@ impl PullProgress {
         // Messages about the image as a whole ("Pulling from …", "Digest: …") carry no
         // layer id, or the tag as id.
         let id = id.filter(|id| is_layer_id(id))?;
-        self.seen.insert(id.to_string());
         let what = match status {
             "Pull complete" => "pulled",
             "Already exists" => "present already",
@@ -27,11 +26,7 @@ impl PullProgress {
         if !self.done.insert(id.to_string()) {
             return None;
         }
-        Some(format!(
-            "layer {id} {what} ({} of {} layers)",
-            self.done.len(),
-            self.seen.len()
-        ))
+        Some(format!("layer {id} {what} ({} in place)", self.done.len()))
     }
 }
 
@@ -78,8 +73,8 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "layer 5b0c3a2f1d4e pulled (1 of 2 layers)",
-                "layer 9a8b7c6d5e4f pulled (2 of 2 layers)"
+                "layer 5b0c3a2f1d4e pulled (1 in place)",
+                "layer 9a8b7c6d5e4f pulled (2 in place)"
             ]
         );
     }
@@ -89,7 +84,7 @@ mod tests {
         let mut progress = PullProgress::default();
         assert_eq!(
             progress.update(Some("5b0c3a2f1d4e"), "Already exists"),
-            Some("layer 5b0c3a2f1d4e present already (1 of 1 layers)".into())
+            Some("layer 5b0c3a2f1d4e present already (1 in place)".into())
         );
         assert_eq!(
             progress.update(Some("5b0c3a2f1d4e"), "Already exists"),

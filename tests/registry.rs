@@ -96,6 +96,9 @@ fn missing_pulls_runs_and_records_the_digest_that_ran() {
     let j = job("missing", &pushed.reference);
     let out = j.run();
     out.assert_code(0)
+        .assert_qdock_line(&["pulling image", &pushed.reference, "not on this host"])
+        .assert_qdock_line(&["pulling image", "layer", "(1 in place)"])
+        .assert_qdock_line(&["pulled image", &pushed.reference])
         .assert_qdock_line(&["runs", &pushed.digest_ref]);
     assert_eq!(out.stdout_text(), "qdock/busybox:1\n");
     j.assert_no_container();

@@ -25,7 +25,7 @@ write_hosts_files() {
     local begin='# qdock hosts (bin/setup-cluster) begin' end='# qdock hosts end' n lines=""
     for n in "$@"; do lines+="$(host_addr "$n") $n"$'\n'; done
     local kept
-    kept=$(sed "/^$begin\$/,/^$end\$/d" /etc/hosts)
+    kept=$(awk -v b="$begin" -v e="$end" '$0 == b { skip = 1 } !skip { print } $0 == e { skip = 0 }' /etc/hosts)
     if (($#)); then
         printf '%s\n%s\n%s%s\n' "$kept" "$begin" "$lines" "$end" >"$tmp/etc-hosts"
     else
