@@ -26,6 +26,18 @@ fn go(case: &Case) {
     write_file(&case.path("go"), "", ALICE.uid, ALICE.gid, 0o644);
 }
 
+/// Every record says: ran on `host`, exit 0.
+fn assert_all_ran_well_on(acct: &[Acct], host: Host) {
+    for record in acct {
+        assert_eq!(record.get("hostname"), host.name, "{record:?}");
+        assert_eq!(
+            (record.failed(), record.exit_status()),
+            (0, 0),
+            "{record:?}"
+        );
+    }
+}
+
 /// qdock's own lines in a job's `.e` file.
 fn qdock_lines(text: &str) -> Vec<&str> {
     text.lines().filter(|l| l.starts_with("qdock:")).collect()
@@ -42,17 +54,7 @@ impl Pushed {
     fn new(from: Host) -> Pushed {
         let registry = Registry::start(GATEWAY);
         let reference = format!("{}/qdock/pulltest:{}", registry.addr, std::process::id());
-        let context = registry.dir.join("image");
-        std::fs::create_dir(&context).unwrap();
-        std::fs::write(
-            context.join("Dockerfile"),
-            format!(
-                "FROM {IMAGE}\nLABEL qdock.test-registry={}\n",
-                registry.addr
-            ),
-        )
-        .unwrap();
-        let context = context.display().to_string();
+        let context = registry.image_context().display().to_string();
         from.docker_text(&["build", "-q", "-t", &reference, &context]);
         from.docker_text(&["push", &reference]);
         from.docker_text(&["rmi", &reference]);
@@ -91,14 +93,7 @@ fn tasks_starting_together_on_a_host_pull_its_image_once() {
         ],
     );
     let acct = case.wait_done(job, tasks);
-    for record in &acct {
-        assert_eq!(record.get("hostname"), NODE1.name, "{record:?}");
-        assert_eq!(
-            (record.failed(), record.exit_status()),
-            (0, 0),
-            "{record:?}"
-        );
-    }
+    assert_all_ran_well_on(&acct, NODE1);
     assert!(NODE1.has_image(&pushed.reference));
     assert!(!NODE2.has_image(&pushed.reference), "pulled on node1 only");
 
@@ -207,14 +202,7 @@ fn execd_killed_and_restarted_under_container_jobs_loses_nothing() {
     });
     restart_missing_daemons();
     let acct = case.wait_done(job, 2);
-    for record in &acct {
-        assert_eq!(record.get("hostname"), NODE1.name, "{record:?}");
-        assert_eq!(
-            (record.failed(), record.exit_status()),
-            (0, 0),
-            "{record:?}"
-        );
-    }
+    assert_all_ran_well_on(&acct, NODE1);
     for task in 1..=2 {
         assert_eq!(
             case.read(format!("hold.sh.o{job}.{task}")),

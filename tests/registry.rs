@@ -22,16 +22,7 @@ impl Pushed {
     fn new() -> Pushed {
         let registry = Registry::start("127.0.0.1");
         let repo = format!("{}/qdock/pulltest", registry.addr);
-        let context = registry.dir.join("image");
-        std::fs::create_dir(&context).unwrap();
-        std::fs::write(
-            context.join("Dockerfile"),
-            format!(
-                "FROM {IMAGE}\nLABEL qdock.test-registry={}\n",
-                registry.addr
-            ),
-        )
-        .unwrap();
+        let context = registry.image_context();
         let mut pushed = Pushed {
             reference: format!("{repo}:{}", std::process::id()),
             digest_ref: String::new(),

@@ -57,6 +57,19 @@ impl Registry {
         Registry { child, addr, dir }
     }
 
+    /// A build context (a directory) for an image of the test's own: the test image with a
+    /// label naming this registry, so that no other test's image is the same.
+    pub fn image_context(&self) -> PathBuf {
+        let context = self.dir.join("image");
+        std::fs::create_dir_all(&context).unwrap();
+        std::fs::write(
+            context.join("Dockerfile"),
+            format!("FROM {IMAGE}\nLABEL qdock.test-registry={}\n", self.addr),
+        )
+        .unwrap();
+        context
+    }
+
     /// The logged requests (`"GET /v2/… HTTP/1.1" 200`) that contain `needle`.
     pub fn requests(&self, needle: &str) -> Vec<String> {
         std::fs::read_to_string(self.dir.join("access.log"))
