@@ -146,15 +146,22 @@ host_execd_runs() {
     return 1
 }
 
+# Starts host $1's sge_execd (it puts itself in the background) and says whether it runs.
+# What it says before it can write to its spool goes to the host's /var/log/sge_execd.log.
+try_host_execd() {
+    in_host "$1" "${clean_env[@]}" SGE_ROOT="$SGE_ROOT" SGE_CELL="$SGE_CELL" \
+        /usr/lib/gridengine/sge_execd </dev/null >>"$hosts_state/$1/log/sge_execd.log" 2>&1 \
+        && wait_for 5 host_execd_runs "$1"
+}
+
 start_host_execd() {
     local n=$1
     ! host_execd_runs "$n" || return 0
     log "$n: starting sge_execd"
-    # It puts itself in the background once it runs.
-    in_host "$n" "${clean_env[@]}" SGE_ROOT="$SGE_ROOT" SGE_CELL="$SGE_CELL" \
-        /usr/lib/gridengine/sge_execd </dev/null >/dev/null 2>&1 \
-        || die "$n: sge_execd did not start; see $hosts_state/$n/spool/$n/messages"
-    wait_for 15 host_execd_runs "$n" || die "$n: sge_execd exited; see $hosts_state/$n/spool/$n/messages"
+    # Right after an execd was killed, the qmaster may still hold its connection and turn
+    # the new one away for a while: try again.
+    wait_for 60 try_host_execd "$n" \
+        || die "$n: sge_execd does not start; see $hosts_state/$n/log/sge_execd.log and $hosts_state/$n/spool/$n/messages"
 }
 
 start_host_gc_watcher() {
@@ -225,7 +232,8 @@ wanted_hosts() {
 }
 
 # Adds, repairs or removes hosts so that exactly the wanted ones run; $1 as for
-# wanted_hosts. @allhosts (all.q's hostlist) then names this machine and them.
+# wanted_hosts. @allhosts (all.q's hostlist) then names this machine and them. A new
+# host's queue instance starts enabled; one an admin disabled stays so.
 setup_hosts() {
     local want n
     mapfile -t want < <(wanted_hosts "$1")
@@ -252,6 +260,6 @@ setup_hosts() {
     write_hosts_files "${want[@]}"
     for n in "${want[@]}"; do add_host "$n"; done
     set_allhosts "$host" "${want[@]}"
-    for n in "${want[@]}"; do make_queue_healthy "$n"; done
+    for n in "${want[@]}"; do make_queue_healthy "$n" keep-disabled; done
     log "hosts: ${want[*]} on $hosts_bridge ($hosts_prefix.0/24); enter one with bin/on-host HOST CMD"
 }
