@@ -186,8 +186,27 @@ stop_host_processes() {
 
 # --- grid engine ----------------------------------------------------------------------
 
+# Host nodeN's gid_range: 100 groups of its own from 60000 on. Every execd hands out its
+# range's groups on its own, and a shepherd ending a job kills every process holding the
+# job's group (ENABLE_ADDGRP_KILL); the hosts share this machine's processes, so with one
+# range a job's end on one host killed another host's job that had drawn the same group.
+host_gid_range() {
+    local first=$((60000 + (${1#node} - 1) * 100))
+    echo "$first-$((first + 99))"
+}
+
 register_host() {
     local n=$1
+    # A host's local configuration: its own gid_range (qconf -Aconf names it by its file).
+    local range
+    range=$(host_gid_range "$n")
+    install -d "$tmp/conf"
+    printf 'gid_range %s\n' "$range" >"$tmp/conf/$n"
+    if ! qconf -sconf "$n" >/dev/null 2>&1; then
+        qc -Aconf "$tmp/conf/$n"
+    elif ! qconf -sconf "$n" | grep -Eq "^gid_range +$range\$"; then
+        qc -Mconf "$tmp/conf/$n"
+    fi
     qconf -sh 2>/dev/null | grep -qx "$n" || qc -ah "$n"
     qconf -sel 2>/dev/null | grep -qx "$n" && return
     printf 'hostname %s\nload_scaling NONE\ncomplex_values NONE\nuser_lists NONE\nxuser_lists NONE\nprojects NONE\nxprojects NONE\nusage_scaling NONE\nreport_variables NONE\n' "$n" >"$tmp/exechost"
@@ -196,6 +215,7 @@ register_host() {
 
 unregister_host() {
     local n=$1
+    qconf -sconf "$n" >/dev/null 2>&1 && qc -dconf "$n"
     qconf -sel 2>/dev/null | grep -qx "$n" && qc -de "$n"
     qconf -sh 2>/dev/null | grep -qx "$n" && qc -dh "$n"
     return 0
