@@ -8,7 +8,8 @@ ensure_bridge() {
     if ! ip link show "$hosts_bridge" >/dev/null 2>&1; then
         ip link add "$hosts_bridge" type bridge
     fi
-    ip addr show dev "$hosts_bridge" | grep -q "inet $hosts_gateway/24" \
+    # Not `ip … | grep -q`: grep leaving early fails the pipe under pipefail.
+    [[ "$(ip addr show dev "$hosts_bridge")" == *"inet $hosts_gateway/24 "* ]] \
         || ip addr add "$hosts_gateway/24" dev "$hosts_bridge"
     ip link set "$hosts_bridge" up
 }
@@ -204,7 +205,7 @@ register_host() {
     printf 'gid_range %s\n' "$range" >"$tmp/conf/$n"
     if ! qconf -sconf "$n" >/dev/null 2>&1; then
         qc -Aconf "$tmp/conf/$n"
-    elif ! qconf -sconf "$n" | grep -Eq "^gid_range +$range\$"; then
+    elif ! grep -Eq "^gid_range +$range\$" <<<"$(qconf -sconf "$n")"; then
         qc -Mconf "$tmp/conf/$n"
     fi
     qconf -sh 2>/dev/null | grep -qx "$n" || qc -ah "$n"
