@@ -167,15 +167,29 @@ impl Engine {
         }
     }
 
-    /// Pulls; a refusal by the registry (no such image, no access) is permanent, the rest may pass.
-    pub async fn pull(&self, reference: &str) -> Result<()> {
+    /// Pulls, handing each progress message (layer id, status) to `progress`; a refusal by
+    /// the registry (no such image, no access) is permanent, the rest may pass.
+    pub async fn pull(
+        &self,
+        reference: &str,
+        mut progress: impl FnMut(Option<&str>, &str),
+    ) -> Result<()> {
         let options = CreateImageOptions {
             from_image: Some(reference.to_string()),
             ..Default::default()
         };
-        let mut progress = self.docker.create_image(Some(options), None, None);
-        while let Some(item) = progress.next().await {
-            let Err(e) = item else { continue };
+        let mut stream = self.docker.create_image(Some(options), None, None);
+        while let Some(item) = stream.next().await {
+            let e = match item {
+                Ok(info) => {
+                    progress(
+                        info.id.as_deref(),
+                        info.status.as_deref().unwrap_or_default(),
+                    );
+                    continue;
+                }
+                Err(e) => e,
+            };
             let image = reference.to_string();
             return Err(match pull_refused(&e) {
                 Some(true) => Error::PullRefused {

@@ -21,6 +21,7 @@ pub mod pattern;
 pub mod policy;
 pub mod privilege;
 pub mod process;
+pub mod pull_progress;
 pub mod report;
 pub mod signals;
 pub mod spec;

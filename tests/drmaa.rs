@@ -90,8 +90,9 @@ impl Session {
 fn spec(case: &Case, name: &str, command: &str, args: &[&str], extra: &str) -> String {
     let args: Vec<String> = args.iter().map(|a| format!("{a:?}")).collect();
     format!(
-        "{{\"name\": {name:?}, \"wd\": {:?}, \"command\": {command:?}, \"args\": [{}]{extra}}}",
+        "{{\"name\": {name:?}, \"wd\": {:?}, \"queue\": {:?}, \"command\": {command:?}, \"args\": [{}]{extra}}}",
         case.dir.display().to_string(),
+        home_queue(),
         args.join(", ")
     )
 }

@@ -557,38 +557,42 @@ fn qacct_counts_a_container_jobs_cpu_as_a_native_jobs() {
     case.assert_clean();
 }
 
-/// The execd restarted (init script, as an admin would), and answering again.
+/// This machine's execd restarted, and answering again. Only its own pid is stopped: the init
+/// script's `stop` also kills every other `sge_execd` on the machine, which would take down
+/// the execution hosts of `bin/setup-cluster --hosts` (their execds run here too).
 fn restart_execd(case: &Case) {
-    let pids = || {
-        let out = std::process::Command::new("pgrep")
-            .args(["-x", "sge_execd"])
-            .output()
-            .expect("pgrep");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
-    let before = pids();
-    assert!(!before.is_empty(), "no sge_execd runs");
+    const PIDFILE: &str = "/var/run/gridengine/execd.pid";
+    let pid = || -> Option<i32> { std::fs::read_to_string(PIDFILE).ok()?.trim().parse().ok() };
+    let before = pid().expect("this machine's sge_execd has no pid file");
+    let alive = |p: i32| Path::new(&format!("/proc/{p}")).exists();
+    assert!(alive(before), "sge_execd {before} does not run");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(before),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("stop sge_execd");
+    case.wait_until("the old sge_execd exited", JOB_TIMEOUT, || !alive(before));
     let status = std::process::Command::new("env")
         .args([
             "-i",
             "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
             "LANG=C.UTF-8",
             "/etc/init.d/gridengine-exec",
-            "restart",
+            "start",
         ])
         .stdout(std::process::Stdio::null())
         .status()
         .expect("run the init script");
-    assert!(status.success(), "gridengine-exec restart: {status}");
+    assert!(status.success(), "gridengine-exec start: {status}");
     case.wait_until("a new sge_execd runs", JOB_TIMEOUT, || {
-        let now = pids();
-        !now.is_empty() && now != before
+        pid().is_some_and(|p| p != before && alive(p))
     });
     // The queue instance is usable again once qmaster hears from the new execd.
+    let queue = home_queue();
     case.wait_until("the queue is no longer unreachable", JOB_TIMEOUT, || {
-        case.client("qstat", &["-f", "-q", "all.q"])
+        case.client("qstat", &["-f", "-q", &queue])
             .lines()
-            .filter(|l| l.starts_with("all.q@"))
+            .filter(|l| l.starts_with(&queue))
             .all(|l| l.split_whitespace().nth(5).is_none_or(|s| !s.contains('u')))
     });
 }

@@ -4,66 +4,8 @@
 #[macro_use]
 mod common;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-
+use common::registry::Registry;
 use common::*;
-
-static REGISTRIES: AtomicU64 = AtomicU64::new(0);
-
-/// A registry of our own, on a free port, with its storage in the test root.
-struct Registry {
-    child: Child,
-    addr: String,
-    dir: std::path::PathBuf,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        // One per test: the tests of this file run in parallel.
-        let n = REGISTRIES.fetch_add(1, Ordering::Relaxed);
-        let dir = test_root().join(format!("registry-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("storage")).unwrap();
-        let config = dir.join("config.yml");
-        let yaml = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-            dir.join("storage").display()
-        );
-        std::fs::write(&config, yaml).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry (Debian package docker-registry) runs");
-        wait_until("the registry answers", Duration::from_secs(20), || {
-            std::net::TcpStream::connect(&addr).is_ok()
-        });
-        Registry { child, addr, dir }
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// A registry of the test's own holding an image of its own (the test image with a label
 /// naming the registry) as `reference` (a tag) and `digest_ref` (its digest), neither of
@@ -78,18 +20,9 @@ struct Pushed {
 
 impl Pushed {
     fn new() -> Pushed {
-        let registry = Registry::start();
+        let registry = Registry::start("127.0.0.1");
         let repo = format!("{}/qdock/pulltest", registry.addr);
-        let context = registry.dir.join("image");
-        std::fs::create_dir(&context).unwrap();
-        std::fs::write(
-            context.join("Dockerfile"),
-            format!(
-                "FROM {IMAGE}\nLABEL qdock.test-registry={}\n",
-                registry.addr
-            ),
-        )
-        .unwrap();
+        let context = registry.image_context();
         let mut pushed = Pushed {
             reference: format!("{repo}:{}", std::process::id()),
             digest_ref: String::new(),
@@ -154,6 +87,9 @@ fn missing_pulls_runs_and_records_the_digest_that_ran() {
     let j = job("missing", &pushed.reference);
     let out = j.run();
     out.assert_code(0)
+        .assert_qdock_line(&["pulling image", &pushed.reference, "not on this host"])
+        .assert_qdock_line(&["pulling image", "layer", "(1 in place)"])
+        .assert_qdock_line(&["pulled image", &pushed.reference])
         .assert_qdock_line(&["runs", &pushed.digest_ref]);
     assert_eq!(out.stdout_text(), "qdock/busybox:1\n");
     j.assert_no_container();

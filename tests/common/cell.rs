@@ -8,6 +8,12 @@
 //! for alice. Without them [`require_cell`] skips the test with a printed reason, or fails it
 //! under `CI=true`.
 //!
+//! Placement: the cell may have more execution hosts than this machine (`bin/setup-cluster
+//! --hosts N` adds node1…nodeN, each with an engine of its own), but most tests look at the
+//! local engine, so [`Case::new`] pins every `qsub` and `qrsh` to this machine's queue
+//! instance ([`home_queue`]); [`Case::cluster`] leaves placement to the scheduler
+//! (tests/cluster.rs).
+//!
 //! Isolation: each [`Case`] works in its own directory `/home/alice/qdock-e2e-<pid>-<test>/`
 //! and only looks at its own job ids, so the tests run in parallel with each other (and with
 //! other users of the cell). A test that makes the engine unreachable takes [`ENGINE`]
@@ -37,6 +43,15 @@ pub const JOB_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Held shared by every test, exclusively by the one that makes the engine unreachable.
 static ENGINE: RwLock<()> = RwLock::new(());
+
+/// The queue holding the qdock methods.
+pub const QUEUE: &str = "all.q";
+
+/// This machine's queue instance (`all.q@vm`): where [`Case::new`] sends its jobs.
+pub fn home_queue() -> String {
+    let host = nix::unistd::gethostname().expect("gethostname");
+    format!("{QUEUE}@{}", host.to_string_lossy())
+}
 
 // ---------------------------------------------------------------------------------------------
 // Prerequisites
@@ -224,22 +239,33 @@ enum Lock {
 pub struct Case {
     pub dir: PathBuf,
     jobs: RefCell<Vec<u32>>,
+    /// The queue (instance) every `qsub` and `qrsh` asks for; None: any host.
+    pin: Option<String>,
     _lock: Lock,
 }
 
 impl Case {
+    /// A test whose jobs run on this machine, beside the local engine.
     pub fn new(name: &str) -> Case {
         let lock = Lock::Shared(ENGINE.read().unwrap_or_else(|e| e.into_inner()));
-        Case::with_lock(name, lock)
+        Case::with_lock(name, lock, Some(home_queue()))
     }
 
     /// A test that disturbs the engine: no other test of this file runs meanwhile.
     pub fn exclusive(name: &str) -> Case {
         let lock = Lock::Exclusive(ENGINE.write().unwrap_or_else(|e| e.into_inner()));
-        Case::with_lock(name, lock)
+        Case::with_lock(name, lock, Some(home_queue()))
     }
 
-    fn with_lock(name: &str, lock: Lock) -> Case {
+    /// A test whose jobs go wherever the scheduler (or the test's own `-l`/`-q`) sends them,
+    /// over every host of the cell; it holds the local engine exclusively, since it may
+    /// take engines away.
+    pub fn cluster(name: &str) -> Case {
+        let lock = Lock::Exclusive(ENGINE.write().unwrap_or_else(|e| e.into_inner()));
+        Case::with_lock(name, lock, None)
+    }
+
+    fn with_lock(name: &str, lock: Lock, pin: Option<String>) -> Case {
         let dir = ALICE
             .home()
             .join(format!("qdock-e2e-{}-{name}", std::process::id()));
@@ -248,6 +274,7 @@ impl Case {
         Case {
             dir,
             jobs: Default::default(),
+            pin,
             _lock: lock,
         }
     }
@@ -273,7 +300,7 @@ impl Case {
     pub fn qsub_in(&self, dir: &Path, args: &[&str]) -> u32 {
         let mut all = vec!["-terse"];
         all.extend_from_slice(args);
-        let out = client(dir, "qsub", &all);
+        let out = self.run_client(dir, "qsub", &all);
         let stdout = text(&out.stdout);
         assert!(
             out.status.success(),
@@ -318,12 +345,12 @@ impl Case {
 
     /// A Grid Engine client as alice, whatever its exit code.
     pub fn client_output(&self, program: &str, args: &[&str]) -> Output {
-        client(&self.dir, program, args)
+        self.run_client(&self.dir, program, args)
     }
 
     /// A Grid Engine client as alice; panics when it fails.
     pub fn client(&self, program: &str, args: &[&str]) -> String {
-        let out = client(&self.dir, program, args);
+        let out = self.run_client(&self.dir, program, args);
         assert!(
             out.status.success(),
             "{program} {args:?} failed: {}{}",
@@ -331,6 +358,18 @@ impl Case {
             text(&out.stderr)
         );
         text(&out.stdout)
+    }
+
+    /// `program` as alice in `dir`; a job it submits is pinned to the case's queue.
+    fn run_client(&self, dir: &Path, program: &str, args: &[&str]) -> Output {
+        match &self.pin {
+            Some(queue) if matches!(program, "qsub" | "qrsh") => {
+                let mut all = vec!["-q", queue.as_str()];
+                all.extend_from_slice(args);
+                client(dir, program, &all)
+            }
+            _ => client(dir, program, args),
+        }
     }
 
     /// Polls `condition` every [`POLL`] (the cell's pace) for at most `timeout`; panics
@@ -377,10 +416,16 @@ impl Case {
         }
     }
 
-    /// The slots of the cell's queues: (used + reserved, total), from `qstat -f`.
+    /// The slots where the case's jobs may run (the pinned queue instance, or every one):
+    /// (used + reserved, total), from `qstat -f`.
     pub fn slots(&self) -> (u32, u32) {
         let out = self.client("qstat", &["-f"]);
         out.lines()
+            .filter(|line| {
+                self.pin
+                    .as_deref()
+                    .is_none_or(|q| line.split_whitespace().next() == Some(q))
+            })
             .filter_map(|line| {
                 let field = line.split_whitespace().nth(2)?;
                 let n: Vec<u32> = field.split('/').filter_map(|n| n.parse().ok()).collect();

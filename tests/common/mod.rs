@@ -121,7 +121,9 @@ macro_rules! require_cell {
 }
 
 pub mod cell;
+pub mod hosts;
 pub mod private_engine;
+pub mod registry;
 
 /// The test image: `FROM scratch` + static busybox, with `/qdock-image-marker` and
 /// `/etc/os-release` `ID=qdock-busybox`.

@@ -3,7 +3,7 @@
 Usage: drive.py JOB_JSON [ACTION ...]
 
 JOB_JSON describes one job template: {"command": ..., "args": [...], "env": {...},
-"native": "...", "name": "...", "wd": "..."}. The job is submitted, and its id printed as
+"native": "...", "name": "...", "wd": "...", "queue": "all.q@host"}. The job is submitted, and its id printed as
 "submitted ID". Each ACTION (suspend, resume, terminate) first waits for the job to run and
 for one line on stdin (the test's go-ahead, once it saw what it needed), then calls
 control() and prints "done ACTION STATE". Finally wait() and one JSON line "result {...}"
@@ -48,7 +48,8 @@ def main():
         template.remoteCommand = spec["command"]
         template.args = spec.get("args", [])
         template.jobEnvironment = spec.get("env", {})
-        template.nativeSpecification = spec.get("native", "")
+        # Pinned like the harness's qsub: the test looks at this machine's engine.
+        template.nativeSpecification = f"-q {spec['queue']} " + spec.get("native", "")
         template.jobName = spec["name"]
         template.workingDirectory = spec["wd"]
         # ":path" is DRMAA's "any host" form; one file for both streams.

@@ -5,6 +5,8 @@ use crate::config::PullPolicy;
 use crate::engine::Engine;
 use crate::error::{Cause, Error, Result};
 use crate::image_ref::ImageRef;
+use crate::pull_progress::PullProgress;
+use crate::report;
 use crate::spec::ResolvedImage;
 
 pub async fn resolve(
@@ -14,11 +16,11 @@ pub async fn resolve(
 ) -> Result<ResolvedImage> {
     let name = reference.normalized();
     if pull == PullPolicy::Always {
-        engine.pull(&name).await?;
+        pull_reporting(engine, &name, "pull = \"always\"").await?;
     }
     let found = match engine.image(&name).await? {
         None if pull == PullPolicy::Missing => {
-            engine.pull(&name).await?;
+            pull_reporting(engine, &name, "not on this host").await?;
             engine.image(&name).await?
         }
         found => found,
@@ -45,4 +47,25 @@ pub async fn resolve(
         id: image.id,
         repo_digest,
     })
+}
+
+/// Pulls `name`, saying so in the job's `.e` file: a line before, one per layer in place
+/// and one after. Several jobs pulling the same image at once share one download: the
+/// engine joins a pull of a reference already under way.
+async fn pull_reporting(engine: &Engine, name: &str, why: &str) -> Result<()> {
+    report::info(&format!("pulling image {name} ({why})"));
+    let started = std::time::Instant::now();
+    let mut progress = PullProgress::default();
+    engine
+        .pull(name, |id, status| {
+            if let Some(line) = progress.update(id, status) {
+                report::info(&format!("pulling image {name}: {line}"));
+            }
+        })
+        .await?;
+    report::info(&format!(
+        "pulled image {name} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
 }

@@ -1,0 +1,50 @@
+# The execution hosts node1…nodeN that `bin/setup-cluster --hosts N` adds beside this one
+# (README, "Several execution hosts on one machine"): where each one's state lives and how
+# to enter it. Sourced by bin/setup-cluster, bin/on-host, bin/install and bin/bench-cluster.
+
+# Per host: daemon.json (its engine), docker/ (data root), qdock/ (its /etc/qdock),
+# log/ (its /var/log), spool/ (its execd spool directory); plus hosts (every host's /etc/hosts).
+hosts_state=/var/lib/qdock-hosts
+# Per host: uts and mnt, the files that keep its namespaces (its network one is
+# /run/netns/<host>, made by `ip netns`). A private mount, as unshare(1) asks for.
+hosts_run=/run/qdock-hosts
+hosts_bridge=qdock0
+hosts_prefix=10.231.0
+# This machine's address on the bridge: the qmaster's host as the hosts see it.
+hosts_gateway=$hosts_prefix.1
+
+# The address of host nodeN: .N+1 on the bridge.
+host_addr() { echo "$hosts_prefix.$((${1#node} + 1))"; }
+
+# The hosts set up so far, in order (node1 node2 …).
+host_names() {
+    local d
+    for d in "$hosts_state"/node*/; do
+        [[ -f $d/daemon.json ]] && basename "$d"
+    done | sort -V
+}
+
+# Is $1 a name bin/setup-cluster gives a host?
+is_host_name() { [[ $1 =~ ^node[1-9][0-9]{0,2}$ ]] && (($(host_addr "$1" | cut -d. -f4) < 255)); }
+
+# Are host $1's namespaces there (kept by their files)?
+host_is_up() {
+    mountpoint -q "/run/netns/$1" 2>/dev/null && mountpoint -q "$hosts_run/$1/uts" \
+        && mountpoint -q "$hosts_run/$1/mnt"
+}
+
+# nsenter's options that enter host $1.
+host_nsenter() {
+    echo nsenter "--net=/run/netns/$1" "--uts=$hosts_run/$1/uts" "--mount=$hosts_run/$1/mnt"
+}
+
+# The pids of the processes inside host $1 (its mount namespace), or with $2 those named $2.
+host_pids() {
+    local ns pid pids
+    ns=mnt:[$(stat -L -c %i "$hosts_run/$1/mnt" 2>/dev/null)] || return 0
+    if [[ -n ${2:-} ]]; then pids=$(pgrep -x "$2"); else pids=$(ls /proc | grep -E '^[0-9]+$'); fi
+    for pid in $pids; do
+        [[ "$(readlink "/proc/$pid/ns/mnt" 2>/dev/null)" == "$ns" ]] && echo "$pid"
+    done
+    return 0
+}

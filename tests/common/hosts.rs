@@ -1,0 +1,234 @@
+//! The execution hosts node1…nodeN of `bin/setup-cluster --hosts N` (tests/cluster.rs): each
+//! has its own engine, sge_execd, `qdock gc --watch` and /etc/qdock/qdock.toml, reached
+//! from here through `bin/on-host`. A test changes a host (its config, its daemons) only
+//! through a guard that puts it back when dropped, and holds the cell case
+//! ([`super::cell::Case::cluster`]) meanwhile, so no other test of its process runs.
+//!
+//! Prerequisites: at least [`HOSTS`] hosts; without them [`require_hosts`] skips the test
+//! with a printed reason, or fails it under `CI=true`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use super::*;
+
+/// How many hosts tests/cluster.rs needs: node1 and node2.
+pub const HOSTS: usize = 2;
+/// Where bin/setup-cluster keeps each host's state (bin/lib/hosts.bash).
+const STATE: &str = "/var/lib/qdock-hosts";
+/// This machine's address on the hosts' bridge.
+pub const GATEWAY: &str = "10.231.0.1";
+
+fn repo_bin(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("bin").join(name)
+}
+
+/// True when the cell and node1…node[`HOSTS`] are usable.
+pub fn require_hosts() -> bool {
+    static CHECKED: OnceLock<Result<(), String>> = OnceLock::new();
+    super::cell::require_cell()
+        && prerequisites_met(&CHECKED, || {
+            for host in Host::all() {
+                let out = host.docker(&["image", "inspect", "--format", "{{.Id}}", IMAGE]);
+                if !out.status.success() {
+                    return Err(format!(
+                        "{} has no engine with {IMAGE} ({}); bin/setup-cluster --hosts {HOSTS} makes it",
+                        host.name,
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ));
+                }
+            }
+            Ok(())
+        })
+}
+
+/// One execution host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Host {
+    pub name: &'static str,
+}
+
+pub const NODE1: Host = Host { name: "node1" };
+pub const NODE2: Host = Host { name: "node2" };
+
+impl Host {
+    pub fn all() -> [Host; HOSTS] {
+        [NODE1, NODE2]
+    }
+
+    /// Its queue instance, for `qsub -q`.
+    pub fn queue(&self) -> String {
+        format!("{}@{}", super::cell::QUEUE, self.name)
+    }
+
+    /// `argv` inside the host, as root.
+    pub fn command(&self, argv: &[&str]) -> Command {
+        let mut command = Command::new(repo_bin("on-host"));
+        command.arg(self.name).args(argv).stdin(Stdio::null());
+        command
+    }
+
+    pub fn run(&self, argv: &[&str]) -> Output {
+        self.command(argv)
+            .output()
+            .unwrap_or_else(|e| panic!("bin/on-host {} {argv:?}: {e}", self.name))
+    }
+
+    /// stdout of `argv` inside the host, trimmed; panics when it fails.
+    pub fn run_text(&self, argv: &[&str]) -> String {
+        let out = self.run(argv);
+        assert!(
+            out.status.success(),
+            "on {}: {argv:?} failed: {}{}",
+            self.name,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// The docker CLI against the host's engine.
+    pub fn docker(&self, args: &[&str]) -> Output {
+        let mut argv = vec!["docker"];
+        argv.extend_from_slice(args);
+        self.run(&argv)
+    }
+
+    pub fn docker_text(&self, args: &[&str]) -> String {
+        let mut argv = vec!["docker"];
+        argv.extend_from_slice(args);
+        self.run_text(&argv)
+    }
+
+    /// The names of the containers of this cell on the host's engine (all states).
+    pub fn qdock_containers(&self) -> Vec<String> {
+        let cell = format!("label=qdock.cell={}", super::cell::SGE_CELL);
+        self.docker_text(&["ps", "-a", "--filter", &cell, "--format", "{{.Names}}"])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn has_image(&self, reference: &str) -> bool {
+        self.docker(&["image", "inspect", reference])
+            .status
+            .success()
+    }
+
+    /// The host's /etc/qdock/qdock.toml as this machine sees it.
+    pub fn config_path(&self) -> PathBuf {
+        Path::new(STATE).join(self.name).join("qdock/qdock.toml")
+    }
+
+    /// Sets `key = value` (TOML) in `[table]` of the host's config until the guard is
+    /// dropped; the config must have the key there already.
+    pub fn set_config_value(&self, table: &str, key: &str, value: &str) -> ConfigGuard {
+        let path = self.config_path();
+        let old = fs::read_to_string(&path).expect("the host's qdock.toml");
+        let mut in_table = false;
+        let mut replaced = false;
+        let mut new = String::new();
+        for line in old.lines() {
+            let trimmed = line.trim();
+            if trimmed.starts_with('[') {
+                in_table = trimmed == format!("[{table}]");
+            } else if in_table && trimmed.split('=').next().map(str::trim) == Some(key) {
+                new.push_str(&format!("{key} = {value}\n"));
+                replaced = true;
+                continue;
+            }
+            new.push_str(line);
+            new.push('\n');
+        }
+        assert!(replaced, "{}: no {key} in [{table}]", path.display());
+        write_config(&path, &new);
+        ConfigGuard { path, old }
+    }
+
+    /// The pid of the host's process named `name` (`dockerd`, `sge_execd`), if one runs.
+    pub fn daemon_pid(&self, name: &str) -> Option<i32> {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source {}/lib/hosts.bash && host_pids {} {name}",
+                repo_bin("").display(),
+                self.name
+            ))
+            .output()
+            .expect("bash");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+    }
+
+    /// Kills the host's daemon `name` with `signal` and waits until it is gone.
+    pub fn kill_daemon(&self, name: &str, signal: Signal) {
+        let pid = self
+            .daemon_pid(name)
+            .unwrap_or_else(|| panic!("no {name} runs on {}", self.name));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).expect("kill");
+        wait_until(
+            &format!("{name} on {} ended", self.name),
+            Duration::from_secs(30),
+            || self.daemon_pid(name) != Some(pid),
+        );
+    }
+
+    /// Stops the host's `qdock gc --watch` until the guard is dropped.
+    pub fn stop_gc_watcher(&self) -> WatcherGuard {
+        self.run_text(&[&qdock_gc_watch(), "stop"]);
+        WatcherGuard(*self)
+    }
+}
+
+fn qdock_gc_watch() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("sge-conf/qdock-gc-watch")
+        .display()
+        .to_string()
+}
+
+/// Starts whatever of the cell is not running (bin/setup-cluster, which keeps the hosts):
+/// how a test brings a host's engine or execd back after taking it away.
+pub fn restart_missing_daemons() {
+    let out = Command::new(repo_bin("setup-cluster"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("bin/setup-cluster");
+    assert!(
+        out.status.success(),
+        "bin/setup-cluster: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn write_config(path: &Path, text: &str) {
+    // In place: the host sees the file through a bind mount of its directory, either way.
+    fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// Puts a host's config back when dropped.
+pub struct ConfigGuard {
+    path: PathBuf,
+    old: String,
+}
+
+impl Drop for ConfigGuard {
+    fn drop(&mut self) {
+        write_config(&self.path, &self.old);
+    }
+}
+
+/// Starts a host's `qdock gc --watch` again when dropped.
+pub struct WatcherGuard(Host);
+
+impl Drop for WatcherGuard {
+    fn drop(&mut self) {
+        let _ = self.0.run(&[&qdock_gc_watch(), "start"]);
+    }
+}
