@@ -41,7 +41,7 @@ pub fn serve(config: &Config) -> std::io::Result<()> {
             break;
         }
         let measure = runtime
-            .block_on(tokio::time::timeout(DEADLINE, measure(config)))
+            .block_on(async { tokio::time::timeout(DEADLINE, measure(config)).await })
             .unwrap_or_default();
         let advert = advertise::advertise(&measure.references, patterns);
         // Once per change, not every report: the admin learns what to reorder or drop.
