@@ -306,10 +306,7 @@ fn missing_image_puts_the_job_in_error_state() {
     );
     assert_eq!(case.read(format!("never.sh.o{job}")), "");
     assert_eq!(containers_of(job), Vec::<String>::new());
-    case.client("qdel", &[&job.to_string()]);
-    case.wait_until(&format!("job {job} deleted"), JOB_TIMEOUT, || {
-        case.states(job).is_empty()
-    });
+    case.delete(job);
     case.assert_clean();
 }
 

@@ -159,9 +159,6 @@ fn a_job_for_an_image_present_nowhere_stays_pending_with_the_reason() {
     assert!(shown.contains(&image_request(absent)), "{shown}");
     assert_eq!(case.states(job), ["qw"], "{shown}");
     assert!(case.acct(job).is_empty());
-    case.client("qdel", &[&job.to_string()]);
-    case.wait_until(&format!("job {job} deleted"), JOB_TIMEOUT, || {
-        case.states(job).is_empty()
-    });
+    case.delete(job);
     case.assert_clean();
 }

@@ -72,7 +72,9 @@ impl<'a> Jsv<'a> {
     fn image(&self) -> Option<String> {
         let name = &self.config.job.image_variable;
         self.env.get(name).cloned().or_else(|| {
-            // Some clients send the -v list as one parameter: NAME=value,NAME2=value2.
+            // 8.1.9's qsub and qmaster send the job's variables only as ENV lines, after SEND
+            // ENV (checked with a logging JSV); the -v list as one parameter,
+            // NAME=value,NAME2=value2, is kept for Grid Engines that send it so.
             let list = self.params.get("v")?;
             list.split(',').find_map(|kv| {
                 kv.strip_prefix(name.as_str())?

@@ -477,6 +477,14 @@ impl Case {
         }
     }
 
+    /// `qdel` of a job, then waits until it left `qstat`.
+    pub fn delete(&self, job: u32) {
+        self.client("qdel", &[&job.to_string()]);
+        self.wait_until(&format!("job {job} deleted"), JOB_TIMEOUT, || {
+            self.states(job).is_empty()
+        });
+    }
+
     /// Waits until the job left `qstat` and has `records` accounting records (one per task
     /// and attempt); returns them.
     pub fn wait_done(&self, job: u32, records: usize) -> Vec<Acct> {
