@@ -380,6 +380,18 @@ mod tests {
     }
 
     #[test]
+    fn hostile_images_never_reach_the_request_lists() {
+        // A request list is split at `,` and blanks, and `*;` would widen the match: only a
+        // reference that passed Docker's grammar becomes part of a request.
+        for image in ["x:1,qdock_engine=0", "x:1 h_rt=1", "x;*", "*", "x:1\\n"] {
+            let line = format!("ENV ADD IMAGE {image}");
+            let out = session(&Config::default(), &["START", &line, "BEGIN"]);
+            assert_eq!(out.len(), 3, "{out:?}");
+            assert!(out[2].starts_with("RESULT STATE REJECT qdock: "), "{out:?}");
+        }
+    }
+
+    #[test]
     fn reads_the_v_parameter_too() {
         let c = Config::default();
         let out = session(&c, &["START", "PARAM v FOO=1,IMAGE=Bad", "BEGIN"]);
