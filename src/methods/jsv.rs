@@ -179,19 +179,28 @@ impl ResourceList {
 }
 
 pub fn serve(config: &Config) -> std::io::Result<()> {
+    talk(config, std::io::stdin().lock(), std::io::stdout().lock())
+}
+
+/// Lines are bytes, not text: a job's environment (qrsh sends the user's) may hold any value,
+/// and one that is not UTF-8 must not end the JSV, which would reject the job. Lossy is
+/// enough: such a value is never a valid image reference.
+fn talk(config: &Config, mut input: impl BufRead, mut output: impl Write) -> std::io::Result<()> {
     let mut jsv = Jsv::new(config);
-    let stdin = std::io::stdin();
-    let mut stdout = std::io::stdout().lock();
-    for line in stdin.lock().lines() {
-        let Some(answer) = jsv.handle(line?.trim_end()) else {
-            break;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if input.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        let Some(answer) = jsv.handle(String::from_utf8_lossy(&line).trim_end()) else {
+            return Ok(());
         };
         for a in answer {
-            writeln!(stdout, "{a}")?;
+            writeln!(output, "{a}")?;
         }
-        stdout.flush()?;
+        output.flush()?;
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -389,6 +398,18 @@ mod tests {
             assert_eq!(out.len(), 3, "{out:?}");
             assert!(out[2].starts_with("RESULT STATE REJECT qdock: "), "{out:?}");
         }
+    }
+
+    #[test]
+    fn variables_that_are_not_utf8_do_not_end_the_dialogue() {
+        let input: &[u8] =
+            b"START\nENV ADD LESSOPEN |\xff\xfe\nENV ADD IMAGE qdock/busybox:1\nBEGIN\nQUIT\n";
+        let mut output = Vec::new();
+        talk(&Config::default(), input, &mut output).unwrap();
+        assert_eq!(
+            String::from_utf8(output).unwrap(),
+            "SEND ENV\nSTARTED\nPARAM l_hard qdock_engine=1,qdock_images=*;qdock/busybox:1;*\nRESULT STATE CORRECT\n"
+        );
     }
 
     #[test]
