@@ -40,6 +40,34 @@ pub struct Host {
     pub seccomp_profile: Option<String>,
     /// The starter itself, recorded so `qdock gc` can tell a live job from an orphan.
     pub starter: Option<ProcessId>,
+    /// The starter's stdin and stdout are a terminal (`qrsh -pty y`) of this size.
+    pub terminal: Option<WindowSize>,
+}
+
+/// A terminal's size in character cells; zero when nobody set it (as `TIOCGWINSZ` says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WindowSize {
+    pub rows: u16,
+    pub cols: u16,
+}
+
+impl WindowSize {
+    /// The size to hand on: an unset one would shrink the job's terminal to nothing.
+    pub fn known(self) -> Option<WindowSize> {
+        (self.rows > 0 && self.cols > 0).then_some(self)
+    }
+}
+
+/// Where the container's stdin comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stdin {
+    /// The job script, fed by the starter (`script_from_stdin`).
+    Script,
+    /// The starter's own stdin, relayed as it comes: qrsh's input, a batch job's `-i` file.
+    Relayed,
+    /// The starter's terminal: the container gets a terminal of its own, of this size, and
+    /// the starter relays keys and size changes to it.
+    Terminal(WindowSize),
 }
 
 /// The default mount sources, each already widened to its anchor (see `mount_source`) and
@@ -66,8 +94,7 @@ pub struct ContainerSpec {
     pub groups: Vec<String>,
     pub entrypoint: Vec<String>,
     pub cmd: Vec<String>,
-    /// The script is fed on stdin (`script_from_stdin`).
-    pub stdin_script: bool,
+    pub stdin: Stdin,
     pub workdir: String,
     pub hostname: Option<String>,
     pub env: Vec<String>,
@@ -164,7 +191,11 @@ pub fn build(i: &Inputs) -> Result<(ContainerSpec, Notes)> {
         groups: i.who.groups.iter().map(u32::to_string).collect(),
         entrypoint,
         cmd,
-        stdin_script: job.kind == Kind::Script && job.shell.mode == StartMode::Stdin,
+        stdin: match i.host.terminal {
+            _ if job.kind == Kind::Script && job.shell.mode == StartMode::Stdin => Stdin::Script,
+            Some(size) => Stdin::Terminal(size),
+            None => Stdin::Relayed,
+        },
         workdir: utf8_path(&i.host.cwd, "the working directory")?,
         hostname: (config.container.network != "host").then(|| i.host.hostname.clone()),
         env,
@@ -351,6 +382,7 @@ mod tests {
                 pid: 4242,
                 start: 77,
             }),
+            terminal: None,
         }
     }
 
@@ -461,7 +493,41 @@ mod tests {
         let (spec, _) = build_with(&stdin, &Config::default());
         assert_eq!(spec.entrypoint, vec!["/bin/sh", "-l"]);
         assert_eq!(spec.cmd, vec!["-s", "in.fq"]);
-        assert!(spec.stdin_script);
+        assert_eq!(spec.stdin, Stdin::Script);
+    }
+
+    /// A terminal gives the container one of its own (qrsh -pty y); without one, stdin is
+    /// relayed as it is. The script on stdin wins: it is what the shell must read.
+    #[test]
+    fn the_starters_terminal_decides_the_containers_stdin() {
+        let size = WindowSize { rows: 33, cols: 97 };
+        let on = |terminal, job: &JobContext| {
+            let host = Host { terminal, ..host() };
+            let (spec, _) = build(&Inputs {
+                job,
+                config: &Config::default(),
+                who: &who(),
+                image: &image(),
+                limits: &Limits::default(),
+                user_mounts: &[],
+                host: &host,
+            })
+            .unwrap();
+            spec.stdin
+        };
+        let plain = job(&[]);
+        assert_eq!(on(None, &plain), Stdin::Relayed);
+        assert_eq!(on(Some(size), &plain), Stdin::Terminal(size));
+        let stdin = job(&[("SGE_STARTER_SHELL_START_MODE", "script_from_stdin")]);
+        assert_eq!(on(Some(size), &stdin), Stdin::Script);
+    }
+
+    #[test]
+    fn an_unset_window_size_is_not_handed_on() {
+        assert_eq!(WindowSize::default().known(), None);
+        assert_eq!(WindowSize { rows: 0, cols: 80 }.known(), None);
+        let size = WindowSize { rows: 24, cols: 80 };
+        assert_eq!(size.known(), Some(size));
     }
 
     #[test]

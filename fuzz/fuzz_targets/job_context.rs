@@ -110,6 +110,7 @@ fuzz_target!(|input: Input| {
         },
         seccomp_profile: None,
         starter: None,
+        terminal: None,
     };
     let inputs = Inputs {
         job: &job,

@@ -121,6 +121,7 @@ macro_rules! require_cell {
 }
 
 pub mod cell;
+pub mod pty;
 
 /// The test image: `FROM scratch` + static busybox, with `/qdock-image-marker` and
 /// `/etc/os-release` `ID=qdock-busybox`.

@@ -4,13 +4,16 @@
 //! Top-down: [`prepare`] checks everything and builds the container spec (nothing exists
 //! yet); [`leftover`] creates the container, clearing one left by an earlier run of the same
 //! job; [`supervise`] attaches, starts, streams the output through [`sink`] and relays
-//! signals until the container exits; the container is removed on every path after create.
+//! signals until the container exits, while [`relay`] passes stdin on (and, on a terminal,
+//! [`terminal`] keys and window size); the container is removed on every path after create.
 
 mod image;
 mod leftover;
 mod prepare;
+mod relay;
 mod sink;
 mod supervise;
+mod terminal;
 
 use std::cell::RefCell;
 use std::ffi::OsString;
@@ -21,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::job::JobContext;
 use crate::labels::Labelled;
 use crate::signals::{Received, Signals};
-use crate::spec::ContainerSpec;
+use crate::spec::{ContainerSpec, Stdin};
 use crate::{environ, report};
 
 pub fn run(argv: Vec<OsString>) -> u8 {
@@ -95,15 +98,20 @@ async fn execute(
         created.replace(Some(id.clone()));
         // Said once the container exists, so a job refused before has one line only: why.
         report::info(&prepared.announcement());
-        let (output, input) = engine.attach(&id, spec.stdin_script).await?;
+        let (output, input) = match spec.stdin {
+            Stdin::Terminal(_) => engine.attach_terminal(&id).await?,
+            Stdin::Script | Stdin::Relayed => engine.attach(&id).await?,
+        };
+        // Raw before the job runs, so the starter's terminal cooks none of its keys.
+        let raw = prepared.terminal.as_ref().map(|t| t.raw()).transpose()?;
         engine.start(&id).await?;
-        Ok::<_, Error>((id, output, input))
+        Ok::<_, Error>((id, output, input, raw))
     };
     tokio::pin!(setup);
     // The job may run (and set its traps) before the engine has answered the start:
     // warnings arriving meanwhile are forwarded once it has, not dropped.
     let mut warnings = Vec::new();
-    let (id, output, input) = loop {
+    let (id, output, input, raw) = loop {
         tokio::select! {
             setup = &mut setup => break setup?,
             received = signals.next() => match received {
@@ -129,11 +137,17 @@ async fn execute(
     for received in warnings {
         supervise::forward(engine, &id, received).await;
     }
-    let feeding = prepared
-        .script_input
-        .clone()
-        .map(|script| Box::pin(supervise::feed(input, script)) as supervise::Pending);
-    supervise::supervise(engine, spec, &id, output, feeding, signals).await
+    let feeding: supervise::Pending = match prepared.script_input.clone() {
+        Some(script) => Box::pin(supervise::feed(input, script)),
+        None => Box::pin(relay::relay(engine, &id, input, raw.is_some())),
+    };
+    let output = match raw {
+        Some(_) => terminal::screen(output)?,
+        None => output,
+    };
+    let code = supervise::supervise(engine, spec, &id, output, Some(feeding), signals).await;
+    drop(raw);
+    code
 }
 
 /// The container this starter created, found by name when create was cut short before it

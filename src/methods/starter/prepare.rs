@@ -16,6 +16,8 @@ use crate::privilege::{self, Identity};
 use crate::spec::{self, ContainerSpec, Host, ResolvedImage, Sources};
 use crate::{limits, mount_source, report};
 
+use super::terminal::{self, Terminal};
+
 pub struct Prepared {
     /// The job, `12.0`, for messages.
     pub job: String,
@@ -24,6 +26,7 @@ pub struct Prepared {
     pub image: ResolvedImage,
     /// The script for the shell's stdin (`script_from_stdin`).
     pub script_input: Option<Vec<u8>>,
+    pub terminal: Option<Terminal>,
 }
 
 impl Prepared {
@@ -59,6 +62,7 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
         kind,
         ..job.clone()
     };
+    let terminal = Terminal::of_stdio();
     let host = Host {
         hostname: nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
@@ -68,6 +72,7 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
         sources: paths.sources,
         seccomp_profile,
         starter: crate::process::ProcessId::of_self(),
+        terminal: terminal.as_ref().map(|_| terminal::size()),
     };
     let limits = limits::of_process();
     let inputs = spec::Inputs {
@@ -92,6 +97,7 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
         spec,
         image,
         script_input: paths.script_input,
+        terminal,
     })
 }
 
