@@ -73,6 +73,14 @@ fn job_sleep(job: u32) -> Option<i32> {
         })
 }
 
+/// qrsh may return a moment before the job leaves qstat; then nothing of it may be left.
+fn assert_ended(case: &Case, job: u32) {
+    case.wait_until("the job left qstat", JOB_TIMEOUT, || {
+        case.states(job).is_empty()
+    });
+    case.assert_clean();
+}
+
 /// What a user does on the shell's terminal: its name, its size and a change of it, Ctrl-C
 /// for a foreground command, and the exit code back through qrsh. `os_id` proves where the
 /// shell runs.
@@ -115,10 +123,7 @@ fn use_the_shell(case: &Case, mut shell: Session, os_id: &str) {
     shell.send(b"exit 7\r");
     let status = shell.wait();
     assert_eq!(status.code(), Some(7), "{}", shell.transcript());
-    case.wait_until("the job left qstat", JOB_TIMEOUT, || {
-        case.states(job).is_empty()
-    });
-    case.assert_clean();
+    assert_ended(case, job);
 }
 
 #[test]
@@ -149,10 +154,7 @@ fn a_terminal_session_ends_when_qrsh_dies() {
     let job = session_job(&case, &mut shell);
     assert_eq!(containers_of(job).len(), 1, "{:?}", containers_of(job));
     shell.kill();
-    case.wait_until("the job left qstat", JOB_TIMEOUT, || {
-        case.states(job).is_empty()
-    });
-    case.assert_clean();
+    assert_ended(&case, job);
 }
 
 /// `qdel` of a terminal session: qrsh returns, the container goes.
@@ -166,10 +168,7 @@ fn qdel_ends_a_terminal_session() {
     case.client("qdel", &[&job.to_string()]);
     let status = shell.wait();
     assert_ne!(status.code(), Some(0), "{}", shell.transcript());
-    case.wait_until("the job left qstat", JOB_TIMEOUT, || {
-        case.states(job).is_empty()
-    });
-    case.assert_clean();
+    assert_ended(&case, job);
 }
 
 /// Without a terminal, qrsh's stdin is the job's, to its end: natively and in the image,
