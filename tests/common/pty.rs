@@ -38,9 +38,11 @@ impl Session {
             ws_ypixel: 0,
         };
         let pty = openpty(Some(&size), None).expect("openpty");
+        // Other tests spawn processes meanwhile: neither side may leak into them.
         let master = File::from(pty.master);
-        set_cloexec(&master);
+        set_cloexec(master.as_raw_fd());
         let slave: OwnedFd = pty.slave;
+        set_cloexec(slave.as_raw_fd());
         let stdio = |fd: &OwnedFd| Stdio::from(fd.try_clone().expect("dup the terminal"));
         command
             .stdin(stdio(&slave))
@@ -141,19 +143,15 @@ impl Session {
         assert_eq!(set, 0, "TIOCSWINSZ: {}", std::io::Error::last_os_error());
     }
 
-    /// Waits for the program to exit, which closes its side of the terminal; kills it and
-    /// panics at the deadline.
+    /// Waits for the program to exit; kills it and panics at the deadline. (Not the
+    /// terminal's close: a process another test spawns meanwhile may hold its side too.)
     pub fn wait(&mut self) -> ExitStatus {
         let deadline = Instant::now() + self.timeout;
-        {
-            let (lock, changed) = &*self.screen;
-            let mut screen = lock.lock().unwrap();
-            while !screen.closed && Instant::now() < deadline {
-                let left = deadline.saturating_duration_since(Instant::now());
-                screen = changed.wait_timeout(screen, left).unwrap().0;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
             }
-            if !screen.closed {
-                drop(screen);
+            if Instant::now() >= deadline {
                 let _ = self.child.kill();
                 panic!(
                     "the program did not end in {:?}; the terminal showed:\n{}",
@@ -161,8 +159,8 @@ impl Session {
                     self.transcript()
                 );
             }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        self.child.wait().expect("wait")
     }
 
     /// Kills the program, as a user closing the terminal window does (the terminal's
@@ -190,8 +188,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-fn set_cloexec(file: &File) {
-    let fd = file.as_raw_fd();
+fn set_cloexec(fd: std::os::fd::RawFd) {
     // SAFETY: F_SETFD on a descriptor this process owns.
     let set = unsafe { nix::libc::fcntl(fd, nix::libc::F_SETFD, nix::libc::FD_CLOEXEC) };
     assert_eq!(set, 0, "FD_CLOEXEC: {}", std::io::Error::last_os_error());
