@@ -48,7 +48,13 @@ fn session_job(case: &Case, shell: &mut Session) -> u32 {
     let said = run(shell, "echo \"job-$JOB_ID-\"");
     let job = said
         .lines()
-        .find_map(|l| l.strip_prefix("job-")?.strip_suffix("-\r")?.parse().ok())
+        .find_map(|l| {
+            l.strip_prefix("job-")?
+                .trim_end()
+                .strip_suffix('-')?
+                .parse()
+                .ok()
+        })
         .unwrap_or_else(|| panic!("no job id in {said:?}"));
     case.track(job);
     job
