@@ -97,9 +97,10 @@ fn socket_path() -> PathBuf {
 // ---------------------------------------------------------------------------------------------
 // Commands and containers
 
-/// Runs a Grid Engine client as alice in `dir`, with her groups and a login-like environment.
-fn client(dir: &Path, program: &str, args: &[&str]) -> Output {
-    setpriv(ALICE, "--init-groups")
+/// A Grid Engine client as alice in `dir`, with her groups and a login-like environment.
+pub fn client_command(dir: &Path, program: &str, args: &[&str]) -> Command {
+    let mut command = setpriv(ALICE, "--init-groups");
+    command
         .arg(program)
         .args(args)
         .current_dir(dir)
@@ -110,9 +111,16 @@ fn client(dir: &Path, program: &str, args: &[&str]) -> Output {
             ("USER", ALICE.name),
             ("LOGNAME", ALICE.name),
             ("LANG", "C.UTF-8"),
+            ("TERM", "xterm"),
             ("SGE_ROOT", SGE_ROOT),
             ("SGE_CELL", SGE_CELL),
-        ])
+        ]);
+    command
+}
+
+/// Runs a Grid Engine client (see [`client_command`]) with no input.
+fn client(dir: &Path, program: &str, args: &[&str]) -> Output {
+    client_command(dir, program, args)
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run setpriv {program}: {e}"))
@@ -283,6 +291,11 @@ impl Case {
             .unwrap_or_else(|| panic!("qsub said {stdout:?}"));
         self.jobs.borrow_mut().push(id);
         id
+    }
+
+    /// A job this test started otherwise (qrsh): checked and cleaned up like its own.
+    pub fn track(&self, job: u32) {
+        self.jobs.borrow_mut().push(job);
     }
 
     pub fn qsub(&self, args: &[&str]) -> u32 {

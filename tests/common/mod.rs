@@ -122,6 +122,7 @@ macro_rules! require_cell {
 
 pub mod cell;
 pub mod private_engine;
+pub mod pty;
 
 /// The test image: `FROM scratch` + static busybox, with `/qdock-image-marker` and
 /// `/etc/os-release` `ID=qdock-busybox`.
