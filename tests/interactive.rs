@@ -150,8 +150,12 @@ fn qrsh_with_a_terminal_gives_a_native_shell_without_image() {
     use_the_shell(&case, shell, "debian");
 }
 
-/// The user's end goes away (qrsh killed, as when the terminal window closes): the session
-/// ends and its container goes.
+/// The cell's orphan watcher (`qdock gc --watch`, started by bin/install) logs each removal.
+const WATCHER_LOG: &str = "/var/log/qdock-gc-watch.log";
+
+/// The user's end goes away (qrsh killed, as when the terminal window closes): the shepherd
+/// loses qrsh and SIGKILLs the job, the starter with it, so no one is left to remove the
+/// container but the orphan watcher, which does.
 #[test]
 fn a_terminal_session_ends_when_qrsh_dies() {
     require_cell!();
@@ -160,7 +164,16 @@ fn a_terminal_session_ends_when_qrsh_dies() {
     let mut shell = qrsh_shell(&case, &["-v", &image]);
     let job = session_job(&case, &mut shell);
     assert_eq!(containers_of(job).len(), 1, "{:?}", containers_of(job));
+    let removed = format!("removed {} ", task_container(job, 0));
+    let log = || std::fs::read_to_string(WATCHER_LOG).unwrap_or_default();
+    assert!(
+        !log().contains(&removed),
+        "an earlier {removed:?} in {WATCHER_LOG}"
+    );
     shell.kill();
+    case.wait_until("the watcher removed the container", JOB_TIMEOUT, || {
+        log().contains(&removed)
+    });
     assert_ended(&case, job);
 }
 

@@ -122,7 +122,7 @@ async fn execute(
                 let (output, input) = engine.attach_terminal(&id).await?;
                 // Raw before the job runs, so the starter's terminal cooks none of its keys.
                 let raw = terminal.raw()?;
-                (terminal::screen(output)?, None, input, Some(raw))
+                (terminal.screen(output)?, None, input, Some(raw))
             }
             Io::Pipes(pipes) => {
                 let (output, writers) = pipes.output()?;

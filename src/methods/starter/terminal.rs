@@ -8,7 +8,7 @@ use std::io::IsTerminal;
 use std::os::fd::BorrowedFd;
 
 use futures_util::StreamExt;
-use nix::sys::termios::{self, SetArg, Termios};
+use nix::sys::termios::{self, OutputFlags, SetArg, Termios};
 
 use super::sink::Sink;
 use crate::engine::{Chunk, Output};
@@ -106,47 +106,99 @@ pub(super) fn stdin() -> BorrowedFd<'static> {
     unsafe { BorrowedFd::borrow_raw(0) }
 }
 
-/// The job's output to the terminal, written by a thread of its own: a terminal nobody reads
-/// (the qrsh client stopped) blocks write(2), and the starter must still answer signals and
-/// remove the container. The stream returned carries only a failure of the engine's; it ends
-/// once everything was written.
-pub fn screen(mut output: Output) -> Result<Output> {
-    let (chunks, mut pending) = tokio::sync::mpsc::channel::<Chunk>(16);
-    let (written, all_written) = tokio::sync::oneshot::channel::<()>();
-    std::thread::Builder::new()
-        .name("terminal-out".into())
-        .spawn(move || {
-            let mut sink = Sink::default();
-            while let Some(chunk) = pending.blocking_recv() {
-                sink.write(chunk);
-            }
-            let _ = written.send(());
-        })
-        .map_err(|e| Error::io("start the terminal's writer", e))?;
-    let relayed = async move {
-        while let Some(item) = output.next().await {
-            match item {
-                Ok(chunk) => {
-                    if chunks.send(chunk).await.is_err() {
-                        break;
+impl Terminal {
+    /// The job's output to the terminal, written by a thread of its own: a terminal nobody
+    /// reads (the qrsh client stopped) blocks write(2), and the starter must still answer
+    /// signals and remove the container. The stream returned carries only a failure of the
+    /// engine's; it ends once everything was written.
+    ///
+    /// The container's terminal turned each LF into CR LF already (ONLCR), as a terminal
+    /// does; the starter's, raw, passes that on. Where the starter's terminal as found did
+    /// not do that itself, whoever is beyond it does, and the CR is taken out again, or every
+    /// line would end in CR CR LF: so it is under Grid Engine, whose shepherd hands the
+    /// job a pty that passes output on as it is, while qrsh leaves OPOST and ONLCR on at the
+    /// user's terminal when it makes that raw.
+    pub fn screen(&self, mut output: Output) -> Result<Output> {
+        let mut newlines = (!adds_cr(&self.saved)).then(Newlines::default);
+        let (chunks, mut pending) = tokio::sync::mpsc::channel::<Chunk>(16);
+        let (written, all_written) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("terminal-out".into())
+            .spawn(move || {
+                let mut sink = Sink::default();
+                while let Some(chunk) = pending.blocking_recv() {
+                    match (&mut newlines, chunk) {
+                        (Some(newlines), Chunk::Stdout(bytes)) => {
+                            sink.write(Chunk::Stdout(newlines.undo(&bytes).into()));
+                        }
+                        (_, chunk) => sink.write(chunk),
                     }
                 }
-                Err(e) => return Some(Err(e)),
+                if let Some(rest) = newlines.and_then(Newlines::end) {
+                    sink.write(Chunk::Stdout(rest.into()));
+                }
+                let _ = written.send(());
+            })
+            .map_err(|e| Error::io("start the terminal's writer", e))?;
+        let relayed = async move {
+            while let Some(item) = output.next().await {
+                match item {
+                    Ok(chunk) => {
+                        if chunks.send(chunk).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+            drop(chunks);
+            let _ = all_written.await;
+            None
+        };
+        Ok(Box::pin(
+            futures_util::stream::once(relayed).filter_map(std::future::ready),
+        ))
+    }
+}
+
+/// Whether the terminal turns each LF written to it into CR LF.
+fn adds_cr(mode: &Termios) -> bool {
+    mode.output_flags
+        .contains(OutputFlags::OPOST | OutputFlags::ONLCR)
+}
+
+/// Undoes ONLCR: every LF came as CR LF, so a CR right before an LF goes. A CR ending a
+/// chunk waits for the next byte to tell.
+#[derive(Default)]
+struct Newlines {
+    held_cr: bool,
+}
+
+impl Newlines {
+    fn undo(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(bytes.len() + 1);
+        for &b in bytes {
+            if std::mem::take(&mut self.held_cr) && b != b'\n' {
+                out.push(b'\r');
+            }
+            match b {
+                b'\r' => self.held_cr = true,
+                _ => out.push(b),
             }
         }
-        drop(chunks);
-        let _ = all_written.await;
-        None
-    };
-    Ok(Box::pin(
-        futures_util::stream::once(relayed).filter_map(std::future::ready),
-    ))
+        out
+    }
+
+    /// The CR still held when the output ends.
+    fn end(self) -> Option<Vec<u8>> {
+        self.held_cr.then(|| b"\r".to_vec())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nix::sys::termios::{InputFlags, LocalFlags, OutputFlags};
+    use nix::sys::termios::{InputFlags, LocalFlags};
     use std::os::fd::AsFd;
 
     fn cooked() -> Termios {
@@ -178,5 +230,34 @@ mod tests {
         assert!(!raw.output_flags.contains(OutputFlags::OPOST));
         // The saved mode is untouched: it is what is restored.
         assert!(cooked.local_flags.contains(LocalFlags::ECHO));
+    }
+
+    #[test]
+    fn a_fresh_terminal_adds_the_cr_and_a_raw_one_does_not() {
+        let cooked = cooked();
+        assert!(adds_cr(&cooked));
+        assert!(!adds_cr(&raw_mode(&cooked)));
+    }
+
+    /// What the container's terminal made of the job's bytes comes back as the job wrote
+    /// them, however the chunks fall: a CR LF of the job's own included.
+    #[test]
+    fn the_containers_onlcr_is_undone_across_chunks() {
+        let job = b"hi\nthere\r\n\rprogress 5%\rprogress 9%\n\n\r";
+        let onlcr: Vec<u8> = job
+            .iter()
+            .flat_map(|&b| match b {
+                b'\n' => vec![b'\r', b'\n'],
+                b => vec![b],
+            })
+            .collect();
+        for split in 0..=onlcr.len() {
+            let mut newlines = Newlines::default();
+            let (a, b) = onlcr.split_at(split);
+            let mut out = newlines.undo(a);
+            out.extend(newlines.undo(b));
+            out.extend(newlines.end().unwrap_or_default());
+            assert_eq!(out, job, "split at {split}");
+        }
     }
 }
