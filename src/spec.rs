@@ -49,7 +49,8 @@ pub enum Output {
     /// Through the starter's own pipes, which outlast an engine restart.
     Pipes(Stdio),
     /// Through the container's own terminal of this size, attached through the engine
-    /// (`qrsh -pty y`). A terminal session cannot be replayed: an engine restart ends it.
+    /// (`qrsh -pty y`). A terminal session cannot be replayed anyway: an engine restart cuts
+    /// it off.
     Terminal(WindowSize),
 }
 

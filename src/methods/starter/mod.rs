@@ -7,9 +7,10 @@
 //! [`sink`] and relays signals until the container exits, outlasting engine restarts
 //! ([`restart`]), while [`relay`] passes stdin on. A job with a terminal (`qrsh -pty y`,
 //! [`terminal`]) has one of its own in the container instead of the pipes, and the starter
-//! relays keys, window size and the terminal's output through the engine: an engine restart
-//! ends such a session. The container is removed on every path after create; [`account`]
-//! then says what it used and records the job.
+//! relays keys, window size and the terminal's output through the engine's connection, so an
+//! engine restart cuts such a session off: the job runs on unseen until it exits, is deleted,
+//! or qrsh goes. The container is removed on every path after create; [`account`] then says
+//! what it used and records the job.
 
 mod account;
 mod image;
