@@ -225,6 +225,6 @@ fn qrsh_stdin_reaches_the_job() {
         case.track(job);
         assert_eq!(out.stdout.len(), input.len(), "{extra:?}");
         assert!(out.stdout == input, "{extra:?}: the bytes differ");
+        assert_ended(&case, job);
     }
-    case.assert_clean();
 }
