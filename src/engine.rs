@@ -12,8 +12,8 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, CreateImageOptions, EventsOptions,
-    KillContainerOptions, ListContainersOptions, RemoveContainerOptions, StopContainerOptions,
-    WaitContainerOptions,
+    KillContainerOptions, ListContainersOptions, RemoveContainerOptions, ResizeContainerTTYOptions,
+    StopContainerOptions, WaitContainerOptions,
 };
 use bollard::{ClientVersion, Docker};
 use futures_util::{Stream, StreamExt};
@@ -23,7 +23,7 @@ use tokio::net::UnixStream;
 use crate::config::EngineConfig;
 use crate::error::{Cause, Error, Result};
 use crate::labels::{Label, Labelled};
-use crate::spec::ContainerSpec;
+use crate::spec::{ContainerSpec, Stdin, WindowSize};
 
 pub struct Engine {
     docker: Docker,
@@ -249,6 +249,98 @@ impl Engine {
             .await
             .map_err(|e| self.fail(&format!("attach to container {}", short(id)), e))?;
         Ok(attached.input)
+    }
+
+    /// Attaches to a container that has a terminal, before start. Its stream is then the
+    /// terminal's bytes as they come, which bollard's decoder misreads: a chunk starting with
+    /// byte 0, 1 or 2 passes for a multiplexing header and the session's output stalls. So
+    /// the connection upgrade is done here, as the docker CLI does it.
+    pub async fn attach_terminal(&self, id: &str) -> Result<(Output, Input)> {
+        let action = format!("attach to the terminal of container {}", short(id));
+        let path = format!(
+            "/v{}/containers/{id}/attach?stream=1&stdin=1&stdout=1&stderr=1",
+            self.docker.client_version()
+        );
+        let upgrade = async {
+            let mut stream = UnixStream::connect(&self.socket).await.map_err(Cause::of)?;
+            let request = format!(
+                "POST {path} HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
+            );
+            stream
+                .write_all(request.as_bytes())
+                .await
+                .map_err(Cause::of)?;
+            let mut head = Vec::with_capacity(512);
+            let mut buf = [0u8; 512];
+            let end = loop {
+                if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break end + 4;
+                }
+                if head.len() > 16 << 10 {
+                    return Err(Cause::text("its answer has no end"));
+                }
+                match stream.read(&mut buf).await.map_err(Cause::of)? {
+                    0 => return Err(Cause::text("it closed the connection")),
+                    n => head.extend_from_slice(&buf[..n]),
+                }
+            };
+            upgraded(&head[..end]).map_err(Cause::text)?;
+            // What came after the answer is already the terminal's.
+            Ok((stream, head.split_off(end)))
+        };
+        let secs = self.timeout_secs;
+        let (stream, early) = match tokio::time::timeout(Duration::from_secs(secs), upgrade).await {
+            Ok(Ok(upgraded)) => upgraded,
+            Ok(Err(cause)) => return Err(Error::Engine { action, cause }),
+            Err(_) => {
+                return Err(Error::EngineTimeout {
+                    socket: self.socket.clone(),
+                    secs,
+                });
+            }
+        };
+        let (read, write) = stream.into_split();
+        let early = (!early.is_empty()).then(|| Ok(Chunk::Stdout(early.into())));
+        let rest = futures_util::stream::unfold(Some(read), move |read| {
+            let action = action.clone();
+            async move {
+                let mut read = read?;
+                let mut buf = vec![0u8; 32 << 10];
+                match read.read(&mut buf).await {
+                    Ok(0) => None,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        Some((Ok(Chunk::Stdout(buf.into())), Some(read)))
+                    }
+                    Err(e) => Some((
+                        Err(Error::Engine {
+                            action,
+                            cause: Cause::of(e),
+                        }),
+                        None,
+                    )),
+                }
+            }
+        });
+        let output = futures_util::stream::iter(early).chain(rest);
+        Ok((Box::pin(output), Box::pin(write)))
+    }
+
+    /// Sets the size of the container's terminal.
+    pub async fn resize(&self, id: &str, size: WindowSize) -> Result<()> {
+        let options = ResizeContainerTTYOptions {
+            h: size.rows.into(),
+            w: size.cols.into(),
+        };
+        self.docker
+            .resize_container_tty(id, options)
+            .await
+            .map_err(|e| {
+                self.fail(
+                    &format!("resize the terminal of container {}", short(id)),
+                    e,
+                )
+            })
     }
 
     pub async fn start(&self, id: &str) -> Result<()> {
@@ -549,6 +641,20 @@ async fn api_version(socket: &str) -> std::result::Result<ClientVersion, Cause> 
     })
 }
 
+/// Whether the engine's answer to an attach request (its head, up to the blank line) hands
+/// the connection over; otherwise the engine's own words.
+fn upgraded(head: &[u8]) -> std::result::Result<(), String> {
+    let text = String::from_utf8_lossy(head);
+    let status = text.lines().next().unwrap_or("");
+    let code = status.split_whitespace().nth(1);
+    // 101 answers the upgrade; engines that ignore it hijack the connection after a 200.
+    if matches!(code, Some("101" | "200")) {
+        Ok(())
+    } else {
+        Err(format!("it answered {status:?}"))
+    }
+}
+
 /// The short form of a container ID people know from `docker ps`.
 fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
@@ -642,6 +748,10 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
             hard: Some(*hard),
         })
         .collect();
+    let terminal = match spec.stdin {
+        Stdin::Terminal(size) => Some(size),
+        Stdin::Script | Stdin::Relayed => None,
+    };
     // A translation only: every choice was made in the spec.
     let host_config = HostConfig {
         mounts: Some(mounts),
@@ -656,6 +766,9 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         readonly_rootfs: Some(spec.readonly_rootfs),
         group_add: Some(spec.groups.clone()),
         devices: Some(devices),
+        console_size: terminal
+            .and_then(WindowSize::known)
+            .map(|s| vec![s.rows.into(), s.cols.into()]),
         memory: spec.memory,
         memory_swap: spec.memory_swap,
         nano_cpus: spec.nano_cpus,
@@ -679,13 +792,14 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         hostname: spec.hostname.clone(),
         env: Some(spec.env.clone()),
         labels: Some(spec.labels.clone().into_iter().collect()),
-        attach_stdin: Some(spec.stdin_script),
-        // The job's output goes through the starter's own pipes, not the engine.
-        attach_stdout: Some(false),
-        attach_stderr: Some(false),
-        open_stdin: Some(spec.stdin_script),
-        stdin_once: Some(spec.stdin_script),
-        tty: Some(false),
+        // Every job's stdin is connected; closing it ends the container's. Its output goes
+        // through the starter's own pipes, or, on a terminal, through the engine.
+        attach_stdin: Some(true),
+        attach_stdout: Some(terminal.is_some()),
+        attach_stderr: Some(terminal.is_some()),
+        open_stdin: Some(true),
+        stdin_once: Some(true),
+        tty: Some(terminal.is_some()),
         stop_timeout: Some(i64::try_from(spec.stop_grace_secs).unwrap_or(i64::MAX)),
         host_config: Some(host_config),
         ..Default::default()
@@ -718,6 +832,19 @@ mod tests {
             );
         }
         assert_eq!(pull_refused(&BollardError::RequestTimeoutError), None);
+    }
+
+    #[test]
+    fn an_attach_is_upgraded_only_when_the_engine_says_so() {
+        let answer = b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n";
+        assert_eq!(upgraded(answer), Ok(()));
+        assert_eq!(upgraded(b"HTTP/1.1 200 OK\r\n\r\n"), Ok(()));
+        let refused = upgraded(b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n\r\n");
+        assert_eq!(
+            refused,
+            Err("it answered \"HTTP/1.1 404 Not Found\"".into())
+        );
+        assert!(upgraded(b"").is_err());
     }
 
     #[test]

@@ -44,7 +44,54 @@ pub struct Host {
     pub seccomp_profile: Option<String>,
     /// The starter itself, recorded so `qdock gc` can tell a live job from an orphan.
     pub starter: Option<ProcessId>,
-    pub stdio: Stdio,
+    pub output: Output,
+}
+
+/// How the job's output reaches the starter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Through the starter's own pipes, which outlast an engine restart.
+    Pipes(Stdio),
+    /// Through the container's own terminal of this size, attached through the engine
+    /// (`qrsh -pty y`). A terminal session cannot be replayed anyway: an engine restart cuts
+    /// it off.
+    Terminal(WindowSize),
+}
+
+/// The size of the terminal the job gets when its starter has one of `size`: none when the
+/// shell reads the script on stdin (`script_from_stdin`), which is what it must read.
+pub fn terminal_for(job: &JobContext, size: Option<WindowSize>) -> Option<WindowSize> {
+    size.filter(|_| !script_on_stdin(job))
+}
+
+fn script_on_stdin(job: &JobContext) -> bool {
+    job.kind == Kind::Script && job.shell.mode == StartMode::Stdin
+}
+
+/// A terminal's size in character cells; zero when nobody set it (as `TIOCGWINSZ` says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WindowSize {
+    pub rows: u16,
+    pub cols: u16,
+}
+
+impl WindowSize {
+    /// The size to hand on: an unset one would shrink the job's terminal to nothing.
+    pub fn known(self) -> Option<WindowSize> {
+        (self.rows > 0 && self.cols > 0).then_some(self)
+    }
+}
+
+/// Where the container's stdin comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stdin {
+    /// The job script, fed by the starter (`script_from_stdin`).
+    Script,
+    /// The starter's own stdin, relayed as it comes: qrsh's input, a batch job's `-i` file.
+    Relayed,
+    /// The starter's terminal: the container gets a terminal of its own, of this size, and
+    /// the starter relays keys and size changes to it.
+    Terminal(WindowSize),
 }
 
 /// The job's output pipes on the host and the helper that opens them in the container
@@ -88,8 +135,7 @@ pub struct ContainerSpec {
     pub groups: Vec<String>,
     pub entrypoint: Vec<String>,
     pub cmd: Vec<String>,
-    /// The script is fed on stdin (`script_from_stdin`).
-    pub stdin_script: bool,
+    pub stdin: Stdin,
     pub workdir: String,
     pub hostname: Option<String>,
     pub env: Vec<String>,
@@ -169,11 +215,14 @@ pub fn build(i: &Inputs) -> Result<(ContainerSpec, Notes)> {
     };
 
     // The helper opens the pipes onto fds 1 and 2, then execs the job's command as it is.
-    let entrypoint = [STDIO_HELPER, STDIO_STDOUT, STDIO_STDERR]
-        .map(String::from)
-        .into_iter()
-        .chain(entrypoint)
-        .collect();
+    let entrypoint = match i.host.output {
+        Output::Pipes(_) => [STDIO_HELPER, STDIO_STDOUT, STDIO_STDERR]
+            .map(String::from)
+            .into_iter()
+            .chain(entrypoint)
+            .collect(),
+        Output::Terminal(_) => entrypoint,
+    };
 
     let mut notes = Notes::default();
     let mut env = Vec::new();
@@ -195,7 +244,11 @@ pub fn build(i: &Inputs) -> Result<(ContainerSpec, Notes)> {
         groups: i.who.groups.iter().map(u32::to_string).collect(),
         entrypoint,
         cmd,
-        stdin_script: job.kind == Kind::Script && job.shell.mode == StartMode::Stdin,
+        stdin: match i.host.output {
+            Output::Terminal(size) => Stdin::Terminal(size),
+            Output::Pipes(_) if script_on_stdin(job) => Stdin::Script,
+            Output::Pipes(_) => Stdin::Relayed,
+        },
         workdir: utf8_path(&i.host.cwd, "the working directory")?,
         hostname: (config.container.network != "host").then(|| i.host.hostname.clone()),
         env,
@@ -264,19 +317,21 @@ fn mounts(i: &Inputs) -> Result<Vec<MountSpec>> {
         read_only,
     };
     // First, so that no other mount can take their targets (see `merge`).
-    let stdio = &i.host.stdio;
-    let mut out: Vec<MountSpec> = [
-        (&stdio.helper, STDIO_HELPER),
-        (&stdio.stdout, STDIO_STDOUT),
-        (&stdio.stderr, STDIO_STDERR),
-    ]
-    .into_iter()
-    .map(|(source, target)| MountSpec {
-        source: source.clone(),
-        target: target.into(),
-        read_only: true,
-    })
-    .collect();
+    let mut out: Vec<MountSpec> = match &i.host.output {
+        Output::Pipes(stdio) => [
+            (&stdio.helper, STDIO_HELPER),
+            (&stdio.stdout, STDIO_STDOUT),
+            (&stdio.stderr, STDIO_STDERR),
+        ]
+        .into_iter()
+        .map(|(source, target)| MountSpec {
+            source: source.clone(),
+            target: target.into(),
+            read_only: true,
+        })
+        .collect(),
+        Output::Terminal(_) => Vec::new(),
+    };
     out.extend(
         src.script
             .iter()
@@ -405,11 +460,15 @@ mod tests {
                 pid: 4242,
                 start: 77,
             }),
-            stdio: Stdio {
-                helper: "/usr/local/bin/qdock-stdio".into(),
-                stdout: "/var/lib/qdock/stdio/j.1/stdout".into(),
-                stderr: "/var/lib/qdock/stdio/j.1/stderr".into(),
-            },
+            output: Output::Pipes(pipes()),
+        }
+    }
+
+    fn pipes() -> Stdio {
+        Stdio {
+            helper: "/usr/local/bin/qdock-stdio".into(),
+            stdout: "/var/lib/qdock/stdio/j.1/stdout".into(),
+            stderr: "/var/lib/qdock/stdio/j.1/stderr".into(),
         }
     }
 
@@ -503,7 +562,7 @@ mod tests {
         );
         let (stdio, mounts) = spec.mounts.split_at(3);
         assert!(stdio.iter().all(|m| m.read_only));
-        assert_eq!(stdio[0].source, host().stdio.helper);
+        assert_eq!(stdio[0].source, pipes().helper);
         assert!(mounts[0].read_only && mounts[1].read_only && !mounts[3].read_only);
         assert!(mounts.iter().all(|m| m.source == m.target));
         // The hardening, all of it decided here.
@@ -572,7 +631,62 @@ mod tests {
                 vec!["-s".into(), "in.fq".into()]
             )
         );
-        assert!(spec.stdin_script);
+        assert_eq!(spec.stdin, Stdin::Script);
+    }
+
+    /// A terminal gives the container one of its own (qrsh -pty y); without one, stdin is
+    /// relayed as it is. The script on stdin wins: it is what the shell must read.
+    #[test]
+    fn the_starters_terminal_decides_the_containers_stdin() {
+        let size = WindowSize { rows: 33, cols: 97 };
+        let on = |terminal: Option<WindowSize>, job: &JobContext| {
+            let output = match terminal_for(job, terminal) {
+                Some(size) => Output::Terminal(size),
+                None => Output::Pipes(pipes()),
+            };
+            let host = Host { output, ..host() };
+            let (spec, _) = build(&Inputs {
+                job,
+                config: &Config::default(),
+                who: &who(),
+                image: &image(),
+                limits: &Limits::default(),
+                user_mounts: &[],
+                host: &host,
+            })
+            .unwrap();
+            spec
+        };
+        let plain = job(&[]);
+        assert_eq!(on(None, &plain).stdin, Stdin::Relayed);
+        let stdin = job(&[("SGE_STARTER_SHELL_START_MODE", "script_from_stdin")]);
+        let script = on(Some(size), &stdin);
+        assert_eq!(script.stdin, Stdin::Script);
+        assert_eq!(script.entrypoint[0], STDIO_HELPER);
+        // The terminal carries the output itself: no helper, no pipes.
+        let terminal = on(Some(size), &plain);
+        assert_eq!(terminal.stdin, Stdin::Terminal(size));
+        assert_eq!(
+            (terminal.entrypoint, terminal.cmd),
+            (
+                vec!["/bin/sh".into()],
+                vec!["/spool/job_scripts/42".into(), "in.fq".into()]
+            )
+        );
+        assert!(
+            !terminal
+                .mounts
+                .iter()
+                .any(|m| m.target.starts_with("/.qdock"))
+        );
+    }
+
+    #[test]
+    fn an_unset_window_size_is_not_handed_on() {
+        assert_eq!(WindowSize::default().known(), None);
+        assert_eq!(WindowSize { rows: 0, cols: 80 }.known(), None);
+        let size = WindowSize { rows: 24, cols: 80 };
+        assert_eq!(size.known(), Some(size));
     }
 
     #[test]
@@ -647,8 +761,8 @@ mod tests {
             assert_eq!(found.len(), 1, "{target}: {found:?}");
             found[0].source.clone()
         };
-        assert_eq!(at(STDIO_HELPER), host().stdio.helper);
-        assert_eq!(at(STDIO_STDOUT), host().stdio.stdout);
+        assert_eq!(at(STDIO_HELPER), pipes().helper);
+        assert_eq!(at(STDIO_STDOUT), pipes().stdout);
     }
 
     #[test]

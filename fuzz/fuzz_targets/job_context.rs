@@ -14,7 +14,7 @@ use qdock::job::{Env, JobContext, JobKey};
 use qdock::labels::Label;
 use qdock::limits::Limits;
 use qdock::privilege::Identity;
-use qdock::spec::{self, Host, Inputs, ResolvedImage, Sources, Stdio};
+use qdock::spec::{self, Host, Inputs, Output, ResolvedImage, Sources, Stdio};
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -98,6 +98,11 @@ fuzz_target!(|input: Input| {
         groups: vec![65400],
         name: "alice".into(),
     };
+    let pipes = Stdio {
+        helper: "/usr/local/bin/qdock-stdio".into(),
+        stdout: "/var/lib/qdock/stdio/j/stdout".into(),
+        stderr: "/var/lib/qdock/stdio/j/stderr".into(),
+    };
     let host = Host {
         hostname: "node".into(),
         cpus: 2,
@@ -113,11 +118,7 @@ fuzz_target!(|input: Input| {
         },
         seccomp_profile: None,
         starter: None,
-        stdio: Stdio {
-            helper: "/usr/local/bin/qdock-stdio".into(),
-            stdout: "/var/lib/qdock/stdio/j/stdout".into(),
-            stderr: "/var/lib/qdock/stdio/j/stderr".into(),
-        },
+        output: Output::Pipes(pipes.clone()),
     };
     let inputs = Inputs {
         job: &job,
@@ -157,7 +158,7 @@ fuzz_target!(|input: Input| {
         // the helper runs first.
         let (stdio, others) = spec.mounts.split_at(3);
         let sources: Vec<_> = stdio.iter().map(|m| &m.source).collect();
-        assert_eq!(sources, [&host.stdio.helper, &host.stdio.stdout, &host.stdio.stderr]);
+        assert_eq!(sources, [&pipes.helper, &pipes.stdout, &pipes.stderr]);
         assert!(stdio.iter().all(|m| m.read_only));
         assert_eq!(spec.entrypoint[0], spec::STDIO_HELPER);
         // The job script is always mounted, read-only unless the same path is also a

@@ -131,13 +131,14 @@ fn client_command(dir: &Path, program: &str, args: &[&str]) -> Command {
             ("USER", ALICE.name),
             ("LOGNAME", ALICE.name),
             ("LANG", "C.UTF-8"),
+            ("TERM", "xterm"),
             ("SGE_ROOT", SGE_ROOT),
             ("SGE_CELL", SGE_CELL),
         ]);
     command
 }
 
-/// Runs a Grid Engine client as alice in `dir` without input.
+/// Runs a Grid Engine client (see [`client_command`]) with no input.
 fn client(dir: &Path, program: &str, args: &[&str]) -> Output {
     client_command(dir, program, args)
         .stdin(Stdio::null())
@@ -383,6 +384,11 @@ impl Case {
         id
     }
 
+    /// A job this test started otherwise (qrsh): checked and cleaned up like its own.
+    pub fn track(&self, job: u32) {
+        self.jobs.borrow_mut().push(job);
+    }
+
     pub fn qsub(&self, args: &[&str]) -> u32 {
         self.qsub_in(&self.dir, args)
     }
@@ -426,13 +432,23 @@ impl Case {
 
     /// `program` as alice in `dir`; a job it submits is pinned to the case's queue.
     fn run_client(&self, dir: &Path, program: &str, args: &[&str]) -> Output {
+        client(dir, program, &self.pinned(program, args))
+    }
+
+    /// [`client_command`] in the case's directory, a job it submits pinned to the case's
+    /// queue: for a test that drives the client's stdin and terminal itself.
+    pub fn client_command(&self, program: &str, args: &[&str]) -> Command {
+        client_command(&self.dir, program, &self.pinned(program, args))
+    }
+
+    fn pinned<'a>(&'a self, program: &str, args: &[&'a str]) -> Vec<&'a str> {
         match &self.pin {
             Some(queue) if matches!(program, "qsub" | "qrsh") => {
                 let mut all = vec!["-q", queue.as_str()];
                 all.extend_from_slice(args);
-                client(dir, program, &all)
+                all
             }
-            _ => client(dir, program, args),
+            _ => args.to_vec(),
         }
     }
 

@@ -123,6 +123,7 @@ macro_rules! require_cell {
 pub mod cell;
 pub mod hosts;
 pub mod private_engine;
+pub mod pty;
 pub mod registry;
 
 /// The test image: `FROM scratch` + static busybox, with `/qdock-image-marker` and

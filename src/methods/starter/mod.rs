@@ -5,17 +5,23 @@
 //! yet); [`leftover`] creates the container, clearing one left by an earlier run of the same
 //! job; [`supervise`] starts it, streams the output from the pipes of [`stdio`] through
 //! [`sink`] and relays signals until the container exits, outlasting engine restarts
-//! ([`restart`]); the container is removed on every path after create; [`account`] then
-//! says what it used and records the job.
+//! ([`restart`]), while [`relay`] passes stdin on. A job with a terminal (`qrsh -pty y`,
+//! [`terminal`]) has one of its own in the container instead of the pipes, and the starter
+//! relays keys, window size and the terminal's output through the engine's connection, so an
+//! engine restart cuts such a session off: the job runs on unseen until it exits, is deleted,
+//! or qrsh goes. The container is removed on every path after create; [`account`] then says
+//! what it used and records the job.
 
 mod account;
 mod image;
 mod leftover;
 mod prepare;
+mod relay;
 mod restart;
 mod sink;
 mod stdio;
 mod supervise;
+mod terminal;
 
 use std::cell::RefCell;
 use std::ffi::OsString;
@@ -26,8 +32,9 @@ use crate::error::{Error, Result};
 use crate::job::JobContext;
 use crate::labels::Labelled;
 use crate::signals::{Received, Signals};
-use crate::spec::ContainerSpec;
+use crate::spec::{ContainerSpec, Stdin};
 use crate::{environ, report};
+use prepare::Io;
 
 pub use stdio::check_installation as check_stdio;
 
@@ -105,24 +112,38 @@ async fn execute(
 ) -> Result<u8> {
     let (engine, spec) = (&prepared.engine, &prepared.spec);
     let announcement = prepared.announcement();
-    let setup = async {
+    let script_input = prepared.script_input.clone();
+    let io = &mut prepared.io;
+    let setup = async move {
         let id = leftover::create(engine, spec).await?;
         created.replace(Some(id.clone()));
         // Said once the container exists, so a job refused before has one line only: why.
         report::info(&announcement);
-        let input = match spec.stdin_script {
-            true => Some(engine.attach_stdin(&id).await?),
-            false => None,
+        let (output, writers, input, raw) = match &mut *io {
+            Io::Terminal(terminal) => {
+                let (output, input) = engine.attach_terminal(&id).await?;
+                // Raw before the job runs, so the starter's terminal cooks none of its keys.
+                let raw = terminal.raw()?;
+                (terminal.screen(output)?, None, input, Some(raw))
+            }
+            Io::Pipes(pipes) => {
+                let (output, writers) = pipes.output()?;
+                (output, Some(writers), engine.attach_stdin(&id).await?, None)
+            }
         };
         engine.start(&id).await?;
+        if let Io::Pipes(pipes) = io {
+            // The container's mounts hold the pipes now: their names can go.
+            pipes.unlink();
+        }
         started.replace(Some(account::begin(engine, &id).await));
-        Ok::<_, Error>((id, input))
+        Ok::<_, Error>((id, output, writers, input, raw))
     };
     tokio::pin!(setup);
     // The job may run (and set its traps) before the engine has answered the start:
     // warnings arriving meanwhile are forwarded once it has, not dropped.
     let mut warnings = Vec::new();
-    let (id, input) = loop {
+    let (id, output, writers, input, raw) = loop {
         tokio::select! {
             setup = &mut setup => break setup?,
             received = signals.next() => match received {
@@ -145,16 +166,23 @@ async fn execute(
             },
         }
     };
-    // The container's mounts hold the pipes now: their names can go.
-    prepared.pipes.unlink();
-    let (output, writers) = prepared.pipes.output()?;
     for received in warnings {
         supervise::forward(engine, &id, received).await;
     }
-    let feeding = (prepared.script_input.clone())
-        .zip(input)
-        .map(|(script, input)| Box::pin(supervise::feed(input, script)) as supervise::Pending);
-    supervise::supervise(engine, spec, &id, output, writers, feeding, signals).await
+    let feeding: supervise::Pending = match (spec.stdin, script_input) {
+        (Stdin::Script, Some(script)) => Box::pin(supervise::feed(input, script)),
+        (stdin, _) => Box::pin(relay::relay(
+            engine,
+            &id,
+            input,
+            matches!(stdin, Stdin::Terminal(_)),
+        )),
+    };
+    let code =
+        supervise::supervise(engine, spec, &id, output, writers, Some(feeding), signals).await;
+    // The terminal's mode is restored only once its output was all written.
+    drop(raw);
+    code
 }
 
 /// The container this starter created, found by name when create was cut short before it

@@ -14,8 +14,11 @@ use crate::job_proof::{self, Proof};
 use crate::mount::MountSpec;
 use crate::policy;
 use crate::privilege::{self, Identity};
-use crate::spec::{self, ContainerSpec, Host, ResolvedImage, Sources};
+use crate::spec::{self, ContainerSpec, Host, Output, ResolvedImage, Sources};
 use crate::{limits, mount_source, report};
+
+use super::stdio::Pipes;
+use super::terminal::{self, Terminal};
 
 pub struct Prepared {
     /// The job, `12.0`, for messages.
@@ -27,7 +30,16 @@ pub struct Prepared {
     pub script_input: Option<Vec<u8>>,
     /// The queue, as the execd's spool names it when it does.
     pub queue: String,
-    pub pipes: super::stdio::Pipes,
+    pub io: Io,
+}
+
+/// Where the job's output goes, and how its stdin comes.
+pub enum Io {
+    /// The starter's pipes (see [`super::stdio`]) and the engine's attach for stdin.
+    Pipes(Pipes),
+    /// The container's own terminal, attached through the engine, and the starter's, which
+    /// it relays to (see [`super::terminal`]).
+    Terminal(Terminal),
 }
 
 impl Prepared {
@@ -66,7 +78,15 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
         nslots: proof.spooled().and_then(|j| j.host_slots).or(job.nslots),
         ..job.clone()
     };
-    let pipes = super::stdio::Pipes::create(&job.key.container_name())?;
+    let terminal = Terminal::of_stdio()
+        .and_then(|t| spec::terminal_for(&job, Some(terminal::size())).map(|size| (t, size)));
+    let (output, io) = match terminal {
+        Some((terminal, size)) => (Output::Terminal(size), Io::Terminal(terminal)),
+        None => {
+            let pipes = Pipes::create(&job.key.container_name())?;
+            (Output::Pipes(pipes.stdio().clone()), Io::Pipes(pipes))
+        }
+    };
     let (affinity, online_cpus) = crate::binding::of_process();
     let host = Host {
         hostname: nix::unistd::gethostname()
@@ -79,7 +99,7 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
         sources: paths.sources,
         seccomp_profile,
         starter: crate::process::ProcessId::of_self(),
-        stdio: pipes.stdio().clone(),
+        output,
     };
     let limits = limits::of_process();
     let inputs = spec::Inputs {
@@ -105,7 +125,7 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
         image,
         script_input: paths.script_input,
         queue: proof.queue(&job.queue),
-        pipes,
+        io,
     })
 }
 

@@ -47,13 +47,12 @@ pub async fn supervise(
     spec: &ContainerSpec,
     id: &str,
     mut output: Output,
-    writers: Writers,
+    mut writers: Option<Writers>,
     mut feeding: Option<Pending<'_>>,
     signals: &mut Signals,
 ) -> Result<u8> {
     let name = spec.name.as_str();
     let mut sink = Sink::default();
-    let mut writers = Some(writers);
     let wait = super::restart::exit_code(engine, id, name);
     tokio::pin!(wait);
     let mut exit: Option<i64> = None;

@@ -1,0 +1,263 @@
+//! The starter's terminal (`qrsh -pty y`). The job gets a terminal of its own in the
+//! container; the starter's only carries bytes to it and from it. So the starter's terminal
+//! goes raw while the job runs: Ctrl-C arrives as a byte, which the container's terminal
+//! turns into SIGINT for the job's foreground process instead of the starter's, and nothing
+//! is echoed twice.
+
+use std::io::IsTerminal;
+use std::os::fd::BorrowedFd;
+
+use futures_util::StreamExt;
+use nix::sys::termios::{self, OutputFlags, SetArg, Termios};
+
+use super::sink::Sink;
+use crate::engine::{Chunk, Output};
+use crate::error::{Error, Result};
+use crate::spec::WindowSize;
+
+/// The terminal on the starter's stdin and stdout, as it was found.
+pub struct Terminal {
+    saved: Termios,
+}
+
+impl Terminal {
+    /// Both stdin and stdout must be the terminal: with `qrsh -pty y` all three are the
+    /// shepherd's pty (the job's spooled `pty=1`); without it they are pipes and sockets. A
+    /// terminal on stdin alone (`qsub -i /dev/pts/3`) feeds a job whose output goes elsewhere.
+    pub fn of_stdio() -> Option<Terminal> {
+        if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+            return None;
+        }
+        termios::tcgetattr(stdin())
+            .ok()
+            .map(|saved| Terminal { saved })
+    }
+
+    /// Raw until the guard drops: on every way out of the starter that unwinds, errors and
+    /// the signals it catches included.
+    pub fn raw(&self) -> Result<Raw> {
+        let raw = raw_mode(&self.saved);
+        set(&raw).map_err(|e| Error::io("put the terminal into raw mode", e))?;
+        Ok(Raw {
+            saved: self.saved.clone(),
+        })
+    }
+}
+
+/// The terminal's size now.
+pub fn size() -> WindowSize {
+    let mut ws = nix::libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one winsize into the struct it is given.
+    let asked = unsafe { nix::libc::ioctl(0, nix::libc::TIOCGWINSZ, &mut ws) };
+    if asked != 0 {
+        return WindowSize::default();
+    }
+    WindowSize {
+        rows: ws.ws_row,
+        cols: ws.ws_col,
+    }
+}
+
+/// Puts the terminal back as it was found.
+pub struct Raw {
+    saved: Termios,
+}
+
+impl Drop for Raw {
+    fn drop(&mut self) {
+        if let Err(e) = set(&self.saved) {
+            crate::report::warn(&format!("could not restore the terminal's mode: {e}"));
+        }
+    }
+}
+
+/// Everything the line discipline would do to the job's bytes, off: no signals from keys,
+/// no line editing, no echo, no output processing (the container's terminal did that).
+fn raw_mode(saved: &Termios) -> Termios {
+    let mut raw = saved.clone();
+    termios::cfmakeraw(&mut raw);
+    raw
+}
+
+/// Now, not after the output drained: a terminal nobody reads would hold the starter.
+fn set(mode: &Termios) -> std::io::Result<()> {
+    // The starter may not be in the terminal's foreground process group: unignored, SIGTTOU
+    // would stop it at tcsetattr. Ignoring it is what changing the mode takes.
+    let ignore = nix::sys::signal::SigAction::new(
+        nix::sys::signal::SigHandler::SigIgn,
+        nix::sys::signal::SaFlags::empty(),
+        nix::sys::signal::SigSet::empty(),
+    );
+    // SAFETY: only the disposition of SIGTTOU changes, and it is put back below.
+    let before = unsafe { nix::sys::signal::sigaction(nix::sys::signal::SIGTTOU, &ignore) }?;
+    let set = termios::tcsetattr(stdin(), SetArg::TCSANOW, mode);
+    // SAFETY: as above.
+    unsafe { nix::sys::signal::sigaction(nix::sys::signal::SIGTTOU, &before) }?;
+    Ok(set?)
+}
+
+pub(super) fn stdin() -> BorrowedFd<'static> {
+    // SAFETY: fd 0 stays open for the whole life of the process.
+    unsafe { BorrowedFd::borrow_raw(0) }
+}
+
+impl Terminal {
+    /// The job's output to the terminal, written by a thread of its own: a terminal nobody
+    /// reads (the qrsh client stopped) blocks write(2), and the starter must still answer
+    /// signals and remove the container. The stream returned carries only a failure of the
+    /// engine's; it ends once everything was written.
+    ///
+    /// The container's terminal turned each LF into CR LF already (ONLCR), as a terminal
+    /// does; the starter's, raw, passes that on. Where the starter's terminal as found did
+    /// not do that itself, whoever is beyond it does, and the CR is taken out again, or every
+    /// line would end in CR CR LF: so it is under Grid Engine, whose shepherd hands the
+    /// job a pty that passes output on as it is, while qrsh leaves OPOST and ONLCR on at the
+    /// user's terminal when it makes that raw.
+    pub fn screen(&self, mut output: Output) -> Result<Output> {
+        let mut newlines = (!adds_cr(&self.saved)).then(Newlines::default);
+        let (chunks, mut pending) = tokio::sync::mpsc::channel::<Chunk>(16);
+        let (written, all_written) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("terminal-out".into())
+            .spawn(move || {
+                let mut sink = Sink::default();
+                while let Some(chunk) = pending.blocking_recv() {
+                    match (&mut newlines, chunk) {
+                        (Some(newlines), Chunk::Stdout(bytes)) => {
+                            sink.write(Chunk::Stdout(newlines.undo(&bytes).into()));
+                        }
+                        (_, chunk) => sink.write(chunk),
+                    }
+                }
+                if let Some(rest) = newlines.and_then(Newlines::end) {
+                    sink.write(Chunk::Stdout(rest.into()));
+                }
+                let _ = written.send(());
+            })
+            .map_err(|e| Error::io("start the terminal's writer", e))?;
+        let relayed = async move {
+            while let Some(item) = output.next().await {
+                match item {
+                    Ok(chunk) => {
+                        if chunks.send(chunk).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+            drop(chunks);
+            let _ = all_written.await;
+            None
+        };
+        Ok(Box::pin(
+            futures_util::stream::once(relayed).filter_map(std::future::ready),
+        ))
+    }
+}
+
+/// Whether the terminal turns each LF written to it into CR LF.
+fn adds_cr(mode: &Termios) -> bool {
+    mode.output_flags
+        .contains(OutputFlags::OPOST | OutputFlags::ONLCR)
+}
+
+/// Undoes ONLCR: every LF came as CR LF, so a CR right before an LF goes. A CR ending a
+/// chunk waits for the next byte to tell.
+#[derive(Default)]
+struct Newlines {
+    held_cr: bool,
+}
+
+impl Newlines {
+    fn undo(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(bytes.len() + 1);
+        for &b in bytes {
+            if std::mem::take(&mut self.held_cr) && b != b'\n' {
+                out.push(b'\r');
+            }
+            match b {
+                b'\r' => self.held_cr = true,
+                _ => out.push(b),
+            }
+        }
+        out
+    }
+
+    /// The CR still held when the output ends.
+    fn end(self) -> Option<Vec<u8>> {
+        self.held_cr.then(|| b"\r".to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::termios::{InputFlags, LocalFlags};
+    use std::os::fd::AsFd;
+
+    fn cooked() -> Termios {
+        // A fresh pty's mode is the kernel's cooked default.
+        let pty = nix::pty::openpty(None, None).expect("openpty");
+        termios::tcgetattr(pty.slave.as_fd()).expect("tcgetattr")
+    }
+
+    #[test]
+    fn raw_mode_leaves_keys_to_the_jobs_terminal() {
+        let cooked = cooked();
+        assert!(
+            cooked
+                .local_flags
+                .contains(LocalFlags::ISIG | LocalFlags::ICANON)
+        );
+        let raw = raw_mode(&cooked);
+        // Ctrl-C, Ctrl-Z, Ctrl-\ are bytes, not signals for the starter.
+        assert!(!raw.local_flags.contains(LocalFlags::ISIG));
+        assert!(
+            !raw.local_flags
+                .intersects(LocalFlags::ICANON | LocalFlags::ECHO)
+        );
+        // Ctrl-S/Ctrl-Q and CR reach the job as typed; output goes out as the job wrote it.
+        assert!(
+            !raw.input_flags
+                .intersects(InputFlags::IXON | InputFlags::ICRNL)
+        );
+        assert!(!raw.output_flags.contains(OutputFlags::OPOST));
+        // The saved mode is untouched: it is what is restored.
+        assert!(cooked.local_flags.contains(LocalFlags::ECHO));
+    }
+
+    #[test]
+    fn a_fresh_terminal_adds_the_cr_and_a_raw_one_does_not() {
+        let cooked = cooked();
+        assert!(adds_cr(&cooked));
+        assert!(!adds_cr(&raw_mode(&cooked)));
+    }
+
+    /// What the container's terminal made of the job's bytes comes back as the job wrote
+    /// them, however the chunks fall: a CR LF of the job's own included.
+    #[test]
+    fn the_containers_onlcr_is_undone_across_chunks() {
+        let job = b"hi\nthere\r\n\rprogress 5%\rprogress 9%\n\n\r";
+        let onlcr: Vec<u8> = job
+            .iter()
+            .flat_map(|&b| match b {
+                b'\n' => vec![b'\r', b'\n'],
+                b => vec![b],
+            })
+            .collect();
+        for split in 0..=onlcr.len() {
+            let mut newlines = Newlines::default();
+            let (a, b) = onlcr.split_at(split);
+            let mut out = newlines.undo(a);
+            out.extend(newlines.undo(b));
+            out.extend(newlines.end().unwrap_or_default());
+            assert_eq!(out, job, "split at {split}");
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! A program on a terminal of the test's own, as a user at a terminal runs `qrsh -pty y`: the
+//! test types bytes, reads what the terminal shows, and sets its window size. Every wait is
+//! for text to appear (or the program to end), under a deadline that fails the test.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::pty::{Winsize, openpty};
+
+/// What the terminal showed, and whether the program's side of it closed.
+#[derive(Default)]
+struct Screen {
+    shown: Vec<u8>,
+    closed: bool,
+}
+
+pub struct Session {
+    child: Child,
+    master: File,
+    screen: Arc<(Mutex<Screen>, Condvar)>,
+    /// How far [`Session::expect`] has read.
+    cursor: usize,
+    timeout: Duration,
+}
+
+impl Session {
+    /// Starts `command` on a new terminal of `rows` x `cols`, as its controlling terminal.
+    pub fn spawn(mut command: Command, rows: u16, cols: u16, timeout: Duration) -> Session {
+        let size = Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = openpty(Some(&size), None).expect("openpty");
+        // Other tests spawn processes meanwhile: neither side may leak into them.
+        let master = File::from(pty.master);
+        set_cloexec(master.as_raw_fd());
+        let slave: OwnedFd = pty.slave;
+        set_cloexec(slave.as_raw_fd());
+        let stdio = |fd: &OwnedFd| Stdio::from(fd.try_clone().expect("dup the terminal"));
+        command
+            .stdin(stdio(&slave))
+            .stdout(stdio(&slave))
+            .stderr(stdio(&slave));
+        // SAFETY: setsid and ioctl are async-signal-safe; nothing else runs between fork and
+        // exec.
+        unsafe {
+            command.pre_exec(|| {
+                nix::unistd::setsid()?;
+                if nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+        // Only the program holds the terminal's side now: its end is the master's EOF.
+        drop(command);
+        drop(slave);
+        let screen = Arc::new((Mutex::new(Screen::default()), Condvar::new()));
+        let mut reader = master.try_clone().expect("dup the master");
+        let shared = screen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = reader.read(&mut buf).unwrap_or(0);
+                let (lock, changed) = &*shared;
+                let mut screen = lock.lock().unwrap();
+                if n == 0 {
+                    // EIO: the last process holding the terminal's side closed it.
+                    screen.closed = true;
+                    changed.notify_all();
+                    return;
+                }
+                screen.shown.extend_from_slice(&buf[..n]);
+                changed.notify_all();
+            }
+        });
+        Session {
+            child,
+            master,
+            screen,
+            cursor: 0,
+            timeout,
+        }
+    }
+
+    /// Types `bytes`.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.master.write_all(bytes).expect("type on the terminal");
+    }
+
+    /// Reads until `text` appears after what was read before; returns everything shown in
+    /// between, `text` included. Panics with the whole transcript at the deadline.
+    pub fn expect(&mut self, text: &str) -> String {
+        let deadline = Instant::now() + self.timeout;
+        let (lock, changed) = &*self.screen;
+        let mut screen = lock.lock().unwrap();
+        loop {
+            let unread = &screen.shown[self.cursor..];
+            if let Some(at) = find(unread, text.as_bytes()) {
+                let end = self.cursor + at + text.len();
+                let seen = String::from_utf8_lossy(&screen.shown[self.cursor..end]).into_owned();
+                self.cursor = end;
+                return seen;
+            }
+            let now = Instant::now();
+            if screen.closed || now >= deadline {
+                panic!(
+                    "{} waiting for {text:?}; the terminal showed:\n{}",
+                    if screen.closed {
+                        "the terminal closed"
+                    } else {
+                        "timed out"
+                    },
+                    String::from_utf8_lossy(&screen.shown)
+                );
+            }
+            screen = changed.wait_timeout(screen, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Sets the terminal's size, as a terminal emulator does when its window changes: the
+    /// kernel tells the program's foreground process group with SIGWINCH.
+    pub fn resize(&mut self, rows: u16, cols: u16) {
+        let size = nix::libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads one winsize.
+        let set =
+            unsafe { nix::libc::ioctl(self.master.as_raw_fd(), nix::libc::TIOCSWINSZ, &size) };
+        assert_eq!(set, 0, "TIOCSWINSZ: {}", std::io::Error::last_os_error());
+    }
+
+    /// Waits for the program to exit; kills it and panics at the deadline. (Not the
+    /// terminal's close: a process another test spawns meanwhile may hold its side too.)
+    pub fn wait(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "the program did not end in {:?}; the terminal showed:\n{}",
+                    self.timeout,
+                    self.transcript()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the program, as a user closing the terminal window does (the terminal's
+    /// hangup aside: its other side stays open here).
+    pub fn kill(&mut self) {
+        self.child.kill().expect("kill the program");
+        self.child.wait().expect("wait");
+    }
+
+    pub fn transcript(&self) -> String {
+        String::from_utf8_lossy(&self.screen.0.lock().unwrap().shown).into_owned()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn set_cloexec(fd: std::os::fd::RawFd) {
+    // SAFETY: F_SETFD on a descriptor this process owns.
+    let set = unsafe { nix::libc::fcntl(fd, nix::libc::F_SETFD, nix::libc::FD_CLOEXEC) };
+    assert_eq!(set, 0, "FD_CLOEXEC: {}", std::io::Error::last_os_error());
+}

@@ -1,0 +1,226 @@
+//! qrsh as a user at a terminal runs it, through the real Grid Engine cell and the qdock
+//! methods installed in /usr/local/bin (the harness and its rules: tests/common/cell.rs; the
+//! terminal: tests/common/pty.rs). `qrsh -pty y … sh` gives a shell on a terminal, natively
+//! and in the image; without a terminal, qrsh's stdin reaches the job.
+
+#[macro_use]
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use common::cell::*;
+use common::pty::Session;
+use common::*;
+
+const PROMPT: &str = "pty-prompt> ";
+
+/// `qrsh -pty y -v PS1=… EXTRA sh` as alice on a terminal of 33 x 97.
+fn qrsh_shell(case: &Case, extra: &[&str]) -> Session {
+    let ps1 = format!("PS1={PROMPT}");
+    let mut args = vec!["-pty", "y", "-now", "no", "-v", &ps1];
+    args.extend_from_slice(extra);
+    args.push("sh");
+    Session::spawn(case.client_command("qrsh", &args), 33, 97, JOB_TIMEOUT)
+}
+
+/// Runs `line` in the shell; returns what the terminal showed until a marker echoed after
+/// it. The marker is computed by the shell, so the echo of the typed line cannot match it:
+/// prompts (busybox asks the terminal for the cursor position and prompts again) do not
+/// count.
+fn run(shell: &mut Session, line: &str) -> String {
+    static SERIAL: AtomicU32 = AtomicU32::new(1);
+    let n = SERIAL.fetch_add(1, Ordering::Relaxed);
+    shell.send(format!("{line}; echo \"done-$(({n}*7))\"\r").as_bytes());
+    shell.expect(&format!("done-{}", n * 7))
+}
+
+/// Waits for the shell's first prompt and returns the job's id, which the test then tracks.
+fn session_job(case: &Case, shell: &mut Session) -> u32 {
+    shell.expect(PROMPT);
+    let said = run(shell, "echo \"job-$JOB_ID-\"");
+    let job = said
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("job-")?
+                .trim_end()
+                .strip_suffix('-')?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no job id in {said:?}"));
+    case.track(job);
+    job
+}
+
+/// The pid of the job's `sleep 4321`, in or out of a container: a process of the job's own
+/// (its environment names the job) with exactly that command line.
+fn job_sleep(job: u32) -> Option<i32> {
+    let wanted = format!("JOB_ID={job}");
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            if cmdline != b"sleep\x004321\x00" {
+                return None;
+            }
+            let environ = std::fs::read(entry.path().join("environ")).ok()?;
+            environ
+                .split(|&b| b == 0)
+                .any(|v| v == wanted.as_bytes())
+                .then_some(pid)
+        })
+}
+
+/// qrsh may return a moment before the job leaves qstat; then nothing of it may be left.
+fn assert_ended(case: &Case, job: u32) {
+    case.wait_until("the job left qstat", JOB_TIMEOUT, || {
+        case.states(job).is_empty()
+    });
+    case.assert_clean();
+}
+
+/// What a user does on the shell's terminal: its name, its size and a change of it, Ctrl-C
+/// for a foreground command, and the exit code back through qrsh. `os_id` proves where the
+/// shell runs.
+fn use_the_shell(case: &Case, mut shell: Session, os_id: &str) {
+    let job = session_job(case, &mut shell);
+    let os = run(&mut shell, "grep ^ID= /etc/os-release");
+    assert!(os.contains(&format!("ID={os_id}\r\n")), "{os:?}");
+    let tty = run(&mut shell, "tty");
+    assert!(tty.contains("\r\n/dev/pts/"), "{tty:?}");
+    let size = run(&mut shell, "stty size");
+    assert!(size.contains("\r\n33 97\r\n"), "{size:?}");
+    // The new size travels qrsh -> shepherd -> starter -> engine: asked again until it
+    // arrived, each answer awaited.
+    shell.resize(40, 120);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let size = run(&mut shell, "stty size");
+        if size.contains("\r\n40 120\r\n") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the size did not change: {size:?}"
+        );
+    }
+    // Ctrl-C once the sleep surely runs: a byte to the terminal, SIGINT to the sleep alone.
+    shell.send(b"sleep 4321\r");
+    poll_until(
+        "the job's sleep runs",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || job_sleep(job).is_some(),
+        || shell.transcript(),
+    );
+    shell.send(b"\x03");
+    let status = run(&mut shell, "echo \"rc-$?\"");
+    assert!(status.contains("rc-130\r\n"), "{status:?}");
+    assert_eq!(job_sleep(job), None);
+    shell.send(b"exit 7\r");
+    let status = shell.wait();
+    assert_eq!(status.code(), Some(7), "{}", shell.transcript());
+    assert_ended(case, job);
+}
+
+#[test]
+fn qrsh_with_a_terminal_gives_a_shell_in_the_image() {
+    require_cell!();
+    let case = Case::new("pty-image");
+    let image = format!("IMAGE={IMAGE}");
+    let shell = qrsh_shell(&case, &["-v", &image]);
+    use_the_shell(&case, shell, "qdock-busybox");
+}
+
+#[test]
+fn qrsh_with_a_terminal_gives_a_native_shell_without_image() {
+    require_cell!();
+    let case = Case::new("pty-native");
+    let shell = qrsh_shell(&case, &[]);
+    use_the_shell(&case, shell, "debian");
+}
+
+/// The cell's orphan watcher (`qdock gc --watch`, started by bin/install) logs each removal.
+const WATCHER_LOG: &str = "/var/log/qdock-gc-watch.log";
+
+/// The user's end goes away (qrsh killed, as when the terminal window closes): the shepherd
+/// loses qrsh and SIGKILLs the job, the starter with it, so no one is left to remove the
+/// container but the orphan watcher, which does.
+#[test]
+fn a_terminal_session_ends_when_qrsh_dies() {
+    require_cell!();
+    let case = Case::new("pty-hangup");
+    let image = format!("IMAGE={IMAGE}");
+    let mut shell = qrsh_shell(&case, &["-v", &image]);
+    let job = session_job(&case, &mut shell);
+    assert_eq!(containers_of(job).len(), 1, "{:?}", containers_of(job));
+    let removed = format!("removed {} ", task_container(job, 0));
+    let log = || std::fs::read_to_string(WATCHER_LOG).unwrap_or_default();
+    assert!(
+        !log().contains(&removed),
+        "an earlier {removed:?} in {WATCHER_LOG}"
+    );
+    shell.kill();
+    case.wait_until("the watcher removed the container", JOB_TIMEOUT, || {
+        log().contains(&removed)
+    });
+    assert_ended(&case, job);
+}
+
+/// `qdel` of a terminal session: qrsh returns, the container goes.
+#[test]
+fn qdel_ends_a_terminal_session() {
+    require_cell!();
+    let case = Case::new("pty-qdel");
+    let image = format!("IMAGE={IMAGE}");
+    let mut shell = qrsh_shell(&case, &["-v", &image]);
+    let job = session_job(&case, &mut shell);
+    case.client("qdel", &[&job.to_string()]);
+    let status = shell.wait();
+    assert_ne!(status.code(), Some(0), "{}", shell.transcript());
+    assert_ended(&case, job);
+}
+
+/// Without a terminal, qrsh's stdin is the job's, to its end: natively and in the image,
+/// every byte of it comes back through `cat`.
+#[test]
+fn qrsh_stdin_reaches_the_job() {
+    require_cell!();
+    let case = Case::new("qrsh-stdin");
+    let input: Vec<u8> = (0..20_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let image = format!("IMAGE={IMAGE}");
+    for extra in [&[][..], &["-v", &image]] {
+        let mut args = vec!["-now", "no"];
+        args.extend_from_slice(extra);
+        args.push("cat; echo \"job=$JOB_ID\" >&2");
+        let mut child = case
+            .client_command("qrsh", &args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn qrsh");
+        let mut stdin = child.stdin.take().expect("piped");
+        let fed = input.clone();
+        let feeder = std::thread::spawn(move || {
+            stdin.write_all(&fed).expect("feed qrsh");
+        });
+        let out = child.wait_with_output().expect("qrsh");
+        feeder.join().expect("feeder");
+        assert_eq!(out.status.code(), Some(0), "{extra:?}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let job = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("job=")?.parse().ok())
+            .unwrap_or_else(|| panic!("no job id in {stderr:?}"));
+        case.track(job);
+        assert_eq!(out.stdout.len(), input.len(), "{extra:?}");
+        assert!(out.stdout == input, "{extra:?}: the bytes differ");
+        assert_ended(&case, job);
+    }
+}
