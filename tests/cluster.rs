@@ -84,9 +84,14 @@ fn tasks_starting_together_on_a_host_pull_its_image_once() {
     let tasks = 4;
     let job = case.qsub_image(
         &pushed.reference,
+        // The JSV asks for hosts holding the image (hard: this machine's config says
+        // pull = "never"); naming qdock_images itself keeps it from asking, so the job can
+        // go to node1, whose own config lets it pull.
         &[
             "-q",
             &NODE1.queue(),
+            "-l",
+            "qdock_images=*",
             "-t",
             &format!("1-{tasks}"),
             "marker.sh",
