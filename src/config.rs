@@ -22,6 +22,7 @@ pub struct Config {
     pub mounts: MountConfig,
     pub gridengine: GridEngineConfig,
     pub usage: UsageConfig,
+    pub scheduling: SchedulingConfig,
 }
 
 /// The per-host usage record (see `usage::ledger`).
@@ -38,6 +39,42 @@ impl Default for UsageConfig {
             record: "/var/lib/qdock/usage.jsonl".into(),
         }
     }
+}
+
+/// How jobs find hosts that hold their image: what the load sensor advertises in
+/// `qdock_images` and what `qdock jsv` asks for. Both read it, so it must be the same on
+/// the qmaster's host and every execution host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulingConfig {
+    /// Which local images `qdock_images` names, highest priority first (see `advertise`).
+    pub advertise: Vec<ImagePattern>,
+    /// What `qdock jsv` asks for the job's image.
+    pub image_request: ImageRequest,
+    /// Whether `qdock jsv` adds `-l qdock_engine=1` to every job with an image.
+    pub engine_request: bool,
+}
+
+impl Default for SchedulingConfig {
+    fn default() -> Self {
+        SchedulingConfig {
+            advertise: vec![ImagePattern::parse("*").expect("a valid pattern")],
+            image_request: ImageRequest::Auto,
+            engine_request: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageRequest {
+    /// Hard when `images.pull = "never"` (the job can only run where the image is), soft
+    /// otherwise (prefer those hosts, pull elsewhere).
+    #[default]
+    Auto,
+    Hard,
+    Soft,
+    None,
 }
 
 /// Where the execution daemon keeps what proves a job (see `job_proof`).

@@ -32,6 +32,13 @@ pub struct Engine {
     reconnect_secs: u64,
 }
 
+/// The names under which the engine holds its images.
+#[derive(Debug, Clone, Default)]
+pub struct LocalReferences {
+    pub tags: Vec<String>,
+    pub digests: Vec<String>,
+}
+
 /// An image as the engine holds it.
 #[derive(Debug, Clone)]
 pub struct Image {
@@ -374,18 +381,26 @@ impl Engine {
         }
     }
 
-    /// The tags of every local image (`repository:tag`).
-    pub async fn image_tags(&self) -> Result<Vec<String>> {
+    /// The references of every local image: tags (`repository:tag`) and digests
+    /// (`repository@sha256:…`).
+    pub async fn image_references(&self) -> Result<LocalReferences> {
         let images = self
             .docker
             .list_images(None::<bollard::query_parameters::ListImagesOptions>)
             .await
             .map_err(|e| self.fail("list images", e))?;
-        Ok(images
-            .into_iter()
-            .flat_map(|i| i.repo_tags)
-            .filter(|t| t != "<none>:<none>")
-            .collect())
+        let mut refs = LocalReferences::default();
+        for image in images {
+            refs.tags
+                .extend(image.repo_tags.into_iter().filter(|t| t != "<none>:<none>"));
+            refs.digests.extend(
+                image
+                    .repo_digests
+                    .into_iter()
+                    .filter(|d| !d.starts_with("<none>@")),
+            );
+        }
+        Ok(refs)
     }
 
     /// The engine's version, for `qdock check`.

@@ -4,6 +4,7 @@
 //! Data flows one way: environment + argv -> [`job::JobContext`] -> (with [`config::Config`]
 //! and [`policy`]) -> [`spec::ContainerSpec`] -> [`engine::Engine`] -> exit code.
 
+pub mod advertise;
 pub mod binding;
 pub mod config;
 pub mod engine;

@@ -286,7 +286,9 @@ fn missing_image_puts_the_job_in_error_state() {
     let case = Case::new("no-image");
     case.script("never.sh", "echo must-not-run\n");
     let absent = "qdock/absent-e2e:404";
-    let job = case.qsub_image(absent, &["never.sh"]);
+    // The job's own qdock_images request replaces the JSV's, which would keep it pending
+    // (tests/scheduling.rs): this is the starter's answer when the image is gone anyway.
+    let job = case.qsub_image(absent, &["-l", "qdock_images=*", "never.sh"]);
     case.wait_until(&format!("job {job} in Eqw"), JOB_TIMEOUT, || {
         case.states(job).iter().any(|s| s.contains('E'))
     });
@@ -304,10 +306,7 @@ fn missing_image_puts_the_job_in_error_state() {
     );
     assert_eq!(case.read(format!("never.sh.o{job}")), "");
     assert_eq!(containers_of(job), Vec::<String>::new());
-    case.client("qdel", &[&job.to_string()]);
-    case.wait_until(&format!("job {job} deleted"), JOB_TIMEOUT, || {
-        case.states(job).is_empty()
-    });
+    case.delete(job);
     case.assert_clean();
 }
 
@@ -342,9 +341,15 @@ fn unreachable_engine_requeues_the_job() {
         let (used, total) = case.slots();
         used < total
     });
-    // Away before the submission: the job cannot start before the engine is gone.
+    // Away before the submission: the job cannot start before the engine is gone. Its own
+    // soft requests replace the JSV's hard ones, which would keep it pending from the next
+    // load report on: this is the starter's answer when the engine goes between the load
+    // report and the job's start.
     let away = SocketAway::new();
-    let job = case.qsub_image(IMAGE, &["marker.sh"]);
+    let job = case.qsub_image(
+        IMAGE,
+        &["-soft", "-l", "qdock_engine=1,qdock_images=*", "marker.sh"],
+    );
     let mut first = Vec::new();
     let took = case.wait_until(
         &format!("a first attempt of job {job} without the engine"),

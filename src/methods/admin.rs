@@ -57,9 +57,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Job Submission Verifier: refuse bad image requests at qsub time (jsv_url)
+    /// Job Submission Verifier: refuse bad images at qsub time, request hosts holding them (jsv_url)
     Jsv,
-    /// Load sensor: report qdock_engine and qdock_containers (execd load_sensor)
+    /// Load sensor: report qdock_engine, qdock_containers and qdock_images (execd load_sensor)
     LoadSensor,
 }
 
@@ -265,7 +265,7 @@ async fn check_images(
     config: &Config,
     finding: &mut impl FnMut(bool, String),
 ) -> Result<()> {
-    let tags = engine.image_tags().await?;
+    let tags = engine.image_references().await?.tags;
     if config.images.allow.is_empty() {
         finding(
             true,

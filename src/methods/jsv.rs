@@ -1,13 +1,22 @@
 //! `qdock jsv`: a Grid Engine Job Submission Verifier that checks a job's image request at
 //! `qsub` time, so a bad or disallowed image is refused at once instead of sending the job
-//! to `Eqw` on an execution host. It checks the reference and the allow list only: whether
-//! the image is present is a question for each execution host.
+//! to `Eqw` on an execution host. It checks the reference and the allow list; whether the
+//! image is present is each execution host's question, which their load sensors answer: to a
+//! job with an image it adds `-l qdock_engine=1` and a request for a host advertising the
+//! image in `qdock_images` (hard, soft or none: `[scheduling]` in the config).
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
 
-use crate::config::Config;
+use crate::advertise;
+use crate::config::{Config, ImageRequest, PullPolicy};
+use crate::image_ref::ImageRef;
 use crate::policy;
+
+/// The complexes of sge-conf/qdock-complexes.conf, by name and shortcut: a job that names one
+/// itself keeps its own request.
+const ENGINE_COMPLEX: [&str; 2] = ["qdock_engine", "qde"];
+const IMAGES_COMPLEX: [&str; 2] = ["qdock_images", "qdi"];
 
 /// The protocol of jsv(1): START, then PARAM and ENV lines, then BEGIN, per job; QUIT ends.
 pub struct Jsv<'a> {
@@ -52,7 +61,7 @@ impl<'a> Jsv<'a> {
                 let verdict = self.verdict();
                 self.env.clear();
                 self.params.clear();
-                vec![verdict]
+                verdict
             }
             "" => vec![],
             other => vec![format!("ERROR qdock jsv got unknown command {other:?}")],
@@ -63,7 +72,9 @@ impl<'a> Jsv<'a> {
     fn image(&self) -> Option<String> {
         let name = &self.config.job.image_variable;
         self.env.get(name).cloned().or_else(|| {
-            // Some clients send the -v list as one parameter: NAME=value,NAME2=value2.
+            // 8.1.9's qsub and qmaster send the job's variables only as ENV lines, after SEND
+            // ENV (checked with a logging JSV); the -v list as one parameter,
+            // NAME=value,NAME2=value2, is kept for Grid Engines that send it so.
             let list = self.params.get("v")?;
             list.split(',').find_map(|kv| {
                 kv.strip_prefix(name.as_str())?
@@ -73,31 +84,123 @@ impl<'a> Jsv<'a> {
         })
     }
 
-    fn verdict(&self) -> String {
-        match self.image() {
-            None => "RESULT STATE ACCEPT".into(),
-            Some(image) => match policy::check_image(&image, &self.config.images) {
-                Ok(_) => "RESULT STATE ACCEPT".into(),
-                Err(e) => format!("RESULT STATE REJECT qdock: {e}"),
-            },
+    fn verdict(&self) -> Vec<String> {
+        let accept = vec!["RESULT STATE ACCEPT".to_string()];
+        let Some(image) = self.image() else {
+            return accept;
+        };
+        let image = match policy::check_image(&image, &self.config.images) {
+            Ok(image) => image,
+            Err(e) => return vec![format!("RESULT STATE REJECT qdock: {e}")],
+        };
+        let mut hard = ResourceList::parse(self.params.get("l_hard"));
+        let mut soft = ResourceList::parse(self.params.get("l_soft"));
+        // A job that names one of our complexes, hard or soft, keeps what it asked for.
+        let named = |names: &[&str], hard: &ResourceList, soft: &ResourceList| {
+            hard.names_any(names) || soft.names_any(names)
+        };
+        let mut changed = false;
+        if self.config.scheduling.engine_request && !named(&ENGINE_COMPLEX, &hard, &soft) {
+            hard.push(ENGINE_COMPLEX[0], "1");
+            changed = true;
         }
+        if let Some((hard_request, pattern)) = self.image_request(&image)
+            && !named(&IMAGES_COMPLEX, &hard, &soft)
+        {
+            let list = if hard_request { &mut hard } else { &mut soft };
+            list.push(IMAGES_COMPLEX[0], &pattern);
+            changed = true;
+        }
+        if !changed {
+            return accept;
+        }
+        // PARAM l_hard replaces the job's whole list (sge_jsv_script.c): send it complete.
+        let mut answer = Vec::new();
+        for (name, list) in [("l_hard", &hard), ("l_soft", &soft)] {
+            if list.changed {
+                answer.push(format!("PARAM {name} {}", list.render()));
+            }
+        }
+        answer.push("RESULT STATE CORRECT".into());
+        answer
+    }
+
+    /// Whether the job's image request is hard, and its pattern; None when it gets none.
+    fn image_request(&self, image: &ImageRef) -> Option<(bool, String)> {
+        let hard = match self.config.scheduling.image_request {
+            ImageRequest::None => return None,
+            ImageRequest::Hard => true,
+            ImageRequest::Soft => false,
+            ImageRequest::Auto => self.config.images.pull == PullPolicy::Never,
+        };
+        let pattern = advertise::request(image, &self.config.scheduling.advertise)?;
+        Some((hard, pattern))
+    }
+}
+
+/// A job's `-l` list as the JSV protocol carries it: `name=value,name=value`, `NONE` when
+/// empty; the entries are kept as the job wrote them.
+struct ResourceList {
+    entries: Vec<String>,
+    changed: bool,
+}
+
+impl ResourceList {
+    fn parse(param: Option<&String>) -> ResourceList {
+        let entries = param
+            .map(String::as_str)
+            .filter(|p| *p != "NONE")
+            .unwrap_or("")
+            // Grid Engine splits on both (centry_list_parse_from_string()).
+            .split([',', ' '])
+            .filter(|e| !e.is_empty())
+            .map(str::to_string)
+            .collect();
+        ResourceList {
+            entries,
+            changed: false,
+        }
+    }
+
+    fn names_any(&self, names: &[&str]) -> bool {
+        self.entries
+            .iter()
+            .any(|e| names.contains(&e.split('=').next().unwrap_or(e)))
+    }
+
+    fn push(&mut self, name: &str, value: &str) {
+        self.entries.push(format!("{name}={value}"));
+        self.changed = true;
+    }
+
+    fn render(&self) -> String {
+        self.entries.join(",")
     }
 }
 
 pub fn serve(config: &Config) -> std::io::Result<()> {
+    talk(config, std::io::stdin().lock(), std::io::stdout().lock())
+}
+
+/// Lines are bytes, not text: a job's environment (qrsh sends the user's) may hold any value,
+/// and one that is not UTF-8 must not end the JSV, which would reject the job. Lossy is
+/// enough: such a value is never a valid image reference.
+fn talk(config: &Config, mut input: impl BufRead, mut output: impl Write) -> std::io::Result<()> {
     let mut jsv = Jsv::new(config);
-    let stdin = std::io::stdin();
-    let mut stdout = std::io::stdout().lock();
-    for line in stdin.lock().lines() {
-        let Some(answer) = jsv.handle(line?.trim_end()) else {
-            break;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if input.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        let Some(answer) = jsv.handle(String::from_utf8_lossy(&line).trim_end()) else {
+            return Ok(());
         };
         for a in answer {
-            writeln!(stdout, "{a}")?;
+            writeln!(output, "{a}")?;
         }
-        stdout.flush()?;
+        output.flush()?;
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -113,18 +216,139 @@ mod tests {
             .collect()
     }
 
+    fn config(toml: &str) -> Config {
+        Config::parse(toml, std::path::Path::new("qdock.toml")).unwrap()
+    }
+
     #[test]
-    fn accepts_jobs_without_image_and_good_images() {
+    fn jobs_without_image_are_untouched() {
+        let out = session(
+            &Config::default(),
+            &[
+                "START",
+                "PARAM VERSION 1.0",
+                "PARAM CMDNAME job.sh",
+                "PARAM l_hard h_rt=60",
+                "ENV ADD HOME /home/alice",
+                "BEGIN",
+                "QUIT",
+            ],
+        );
+        assert_eq!(out, ["SEND ENV", "STARTED", "RESULT STATE ACCEPT"]);
+    }
+
+    #[test]
+    fn adds_hard_requests_when_images_are_never_pulled() {
+        let out = session(
+            &Config::default(),
+            &[
+                "START",
+                "PARAM CMDNAME job.sh",
+                "ENV ADD IMAGE qdock/busybox:1",
+                "BEGIN",
+                // The next job starts afresh and keeps its own -l list.
+                "START",
+                "PARAM l_hard h_rt=60,mem_free=1G",
+                "PARAM l_soft arch=lx-amd64",
+                "ENV ADD IMAGE docker.io/library/fastqc:0.11.9",
+                "BEGIN",
+            ],
+        );
+        assert_eq!(
+            out,
+            [
+                "SEND ENV",
+                "STARTED",
+                "PARAM l_hard qdock_engine=1,qdock_images=*;qdock/busybox:1;*",
+                "RESULT STATE CORRECT",
+                "SEND ENV",
+                "STARTED",
+                "PARAM l_hard h_rt=60,mem_free=1G,qdock_engine=1,qdock_images=*;fastqc:0.11.9;*",
+                "RESULT STATE CORRECT",
+            ]
+        );
+    }
+
+    #[test]
+    fn soft_image_request_when_pulls_are_allowed() {
+        let c = config("[images]\npull = \"missing\"\n");
+        let out = session(
+            &c,
+            &[
+                "START",
+                "PARAM l_soft arch=lx-amd64",
+                "ENV ADD IMAGE busybox",
+                "BEGIN",
+            ],
+        );
+        assert_eq!(
+            out[2..],
+            [
+                "PARAM l_hard qdock_engine=1",
+                "PARAM l_soft arch=lx-amd64,qdock_images=*;busybox:latest;*",
+                "RESULT STATE CORRECT",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_admin_chooses_the_requests() {
+        let job = ["START", "ENV ADD IMAGE fastqc:0.11.9", "BEGIN"];
+        for (toml, expected) in [
+            (
+                "[images]\npull = \"always\"\n[scheduling]\nimage_request = \"hard\"\n",
+                vec!["PARAM l_hard qdock_engine=1,qdock_images=*;fastqc:0.11.9;*"],
+            ),
+            (
+                "[scheduling]\nimage_request = \"soft\"\n",
+                vec![
+                    "PARAM l_hard qdock_engine=1",
+                    "PARAM l_soft qdock_images=*;fastqc:0.11.9;*",
+                ],
+            ),
+            (
+                "[scheduling]\nimage_request = \"none\"\n",
+                vec!["PARAM l_hard qdock_engine=1"],
+            ),
+            // Never advertised, so never requested: the request could only keep it pending.
+            (
+                "[scheduling]\nadvertise = [\"bio/*\"]\n",
+                vec!["PARAM l_hard qdock_engine=1"],
+            ),
+            (
+                "[scheduling]\nengine_request = false\nimage_request = \"none\"\n",
+                vec![],
+            ),
+        ] {
+            let out = session(&config(toml), &job);
+            let mut expected: Vec<String> = expected.into_iter().map(String::from).collect();
+            expected.push(
+                if expected.is_empty() {
+                    "RESULT STATE ACCEPT"
+                } else {
+                    "RESULT STATE CORRECT"
+                }
+                .into(),
+            );
+            assert_eq!(out[2..], expected, "{toml}");
+        }
+    }
+
+    #[test]
+    fn a_job_naming_our_complexes_keeps_its_own_requests() {
         let c = Config::default();
         let out = session(
             &c,
             &[
                 "START",
-                "PARAM CMDNAME job.sh",
-                "BEGIN",
+                "PARAM l_hard qdock_images=*",
+                "PARAM l_soft qde=1",
                 "ENV ADD IMAGE qdock/busybox:1",
                 "BEGIN",
-                "QUIT",
+                "START",
+                "PARAM l_hard qdi=*;qdock/busybox:1;*,qdock_engine=1",
+                "ENV ADD IMAGE qdock/busybox:1",
+                "BEGIN",
             ],
         );
         assert_eq!(
@@ -133,6 +357,8 @@ mod tests {
                 "SEND ENV",
                 "STARTED",
                 "RESULT STATE ACCEPT",
+                "SEND ENV",
+                "STARTED",
                 "RESULT STATE ACCEPT"
             ]
         );
@@ -160,6 +386,30 @@ mod tests {
             out[2]
         );
         assert!(out[3].contains("not allowed"), "{}", out[3]);
+    }
+
+    #[test]
+    fn hostile_images_never_reach_the_request_lists() {
+        // A request list is split at `,` and blanks, and `*;` would widen the match: only a
+        // reference that passed Docker's grammar becomes part of a request.
+        for image in ["x:1,qdock_engine=0", "x:1 h_rt=1", "x;*", "*", "x:1\\n"] {
+            let line = format!("ENV ADD IMAGE {image}");
+            let out = session(&Config::default(), &["START", &line, "BEGIN"]);
+            assert_eq!(out.len(), 3, "{out:?}");
+            assert!(out[2].starts_with("RESULT STATE REJECT qdock: "), "{out:?}");
+        }
+    }
+
+    #[test]
+    fn variables_that_are_not_utf8_do_not_end_the_dialogue() {
+        let input: &[u8] =
+            b"START\nENV ADD LESSOPEN |\xff\xfe\nENV ADD IMAGE qdock/busybox:1\nBEGIN\nQUIT\n";
+        let mut output = Vec::new();
+        talk(&Config::default(), input, &mut output).unwrap();
+        assert_eq!(
+            String::from_utf8(output).unwrap(),
+            "SEND ENV\nSTARTED\nPARAM l_hard qdock_engine=1,qdock_images=*;qdock/busybox:1;*\nRESULT STATE CORRECT\n"
+        );
     }
 
     #[test]

@@ -97,6 +97,11 @@ fn config_value(key: &str) -> Option<String> {
     })
 }
 
+/// The installed config's `images.pull`.
+pub fn pull_policy() -> String {
+    config_value("pull").unwrap_or_else(|| "never".into())
+}
+
 /// The installed config's `stop_grace_secs`.
 pub fn stop_grace() -> Duration {
     let secs = config_value("stop_grace_secs").and_then(|v| v.parse().ok());
@@ -163,6 +168,65 @@ pub fn containers_of(job: u32) -> Vec<String> {
 /// The name of the container of task `task` (0 for a non-array job) of `job`.
 pub fn task_container(job: u32, task: u32) -> String {
     format!("qdock-{SGE_CELL}-{job}-{task}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hosts and their load values (qdock load-sensor)
+
+/// How long a new load value may take to reach the scheduler: the sensor answers when the
+/// execd asks, every `load_report_time` (10 s on the test cell), and a report may be one
+/// interval stale.
+pub const LOAD_REPORT_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// The name of the execution host this test runs on, as Grid Engine knows it.
+pub fn this_host() -> String {
+    nix::unistd::gethostname()
+        .expect("gethostname")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A host's load values and fixed attributes as `qhost -F -h HOST` shows them: the `hl:`
+/// lines, name to value (`qdock_engine` shows as `1.000000` or `0.000000`, BOOL as a number).
+pub fn load_values(host: &str) -> HashMap<String, String> {
+    let out = client(Path::new("/"), "qhost", &["-F", "-h", host]);
+    assert!(
+        out.status.success(),
+        "qhost -F -h {host}: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("hl:")?.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Waits until the load value `name` of `host` satisfies `wanted` (at most
+/// [`LOAD_REPORT_TIMEOUT`]); returns it.
+pub fn wait_for_load_value(host: &str, name: &str, wanted: impl Fn(&str) -> bool) -> String {
+    let mut value = String::new();
+    poll_until(
+        &format!("load value {name} of {host}"),
+        LOAD_REPORT_TIMEOUT,
+        POLL,
+        || {
+            value = load_values(host).remove(name).unwrap_or_default();
+            wanted(&value)
+        },
+        || format!("{host} reports: {:?}", load_values(host)),
+    );
+    value
+}
+
+/// The `qdock_images` entries of `host` (see src/advertise.rs): `;a:1;b:2;` -> [a:1, b:2].
+pub fn advertised_images(value: &str) -> Vec<&str> {
+    value.split(';').filter(|e| !e.is_empty()).collect()
+}
+
+/// The `-l` request that finds a host advertising `image` (familiar form with tag).
+pub fn image_request(image: &str) -> String {
+    format!("qdock_images=*;{image};*")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -475,6 +539,14 @@ impl Case {
                 self.qstat_j(job)
             );
         }
+    }
+
+    /// `qdel` of a job, then waits until it left `qstat`.
+    pub fn delete(&self, job: u32) {
+        self.client("qdel", &[&job.to_string()]);
+        self.wait_until(&format!("job {job} deleted"), JOB_TIMEOUT, || {
+            self.states(job).is_empty()
+        });
     }
 
     /// Waits until the job left `qstat` and has `records` accounting records (one per task

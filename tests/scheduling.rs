@@ -1,0 +1,174 @@
+//! Image-aware scheduling through the real Grid Engine cell: what the load sensor reports
+//! (`qhost -F`), what the JSV adds to a job (`qstat -j`), and where the scheduler sends jobs
+//! that ask for an image. Needs the cell wired by sge-conf/register-scheduling (bin/install
+//! and bin/setup-cluster do it); the harness is tests/common/cell.rs.
+
+#[macro_use]
+mod common;
+
+use common::cell::*;
+use common::*;
+
+fn is_true(value: &str) -> bool {
+    value.parse::<f64>() == Ok(1.0) || value.eq_ignore_ascii_case("true")
+}
+
+/// The lines of `qstat -j` output that name a job's `-l` requests (8.1.9 writes
+/// `hard resource_list:` and `soft resource_list:`).
+fn resource_lists(qstat_j: &str) -> Vec<&str> {
+    qstat_j
+        .lines()
+        .filter(|l| l.starts_with("hard resource_list") || l.starts_with("soft resource_list"))
+        .collect()
+}
+
+/// A local tag of the test image, removed again when dropped.
+struct Tag(String);
+
+impl Tag {
+    fn new(name: &str) -> Tag {
+        let out = docker(&["tag", IMAGE, name]);
+        assert!(
+            out.status.success(),
+            "docker tag: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tag(name.to_string())
+    }
+}
+
+impl Drop for Tag {
+    fn drop(&mut self) {
+        let _ = docker(&["rmi", &self.0]);
+    }
+}
+
+#[test]
+fn the_load_sensor_reports_the_engine_and_the_local_images() {
+    require_cell!();
+    let host = this_host();
+    wait_for_load_value(&host, "qdock_engine", is_true);
+    let containers = wait_for_load_value(&host, "qdock_containers", |v| !v.is_empty());
+    assert!(containers.parse::<f64>().is_ok(), "{containers}");
+    let images = wait_for_load_value(&host, "qdock_images", |v| {
+        advertised_images(v).contains(&IMAGE)
+    });
+    assert!(images.starts_with(';') && images.ends_with(';'), "{images}");
+
+    // A new local image shows in a later report, and is gone after its removal.
+    let name = format!("qdock/sched-e2e-{}:1", std::process::id());
+    let tag = Tag::new(&name);
+    wait_for_load_value(&host, "qdock_images", |v| {
+        advertised_images(v).contains(&name.as_str())
+    });
+    drop(tag);
+    wait_for_load_value(&host, "qdock_images", |v| {
+        !advertised_images(v).contains(&name.as_str())
+    });
+}
+
+/// The image only this host's engine holds (other hosts of the cell have their own engines),
+/// asked for by hand as the README tells users: the job runs here.
+#[test]
+fn a_job_asking_for_a_local_image_runs_there() {
+    require_cell!();
+    let host = this_host();
+    let name = format!("qdock/sched-e2e-{}-local:1", std::process::id());
+    let tag = Tag::new(&name);
+    wait_for_load_value(&host, "qdock_images", |v| {
+        advertised_images(v).contains(&name.as_str())
+    });
+    let case = Case::new("sched-local");
+    case.script("marker.sh", "cat /qdock-image-marker\n");
+    let request = image_request(&name);
+    let job = case.qsub_image(&name, &["-l", &request, "marker.sh"]);
+    let acct = case.wait_done(job, 1);
+    assert_eq!(acct[0].exit_status(), 0, "{acct:?}");
+    assert_eq!(acct[0].get("hostname"), host, "{acct:?}");
+    assert_eq!(case.read(format!("marker.sh.o{job}")), format!("{IMAGE}\n"));
+    case.assert_clean();
+    drop(tag);
+}
+
+#[test]
+fn the_jsv_adds_the_engine_and_image_requests_and_keeps_the_jobs_own() {
+    require_cell!();
+    let case = Case::new("sched-jsv");
+    case.script("marker.sh", "cat /qdock-image-marker\n");
+    case.script("native.sh", "echo native\n");
+    // Held, so qstat -j shows them; both keep the -l the user gave.
+    let image = case.qsub_image(IMAGE, &["-h", "-l", "h_rt=600", "marker.sh"]);
+    let native = case.qsub(&["-cwd", "-h", "-l", "h_rt=600", "native.sh"]);
+
+    let shown = case.qstat_j(image);
+    let lists = resource_lists(&shown);
+    let hard = lists
+        .iter()
+        .find(|l| l.starts_with("hard"))
+        .copied()
+        .unwrap_or("");
+    let wanted = image_request(IMAGE);
+    assert!(hard.contains("h_rt=600"), "{shown}");
+    assert!(hard.contains("qdock_engine="), "{shown}");
+    // Hard where only present images run, soft where a host may pull it.
+    let image_list = if pull_policy() == "never" {
+        hard
+    } else {
+        lists
+            .iter()
+            .find(|l| l.starts_with("soft"))
+            .copied()
+            .unwrap_or("")
+    };
+    assert!(
+        image_list.contains(&wanted),
+        "pull {}: {shown}",
+        pull_policy()
+    );
+
+    let shown = case.qstat_j(native);
+    let lists = resource_lists(&shown);
+    assert!(lists.iter().all(|l| !l.contains("qdock_")), "{shown}");
+    assert!(lists.iter().any(|l| l.contains("h_rt=600")), "{shown}");
+
+    case.client("qrls", &[&image.to_string(), &native.to_string()]);
+    let acct = case.wait_done(image, 1);
+    assert_eq!(acct[0].exit_status(), 0, "{acct:?}");
+    assert_eq!(
+        case.read(format!("marker.sh.o{image}")),
+        format!("{IMAGE}\n")
+    );
+    let acct = case.wait_done(native, 1);
+    assert_eq!(acct[0].exit_status(), 0, "{acct:?}");
+    case.assert_clean();
+}
+
+#[test]
+fn a_job_for_an_image_present_nowhere_stays_pending_with_the_reason() {
+    require_cell!();
+    assert_eq!(
+        pull_policy(),
+        "never",
+        "this test needs images.pull = \"never\" in {SYSTEM_CONFIG}, as the example has"
+    );
+    let case = Case::new("sched-nowhere");
+    case.script("never.sh", "echo must-not-run\n");
+    let absent = "qdock/absent-sched-e2e:404";
+    let job = case.qsub_image(absent, &["never.sh"]);
+    let mut shown = String::new();
+    case.wait_until(
+        &format!("the scheduler's reason for job {job}"),
+        JOB_TIMEOUT,
+        || {
+            shown = case.qstat_j(job);
+            shown
+                .lines()
+                .any(|l| l.contains("qdock_images") && l.contains("cannot run"))
+        },
+    );
+    assert!(shown.contains(&image_request(absent)), "{shown}");
+    assert_eq!(case.states(job), ["qw"], "{shown}");
+    assert!(case.acct(job).is_empty());
+    case.delete(job);
+    case.assert_clean();
+}
