@@ -14,6 +14,8 @@ use common::hosts::*;
 use common::registry::Registry;
 use common::*;
 
+use std::fs;
+
 /// Skips (or under CI fails) a test without the hosts.
 macro_rules! require_hosts {
     () => {
@@ -368,11 +370,10 @@ fn an_engine_restart_under_a_job_loses_no_line_and_keeps_its_exit_code() {
     case.script("count.sh", COUNTER);
     let job = case.qsub_image(IMAGE, &["-q", &NODE2.queue(), "count.sh"]);
     let out = || case.read(format!("count.sh.o{job}"));
+    // 0 until the file exists: the shepherd creates it when the job starts.
     let printed = || {
-        case.path(&format!("count.sh.o{job}"))
-            .exists()
-            .then(|| counted(&out()))
-            .unwrap_or(0)
+        let path = case.path(&format!("count.sh.o{job}"));
+        fs::read_to_string(path).map_or(0, |text| counted(&text))
     };
     case.wait_until("the job printed 5 lines", JOB_TIMEOUT, || printed() >= 5);
     let container = task_container(job, 0);
