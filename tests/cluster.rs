@@ -2,7 +2,9 @@
 //! node2, each with its own engine, beside this machine (vm). Jobs are pinned to a host with
 //! `qsub -q all.q@<host>` where a test needs one; the harness is in tests/common/hosts.rs
 //! and tests/common/cell.rs. Each test holds the cell case exclusively
-//! ([`Case::cluster`]): they change hosts' configs and daemons.
+//! ([`Case::cluster`]): they change hosts' configs and daemons. The cell is wired for
+//! image-aware scheduling (sge-conf/register-scheduling: every host's load sensor, the JSV)
+//! with images.pull = "never" on this machine, so the JSV's image request is hard.
 
 #[macro_use]
 mod common;
@@ -11,6 +13,8 @@ use common::cell::*;
 use common::hosts::*;
 use common::registry::Registry;
 use common::*;
+
+use std::fs;
 
 /// Skips (or under CI fails) a test without the hosts.
 macro_rules! require_hosts {
@@ -54,7 +58,14 @@ impl Pushed {
     fn new(from: Host) -> Pushed {
         let registry = Registry::start(GATEWAY);
         let reference = format!("{}/qdock/pulltest:{}", registry.addr, std::process::id());
-        let context = registry.image_context().display().to_string();
+        let context = registry.image_context();
+        // A layer of its own: an engine that once pulled the test image's layers knows
+        // their digests for good and fetches none of them again.
+        write_file(&context.join("unique"), &reference, 0, 0, 0o644);
+        let dockerfile = context.join("Dockerfile");
+        let text = fs::read_to_string(&dockerfile).expect("Dockerfile") + "COPY unique /\n";
+        fs::write(&dockerfile, text).expect("Dockerfile");
+        let context = context.display().to_string();
         from.docker_text(&["build", "-q", "-t", &reference, &context]);
         from.docker_text(&["push", &reference]);
         from.docker_text(&["rmi", &reference]);
@@ -82,16 +93,15 @@ fn tasks_starting_together_on_a_host_pull_its_image_once() {
     assert!(!NODE1.has_image(&pushed.reference));
     case.script("marker.sh", "cat /qdock-image-marker\n");
     let tasks = 4;
+    // The job's own qdock_images request replaces the JSV's, hard where this machine's
+    // config says pull = "never": node1's own policy pulls.
     let job = case.qsub_image(
         &pushed.reference,
-        // The JSV asks for hosts holding the image (hard: this machine's config says
-        // pull = "never"); naming qdock_images itself keeps it from asking, so the job can
-        // go to node1, whose own config lets it pull.
         &[
-            "-q",
-            &NODE1.queue(),
             "-l",
             "qdock_images=*",
+            "-q",
+            &NODE1.queue(),
             "-t",
             &format!("1-{tasks}"),
             "marker.sh",
@@ -118,6 +128,18 @@ fn tasks_starting_together_on_a_host_pull_its_image_once() {
     once.dedup();
     assert_eq!(layers.len(), once.len(), "a layer fetched twice: {gets:#?}");
 
+    // A line before and after the pull, at most one per layer, the job's "runs" and usage
+    // lines: a few.
+    let image_layers: usize = NODE1
+        .docker_text(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{len .RootFS.Layers}}",
+            &pushed.reference,
+        ])
+        .parse()
+        .expect("a layer count");
     for task in 1..=tasks {
         assert_eq!(
             case.read(format!("marker.sh.o{job}.{task}")),
@@ -125,7 +147,6 @@ fn tasks_starting_together_on_a_host_pull_its_image_once() {
         );
         let stderr = case.read(format!("marker.sh.e{job}.{task}"));
         let lines = qdock_lines(&stderr);
-        // A line before and after the pull, one per layer, the job's "runs" line: a few.
         assert!(
             lines
                 .iter()
@@ -136,7 +157,10 @@ fn tasks_starting_together_on_a_host_pull_its_image_once() {
             lines.iter().any(|l| l.contains("pulled image")),
             "task {task}: {stderr}"
         );
-        assert!(lines.len() <= 8, "task {task}: a flood: {stderr}");
+        assert!(
+            lines.len() <= image_layers + 4,
+            "task {task}: a flood: {stderr}"
+        );
     }
     case.assert_clean();
 }
@@ -260,5 +284,139 @@ fn an_array_spreads_over_the_hosts_each_in_its_own_engine() {
             "{record:?}"
         );
     }
+    case.assert_clean();
+}
+
+/// The JSV of this machine's config asks for the job's image hard: the tests that need it
+/// say so.
+fn assert_hard_image_requests() {
+    assert_eq!(
+        pull_policy(),
+        "never",
+        "this test needs images.pull = \"never\" in {SYSTEM_CONFIG}, as the example has"
+    );
+}
+
+/// The JSV sends a job to the one host that advertises its image.
+#[test]
+fn a_job_for_an_image_only_node2_holds_runs_on_node2() {
+    require_hosts!();
+    assert_hard_image_requests();
+    let case = Case::cluster("only-node2");
+    let name = format!("qdock/only-node2-{}:1", std::process::id());
+    let _tag = NODE2.tag(IMAGE, &name);
+    assert!(!NODE1.has_image(&name));
+    assert!(
+        !docker(&["image", "inspect", &name]).status.success(),
+        "{name} on this machine"
+    );
+    wait_for_load_value(NODE2.name, "qdock_images", |v| {
+        advertised_images(v).contains(&name.as_str())
+    });
+    case.script("marker.sh", "cat /qdock-image-marker\n");
+    let job = case.qsub_image(&name, &["marker.sh"]);
+    let acct = case.wait_done(job, 1);
+    assert_all_ran_well_on(&acct, NODE2);
+    assert_eq!(case.read(format!("marker.sh.o{job}")), format!("{IMAGE}\n"));
+    case.assert_clean();
+}
+
+#[test]
+fn a_job_for_an_image_no_host_holds_stays_pending_with_the_reason() {
+    require_hosts!();
+    assert_hard_image_requests();
+    let case = Case::cluster("nowhere");
+    case.script("never.sh", "echo must-not-run\n");
+    let absent = format!("qdock/absent-cluster-{}:404", std::process::id());
+    let job = case.qsub_image(&absent, &["never.sh"]);
+    let shown = case.wait_for_reason(job, "qdock_images");
+    assert!(shown.contains(&image_request(&absent)), "{shown}");
+    assert_eq!(case.states(job), ["qw"], "{shown}");
+    assert!(case.acct(job).is_empty());
+    case.delete(job);
+    case.assert_clean();
+}
+
+/// node1's engine stopped: its qdock_engine turns 0, a container job asking for node1
+/// waits with the scheduler's reason while one for any node runs on node2, and a native job
+/// still runs on node1; with the engine back the waiting job runs there.
+#[test]
+fn a_host_without_its_engine_gets_native_jobs_and_no_container_job() {
+    require_hosts!();
+    let case = Case::cluster("engine-down");
+    case.script("marker.sh", "cat /qdock-image-marker\n");
+    case.script("native.sh", "hostname\n");
+    wait_for_load_value(NODE1.name, "qdock_engine", is_true);
+    let engine = NODE1.stop_engine();
+    wait_for_load_value(NODE1.name, "qdock_engine", is_false);
+
+    let pinned = case.qsub_image(IMAGE, &["-q", &NODE1.queue(), "marker.sh"]);
+    let nodes = format!("{QUEUE}@node*");
+    let elsewhere = case.qsub_image(IMAGE, &["-q", &nodes, "marker.sh"]);
+    let native = case.qsub(&["-cwd", "-q", &NODE1.queue(), "native.sh"]);
+    let acct = case.wait_done(elsewhere, 1);
+    assert_all_ran_well_on(&acct, NODE2);
+    let acct = case.wait_done(native, 1);
+    assert_all_ran_well_on(&acct, NODE1);
+    assert_eq!(case.read(format!("native.sh.o{native}")), "node1\n");
+    let shown = case.wait_for_reason(pinned, "qdock_engine");
+    assert_eq!(case.states(pinned), ["qw"], "{shown}");
+
+    engine.restart();
+    wait_for_load_value(NODE1.name, "qdock_engine", is_true);
+    let acct = case.wait_done(pinned, 1);
+    assert_all_ran_well_on(&acct, NODE1);
+    assert_eq!(
+        case.read(format!("marker.sh.o{pinned}")),
+        format!("{IMAGE}\n")
+    );
+    case.assert_clean();
+}
+
+/// Prints 0, 1, 2 … every 0.1 s until told to go, then "end", and exits 7.
+const COUNTER: &str =
+    "i=0\nwhile [ ! -e go ]; do echo $i; i=$((i+1)); sleep 0.1; done\necho end\nexit 7\n";
+
+/// The counter lines in a job's output so far.
+fn counted(stdout: &str) -> usize {
+    stdout.lines().filter(|l| l.parse::<u32>().is_ok()).count()
+}
+
+/// dockerd restarted under a job on node2 (live-restore on, as on every host): the output
+/// flows on while the engine is away, the starter finds the job when it is back.
+#[test]
+fn an_engine_restart_under_a_job_loses_no_line_and_keeps_its_exit_code() {
+    require_hosts!();
+    let case = Case::cluster("engine-restart");
+    case.script("count.sh", COUNTER);
+    let job = case.qsub_image(IMAGE, &["-q", &NODE2.queue(), "count.sh"]);
+    let out = || case.read(format!("count.sh.o{job}"));
+    // 0 until the file exists: the shepherd creates it when the job starts.
+    let printed = || {
+        let path = case.path(&format!("count.sh.o{job}"));
+        fs::read_to_string(path).map_or(0, |text| counted(&text))
+    };
+    case.wait_until("the job printed 5 lines", JOB_TIMEOUT, || printed() >= 5);
+    let container = task_container(job, 0);
+    let engine = NODE2.stop_engine();
+    let before = printed();
+    case.wait_until("lines arrive while the engine is away", JOB_TIMEOUT, || {
+        printed() >= before + 5
+    });
+    engine.restart();
+    let status = NODE2.docker_text(&["inspect", "--format", "{{.State.Status}}", &container]);
+    assert_eq!(status, "running", "the container outlived its engine");
+    assert_eq!(case.states(job), ["r"]);
+    go(&case);
+    let acct = case.wait_done(job, 1);
+    assert_eq!(acct[0].get("hostname"), NODE2.name, "{acct:?}");
+    assert_eq!(acct[0].exit_status(), 7, "{acct:?}");
+    let text = out();
+    let n = counted(&text);
+    let expected: String = (0..n).map(|i| format!("{i}\n")).collect::<String>() + "end\n";
+    assert_eq!(text, expected);
+    let stderr = case.read(format!("count.sh.e{job}"));
+    assert!(stderr.contains("lost the Docker engine"), "{stderr}");
+    assert!(stderr.contains("engine is back"), "{stderr}");
     case.assert_clean();
 }

@@ -380,6 +380,7 @@ fn unreachable_engine_requeues_the_job() {
         ".e file: {stderr:?}"
     );
     assert_runs_line(lines[1], job, 0);
+    // The second attempt's usage line ends it (the first never started a container).
     assert!(
         lines[2].starts_with("qdock: usage: "),
         ".e file: {stderr:?}"

@@ -9,10 +9,6 @@ mod common;
 use common::cell::*;
 use common::*;
 
-fn is_true(value: &str) -> bool {
-    value.parse::<f64>() == Ok(1.0) || value.eq_ignore_ascii_case("true")
-}
-
 /// The lines of `qstat -j` output that name a job's `-l` requests (8.1.9 writes
 /// `hard resource_list:` and `soft resource_list:`).
 fn resource_lists(qstat_j: &str) -> Vec<&str> {
@@ -155,17 +151,7 @@ fn a_job_for_an_image_present_nowhere_stays_pending_with_the_reason() {
     case.script("never.sh", "echo must-not-run\n");
     let absent = "qdock/absent-sched-e2e:404";
     let job = case.qsub_image(absent, &["never.sh"]);
-    let mut shown = String::new();
-    case.wait_until(
-        &format!("the scheduler's reason for job {job}"),
-        JOB_TIMEOUT,
-        || {
-            shown = case.qstat_j(job);
-            shown
-                .lines()
-                .any(|l| l.contains("qdock_images") && l.contains("cannot run"))
-        },
-    );
+    let shown = case.wait_for_reason(job, "qdock_images");
     assert!(shown.contains(&image_request(absent)), "{shown}");
     assert_eq!(case.states(job), ["qw"], "{shown}");
     assert!(case.acct(job).is_empty());

@@ -220,6 +220,16 @@ pub fn wait_for_load_value(host: &str, name: &str, wanted: impl Fn(&str) -> bool
     value
 }
 
+/// A BOOL load value (`qdock_engine`) that is true: `qhost -F` shows `1.000000`.
+pub fn is_true(value: &str) -> bool {
+    value.parse::<f64>() == Ok(1.0) || value.eq_ignore_ascii_case("true")
+}
+
+/// A BOOL load value that the host reported false (not merely absent).
+pub fn is_false(value: &str) -> bool {
+    value.parse::<f64>() == Ok(0.0) || value.eq_ignore_ascii_case("false")
+}
+
 /// The `qdock_images` entries of `host` (see src/advertise.rs): `;a:1;b:2;` -> [a:1, b:2].
 pub fn advertised_images(value: &str) -> Vec<&str> {
     value.split(';').filter(|e| !e.is_empty()).collect()
@@ -555,6 +565,23 @@ impl Case {
                 self.qstat_j(job)
             );
         }
+    }
+
+    /// Waits until `qstat -j` gives the scheduler's reason why the job cannot run that names
+    /// `complex` (the cell's schedd_job_info is on); returns what `qstat -j` showed.
+    pub fn wait_for_reason(&self, job: u32, complex: &str) -> String {
+        let mut shown = String::new();
+        self.wait_until(
+            &format!("the scheduler's reason about {complex} for job {job}"),
+            JOB_TIMEOUT,
+            || {
+                shown = self.qstat_j(job);
+                shown
+                    .lines()
+                    .any(|l| l.contains(complex) && l.contains("cannot run"))
+            },
+        );
+        shown
     }
 
     /// `qdel` of a job, then waits until it left `qstat`.

@@ -178,6 +178,26 @@ impl Host {
         );
     }
 
+    /// Tags `image` as `name` in the host's engine only, until the guard is dropped.
+    pub fn tag(&self, image: &str, name: &str) -> TagGuard {
+        self.docker_text(&["tag", image, name]);
+        TagGuard {
+            host: *self,
+            name: name.to_string(),
+        }
+    }
+
+    /// Stops the host's engine as a package upgrade does (SIGTERM to dockerd: with the
+    /// hosts' live-restore its containers run on) until [`EngineAway::restart`] or the
+    /// guard's drop starts it again.
+    pub fn stop_engine(&self) -> EngineAway {
+        self.kill_daemon("dockerd", Signal::SIGTERM);
+        EngineAway {
+            host: *self,
+            away: true,
+        }
+    }
+
     /// Stops the host's `qdock gc --watch` until the guard is dropped.
     pub fn stop_gc_watcher(&self) -> WatcherGuard {
         self.run_text(&[&qdock_gc_watch(), "stop"]);
@@ -195,16 +215,25 @@ fn qdock_gc_watch() -> String {
 /// Starts whatever of the cell is not running (bin/setup-cluster, which keeps the hosts):
 /// how a test brings a host's engine or execd back after taking it away.
 pub fn restart_missing_daemons() {
+    if let Err(e) = try_restart_missing_daemons() {
+        panic!("{e}");
+    }
+}
+
+/// [`restart_missing_daemons`] for a guard's drop, which must not panic.
+fn try_restart_missing_daemons() -> Result<(), String> {
     let out = Command::new(repo_bin("setup-cluster"))
         .stdin(Stdio::null())
         .output()
-        .expect("bin/setup-cluster");
-    assert!(
-        out.status.success(),
+        .map_err(|e| format!("bin/setup-cluster: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
         "bin/setup-cluster: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
-    );
+    ))
 }
 
 fn write_config(path: &Path, text: &str) {
@@ -230,5 +259,43 @@ pub struct WatcherGuard(Host);
 impl Drop for WatcherGuard {
     fn drop(&mut self) {
         let _ = self.0.run(&[&qdock_gc_watch(), "start"]);
+    }
+}
+
+/// Removes a host's tag when dropped.
+pub struct TagGuard {
+    host: Host,
+    name: String,
+}
+
+impl Drop for TagGuard {
+    fn drop(&mut self) {
+        let _ = self.host.docker(&["rmi", &self.name]);
+    }
+}
+
+/// A host's engine stopped by [`Host::stop_engine`].
+pub struct EngineAway {
+    host: Host,
+    away: bool,
+}
+
+impl EngineAway {
+    /// Starts the engine again (bin/setup-cluster); it answers when this returns.
+    pub fn restart(mut self) {
+        self.away = false;
+        restart_missing_daemons();
+        self.host.docker_text(&["info", "--format", "{{.ID}}"]);
+    }
+}
+
+impl Drop for EngineAway {
+    fn drop(&mut self) {
+        if !self.away {
+            return;
+        }
+        if let Err(e) = try_restart_missing_daemons() {
+            eprintln!("{}'s engine not restarted: {e}", self.host.name);
+        }
     }
 }
