@@ -55,17 +55,11 @@ impl ProcessId {
 
     /// A pidfd for this very process, or None when it has ended.
     fn pidfd(&self) -> std::io::Result<Option<AsyncFd<OwnedFd>>> {
-        // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor or -1.
-        let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, self.pid, 0) };
-        if fd < 0 {
-            let e = std::io::Error::last_os_error();
-            return match e.raw_os_error() {
-                Some(nix::libc::ESRCH) => Ok(None),
-                _ => Err(e),
-            };
-        }
-        // SAFETY: the descriptor was just opened and nothing else owns it.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        let fd = match pidfd_open(self.pid) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(nix::libc::ESRCH) => return Ok(None),
+            Err(e) => return Err(e),
+        };
         // The pid may have passed to a new process before the open: only the start time
         // says whether the descriptor refers to the process we mean.
         if !self.is_alive() {
@@ -75,6 +69,19 @@ impl ProcessId {
         let pidfd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }?;
         Ok(Some(pidfd))
     }
+}
+
+/// A descriptor that turns readable when process `pid` exits (pidfd_open(2)). It names
+/// whatever process holds `pid` at the call: callers check afterwards that it is theirs.
+pub fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
+    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor (close-on-exec)
+    // or -1; it touches no memory of ours.
+    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor is new and owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// Field 22 of /proc/PID/stat; None when there is no such process.

@@ -8,7 +8,7 @@
 //! A sample each second stands in when that moment is missed.
 
 use std::fs::File;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -140,7 +140,7 @@ fn first_process(path: &str) -> Result<Option<OwnedFd>, String> {
             continue;
         }
         // Checked again once pinned by the pidfd: the pid may have been reused meanwhile.
-        if let Ok(pidfd) = pidfd_open(pid) {
+        if let Ok(pidfd) = crate::process::pidfd_open(pid) {
             let member = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
                 .is_ok_and(|c| cgroup_v1_path(&c, "cpuacct").is_some_and(|p| p.ends_with(path)));
             if member && is_first() {
@@ -176,17 +176,6 @@ async fn follow(pidfd: AsyncFd<OwnedFd>, files: Files, latest: Arc<Mutex<Option<
             }
         }
     }
-}
-
-fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
-    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor (close-on-exec)
-    // or -1; it touches no memory of ours.
-    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the descriptor is new and owned by nothing else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// The container's cgroup files, opened once and read again from offset 0 each time.
