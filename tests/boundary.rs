@@ -225,6 +225,47 @@ fn home_and_tmpdir_from_the_environment_are_not_mounted() {
     );
 }
 
+/// `PE_HOSTFILE` and `SGE_BINDING` are the caller's to set too: the hostfile mounted is the
+/// one the execd's spool names (none for this job), and the cores are the starter's own
+/// affinity. A forged hostfile pointing at bob's private file must not be mounted (the engine
+/// would mount it as root), and a forged binding must not narrow or choose the cpuset.
+#[test]
+fn pe_hostfile_and_binding_from_the_environment_are_not_trusted() {
+    require_engine!();
+    let secret = BobsSecret::new("pe-hostfile");
+    let forged = secret.proj().join("secret");
+    let job = Job::new(
+        "cat /proc/self/mountinfo; cat \"$PE_HOSTFILE\" 2>/dev/null; grep Cpus_allowed_list /proc/self/status",
+    )
+    .env("PE_HOSTFILE", forged.to_str().unwrap())
+    .env("SGE_BINDING", "0");
+    let out = job.run_ok();
+    let text = out.stdout_text();
+    assert!(!text.contains(SECRET), "bob's file was read: {text}");
+    assert!(
+        !text.contains(forged.to_str().unwrap()),
+        "the forged hostfile was mounted: {text}"
+    );
+    let online = fs::read_to_string("/sys/devices/system/cpu/online").expect("online cpus");
+    let affinity = fs::read_to_string("/proc/self/status")
+        .expect("own status")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Cpus_allowed_list:")
+                .map(|v| v.trim().to_string())
+        })
+        .expect("Cpus_allowed_list");
+    assert_eq!(
+        affinity,
+        online.trim(),
+        "this test needs an unbound test process"
+    );
+    assert!(
+        text.contains(&format!("Cpus_allowed_list:\t{affinity}\n")),
+        "SGE_BINDING chose the cores: {text}"
+    );
+}
+
 /// A user mount through a link that the user swaps is refused or anchored: never bob's.
 #[test]
 fn a_user_mount_in_a_directory_the_user_owns_is_anchored() {
