@@ -55,6 +55,8 @@ create_namespaces() {
     mount --make-private "$hosts_run"
     mkdir -p "$r"
     touch "$r/uts" "$r/mnt"
+    # The host's own directories are mounted over these: they must exist here too.
+    install -d -m 0755 /etc/qdock
     ip netns add "$n"
     ip link add "qh-$n" type veth peer name eth0 netns "$n"
     ip link set "qh-$n" master "$hosts_bridge" up
@@ -97,9 +99,10 @@ write_host_files() {
     local n=$1 s=$hosts_state/$1
     install -d -m 0755 "$hosts_state" "$s" "$s/docker" "$s/qdock" "$s/log"
     install -d -o sgeadmin -g sgeadmin -m 0755 "$s/spool" "$s/spool/$n"
-    if [[ ! -e $s/qdock/qdock.toml && -f /etc/qdock/qdock.toml ]]; then
-        install -o root -g root -m 0644 /etc/qdock/qdock.toml "$s/qdock/qdock.toml"
-    fi
+    # On a fresh machine bin/install has not made this machine's config yet: the example.
+    local conf=/etc/qdock/qdock.toml
+    [[ -f $conf ]] || conf=$repo/sge-conf/qdock.example.toml
+    [[ -e $s/qdock/qdock.toml ]] || install -o root -g root -m 0644 "$conf" "$s/qdock/qdock.toml"
     # /run is the host's own, so the engine's defaults there are its own; named anyway.
     # live-restore: containers keep running while the engine restarts. The registry on
     # the bridge speaks plain HTTP.
