@@ -28,10 +28,14 @@ host_names() {
 is_host_name() { [[ $1 =~ ^node[1-9][0-9]{0,2}$ ]] && (($(host_addr "$1" | cut -d. -f4) < 255)); }
 
 # Are host $1's namespaces there (kept by their files)?
-host_is_up() {
+host_namespaces_exist() {
     mountpoint -q "/run/netns/$1" 2>/dev/null && mountpoint -q "$hosts_run/$1/uts" \
         && mountpoint -q "$hosts_run/$1/mnt"
 }
+
+# A host is up once its namespaces hold all its own mounts ("ready", written last): one
+# whose making stopped half-way has namespaces that see this machine's spool and config.
+host_is_up() { host_namespaces_exist "$1" && [[ -e $hosts_run/$1/ready ]]; }
 
 # nsenter's options that enter host $1.
 host_nsenter() {

@@ -48,6 +48,7 @@ write_hosts_files() {
 create_namespaces() {
     local n=$1 s=$hosts_state/$1 r=$hosts_run/$1
     if host_is_up "$n"; then return; fi
+    stop_host_processes "$n"
     remove_namespaces "$n"
     mkdir -p "$hosts_run"
     # unshare(1): a persistent mount namespace's file must sit on a private mount.
@@ -77,7 +78,8 @@ create_namespaces() {
             mount --bind "$s/qdock" /etc/qdock
             mount --bind "$s/log" /var/log
             mount --bind "$s/spool" /var/spool/gridengine/execd
-        ' create-host "$n" "$s"
+        ' create-host "$n" "$s" || { remove_namespaces "$n"; die "$n: could not set up its namespaces (see above)"; }
+    touch "$r/ready"
 }
 
 # Undoes create_namespaces for host $1 (its processes must be gone).
@@ -181,7 +183,7 @@ host_is_empty() { [[ -z $(host_pids "$1") ]]; }
 # then its daemons, then whatever is left.
 stop_host_processes() {
     local n=$1 pid
-    host_is_up "$n" || return 0
+    host_namespaces_exist "$n" || return 0
     in_host "$n" sh -c 'docker ps -aq | xargs -r docker rm -f' >/dev/null 2>&1 || true
     for pid in $(host_pids "$n"); do kill "$pid" 2>/dev/null || true; done
     wait_for 20 host_is_empty "$n" \
