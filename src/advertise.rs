@@ -7,6 +7,10 @@
 //! out) with its tag, or as `repository@sha256:…` for a digest. A job finds a host holding
 //! `fastqc:0.11.9` with `-l 'qdock_images=*;fastqc:0.11.9;*'`, which `fastqc:0.11.90` and
 //! `biocontainers/fastqc:0.11.9` do not match.
+//!
+//! A host whose own config lets it pull a missing image says so first, `;+pull;…`: a job that
+//! must run where its image is or can come asks `*;fastqc:0.11.9;*|*;+pull;*`, so each host's
+//! own pull policy decides, not the submit host's. `+` is no character of an image reference.
 
 use crate::image_ref::ImageRef;
 use crate::pattern::ImagePattern;
@@ -23,6 +27,9 @@ pub const MAX_VALUE: usize = 999;
 /// (`centry_list_parse_from_string()`), `!|&()` and blank are its expression operators and
 /// `*?[]` fnmatch's (`sge_eval_expression.c`).
 pub const SEPARATOR: char = ';';
+
+/// The entry of a host that pulls images it lacks (its `images.pull` is not `never`).
+pub const PULL_MARK: &str = "+pull";
 
 /// What one load report advertises, and what did not fit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,12 +53,13 @@ pub fn entry(image: &ImageRef) -> String {
 }
 
 /// The advertised value for a host whose engine holds `references` (tags `repo:tag` and
-/// digests `repo@sha256:…`, as the engine lists them). An entry is advertised when it
+/// digests `repo@sha256:…`, as the engine lists them), led by [`PULL_MARK`] when it `pulls`
+/// missing images. An entry is advertised when it
 /// matches one of `patterns`; entries rank by the first pattern they match, then tags before
 /// digests, then alphabetically. They are added in that order until the next one would make
 /// the value longer than [`MAX_VALUE`]: it and every one after it are dropped, so what a
 /// host advertises depends only on its images and the patterns.
-pub fn advertise(references: &[String], patterns: &[ImagePattern]) -> Advert {
+pub fn advertise(references: &[String], patterns: &[ImagePattern], pulls: bool) -> Advert {
     let mut ranked: Vec<(usize, bool, String)> = references
         .iter()
         .filter_map(|r| ImageRef::parse(r).ok())
@@ -63,6 +71,10 @@ pub fn advertise(references: &[String], patterns: &[ImagePattern]) -> Advert {
     ranked.sort();
     ranked.dedup_by(|a, b| a.2 == b.2);
     let mut value = String::from(SEPARATOR);
+    if pulls {
+        value.push_str(PULL_MARK);
+        value.push(SEPARATOR);
+    }
     let mut dropped = Vec::new();
     for (_, _, entry) in ranked {
         // The entry and the separator after it must fit.
@@ -76,14 +88,30 @@ pub fn advertise(references: &[String], patterns: &[ImagePattern]) -> Advert {
     Advert { value, dropped }
 }
 
-/// The `qdock_images` request that finds a host advertising `image`; None when no host ever
-/// advertises it (it matches none of `patterns`), where a request could only keep the job
-/// from running.
-pub fn request(image: &ImageRef, patterns: &[ImagePattern]) -> Option<String> {
-    patterns
-        .iter()
-        .any(|p| p.matches(image))
-        .then(|| format!("*{SEPARATOR}{}{SEPARATOR}*", entry(image)))
+/// The `qdock_images` requests for a job's image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// Finds a host advertising the image.
+    pub present: String,
+    /// Finds a host advertising the image or [`PULL_MARK`]: where the job can start.
+    pub present_or_pulled: String,
+}
+
+/// The `qdock_images` requests for `image`; None when no host ever advertises it (it matches
+/// none of `patterns`), where a request could only keep the job from running.
+pub fn request(image: &ImageRef, patterns: &[ImagePattern]) -> Option<Request> {
+    patterns.iter().any(|p| p.matches(image)).then(|| {
+        let present = finding(&entry(image));
+        Request {
+            present_or_pulled: format!("{present}|{}", finding(PULL_MARK)),
+            present,
+        }
+    })
+}
+
+/// The pattern matching a value that holds `entry`.
+fn finding(entry: &str) -> String {
+    format!("*{SEPARATOR}{entry}{SEPARATOR}*")
 }
 
 #[cfg(test)]
@@ -103,11 +131,18 @@ mod tests {
 
     const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
-    /// What the scheduler does with `-l qdock_images=<request>`: fnmatch without flags, which
-    /// for requests without `?` and `[` is `glob_match`.
+    /// What the scheduler does with `-l qdock_images=<request>`: alternatives split by `|`
+    /// (sge_eval_expression.c), each matched by fnmatch without flags, which for requests
+    /// without `?` and `[` is `glob_match`.
+    fn scheduler_matches(request: &str, value: &str) -> bool {
+        request
+            .split('|')
+            .any(|alternative| glob_match(alternative, value))
+    }
+
     fn finds(value: &str, image: &str) -> bool {
         let image = ImageRef::parse(image).unwrap();
-        glob_match(&request(&image, &patterns(&["*"])).unwrap(), value)
+        scheduler_matches(&request(&image, &patterns(&["*"])).unwrap().present, value)
     }
 
     #[test]
@@ -121,6 +156,7 @@ mod tests {
                 "127.0.0.1:5000/bio/star:2.7",
             ]),
             &patterns(&["*"]),
+            false,
         );
         assert_eq!(
             a.value,
@@ -129,7 +165,7 @@ mod tests {
             )
         );
         assert!(a.dropped.is_empty());
-        assert_eq!(advertise(&[], &patterns(&["*"])).value, ";");
+        assert_eq!(advertise(&[], &patterns(&["*"]), false).value, ";");
     }
 
     #[test]
@@ -141,6 +177,7 @@ mod tests {
                 "fastqc:0.11.9-x",
             ]),
             &patterns(&["*"]),
+            false,
         )
         .value;
         assert!(!finds(&value, "fastqc:0.11.9"), "{value}");
@@ -160,15 +197,19 @@ mod tests {
         let a = advertise(
             &refs(&["zlib:1", "a/star:2", "fastqc:1", "other:1", "fastqc:0"]),
             &patterns(&["fastqc:*", "*/star:*", "z*"]),
+            false,
         );
         assert_eq!(a.value, ";fastqc:0;fastqc:1;a/star:2;zlib:1;");
         let image = ImageRef::parse("other:1").unwrap();
         assert_eq!(request(&image, &patterns(&["fastqc:*"])), None);
         assert_eq!(
-            request(&image, &patterns(&["other:*"])).as_deref(),
-            Some("*;other:1;*")
+            request(&image, &patterns(&["other:*"])),
+            Some(Request {
+                present: "*;other:1;*".into(),
+                present_or_pulled: "*;other:1;*|*;+pull;*".into(),
+            })
         );
-        assert_eq!(advertise(&refs(&["a:1"]), &[]).value, ";");
+        assert_eq!(advertise(&refs(&["a:1"]), &[], false).value, ";");
     }
 
     #[test]
@@ -184,7 +225,7 @@ mod tests {
             })
             .collect();
         for pats in [vec!["*"], vec!["r1*", "*"], vec!["r59*:*", "r1*"]] {
-            let a = advertise(&images, &patterns(&pats));
+            let a = advertise(&images, &patterns(&pats), false);
             assert!(a.value.len() <= MAX_VALUE, "{}", a.value.len());
             assert!(a.value.starts_with(';') && a.value.ends_with(';'));
             assert!(!a.dropped.is_empty());
@@ -192,7 +233,7 @@ mod tests {
             // did not fit.
             assert!(a.value.len() + a.dropped[0].len() + 1 > MAX_VALUE);
             let kept = a.value.trim_matches(';').split(';').count();
-            let again = advertise(&images, &patterns(&pats));
+            let again = advertise(&images, &patterns(&pats), false);
             assert_eq!(a, again, "deterministic");
             let wanted = images
                 .iter()
@@ -205,7 +246,7 @@ mod tests {
             assert_eq!(kept + a.dropped.len(), wanted);
         }
         // The first patterns' images go in first.
-        let a = advertise(&images, &patterns(&["r599/*", "*"]));
+        let a = advertise(&images, &patterns(&["r599/*", "*"]), false);
         assert!(a.value.starts_with(";r599/"), "{}", &a.value[..40]);
     }
 
@@ -221,7 +262,39 @@ mod tests {
                 "ok:1",
             ]),
             &patterns(&["*"]),
+            false,
         );
         assert_eq!(a.value, ";ok:1;");
+    }
+
+    #[test]
+    fn a_host_that_pulls_says_so_first_and_only_then() {
+        let image = ImageRef::parse("fastqc:0.11.9").unwrap();
+        let wanted = request(&image, &patterns(&["*"])).unwrap();
+        let pulling = advertise(&refs(&["other:1"]), &patterns(&["*"]), true);
+        assert_eq!(pulling.value, ";+pull;other:1;");
+        assert_eq!(advertise(&[], &[], true).value, ";+pull;");
+        let holding = advertise(&refs(&["fastqc:0.11.9"]), &patterns(&["*"]), false);
+        let neither = advertise(&refs(&["other:1"]), &patterns(&["*"]), false);
+        // Where the job can start: the image is there, or the host fetches it.
+        assert!(scheduler_matches(&wanted.present_or_pulled, &pulling.value));
+        assert!(scheduler_matches(&wanted.present_or_pulled, &holding.value));
+        assert!(!scheduler_matches(
+            &wanted.present_or_pulled,
+            &neither.value
+        ));
+        // Where it is already: only the holder.
+        assert!(!scheduler_matches(&wanted.present, &pulling.value));
+        assert!(scheduler_matches(&wanted.present, &holding.value));
+        // The mark is no image: a reference spelled like it is refused, not advertised.
+        assert_eq!(
+            advertise(&refs(&["+pull"]), &patterns(&["*"]), false).value,
+            ";"
+        );
+        // The mark takes its room first: the images fill what is left, never more.
+        let many: Vec<String> = (0..300).map(|i| format!("image{i}:1")).collect();
+        let full = advertise(&many, &patterns(&["*"]), true);
+        assert!(full.value.starts_with(";+pull;image") && full.value.len() <= MAX_VALUE);
+        assert!(!full.dropped.is_empty());
     }
 }

@@ -68,8 +68,8 @@ impl Default for SchedulingConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ImageRequest {
-    /// Hard when `images.pull = "never"` (the job can only run where the image is), soft
-    /// otherwise (prefer those hosts, pull elsewhere).
+    /// Hard: a host holding the image or pulling it by its own config (its load sensor
+    /// advertises `+pull`); soft: a host holding it. Each host's `images.pull` decides.
     #[default]
     Auto,
     Hard,

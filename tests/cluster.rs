@@ -3,8 +3,9 @@
 //! `qsub -q all.q@<host>` where a test needs one; the harness is in tests/common/hosts.rs
 //! and tests/common/cell.rs. Each test holds the cell case exclusively
 //! ([`Case::cluster`]): they change hosts' configs and daemons. The cell is wired for
-//! image-aware scheduling (sge-conf/register-scheduling: every host's load sensor, the JSV)
-//! with images.pull = "never" on this machine, so the JSV's image request is hard.
+//! image-aware scheduling (sge-conf/register-scheduling: every host's load sensor, the JSV).
+//! Every host's config has images.pull = "never", as the example, unless a test changes one:
+//! a job's image then decides where it runs.
 
 #[macro_use]
 mod common;
@@ -89,23 +90,18 @@ fn tasks_starting_together_on_a_host_pull_its_image_once() {
     require_hosts!();
     let case = Case::cluster("pull-once");
     let pushed = Pushed::new(NODE2);
+    // node1 alone pulls, by its own config (this machine's says "never"): its load sensor
+    // says so, and the JSV's request sends the job where the image is or can come.
     let _pull = NODE1.set_config_value("images", "pull", "\"missing\"");
+    wait_for_load_value(NODE1.name, "qdock_images", |v| {
+        advertised_images(v).contains(&PULL_MARK)
+    });
     assert!(!NODE1.has_image(&pushed.reference));
     case.script("marker.sh", "cat /qdock-image-marker\n");
     let tasks = 4;
-    // The job's own qdock_images request replaces the JSV's, hard where this machine's
-    // config says pull = "never": node1's own policy pulls.
     let job = case.qsub_image(
         &pushed.reference,
-        &[
-            "-l",
-            "qdock_images=*",
-            "-q",
-            &NODE1.queue(),
-            "-t",
-            &format!("1-{tasks}"),
-            "marker.sh",
-        ],
+        &["-t", &format!("1-{tasks}"), "marker.sh"],
     );
     let acct = case.wait_done(job, tasks);
     assert_all_ran_well_on(&acct, NODE1);
@@ -287,21 +283,21 @@ fn an_array_spreads_over_the_hosts_each_in_its_own_engine() {
     case.assert_clean();
 }
 
-/// The JSV of this machine's config asks for the job's image hard: the tests that need it
-/// say so.
-fn assert_hard_image_requests() {
-    assert_eq!(
-        pull_policy(),
-        "never",
-        "this test needs images.pull = \"never\" in {SYSTEM_CONFIG}, as the example has"
-    );
+/// No host pulls, so a job runs only where its image is: every host's sensor says so (a
+/// test that let one pull may have restored its config a report ago).
+fn wait_until_no_host_pulls() {
+    for host in [this_host().as_str(), NODE1.name, NODE2.name] {
+        wait_for_load_value(host, "qdock_images", |v| {
+            !advertised_images(v).contains(&PULL_MARK)
+        });
+    }
 }
 
 /// The JSV sends a job to the one host that advertises its image.
 #[test]
 fn a_job_for_an_image_only_node2_holds_runs_on_node2() {
     require_hosts!();
-    assert_hard_image_requests();
+    wait_until_no_host_pulls();
     let case = Case::cluster("only-node2");
     let name = format!("qdock/only-node2-{}:1", std::process::id());
     let _tag = NODE2.tag(IMAGE, &name);
@@ -324,7 +320,7 @@ fn a_job_for_an_image_only_node2_holds_runs_on_node2() {
 #[test]
 fn a_job_for_an_image_no_host_holds_stays_pending_with_the_reason() {
     require_hosts!();
-    assert_hard_image_requests();
+    wait_until_no_host_pulls();
     let case = Case::cluster("nowhere");
     case.script("never.sh", "echo must-not-run\n");
     let absent = format!("qdock/absent-cluster-{}:404", std::process::id());

@@ -69,9 +69,8 @@ pub fn main() -> u8 {
     let result = match cli.command {
         // These two speak line protocols on stdin/stdout for the life of a Grid Engine daemon.
         Command::Jsv => Config::load(cli.config).and_then(|(c, _)| serve_protocol(jsv::serve(&c))),
-        Command::LoadSensor => {
-            Config::load(cli.config).and_then(|(c, _)| serve_protocol(load_sensor::serve(&c)))
-        }
+        Command::LoadSensor => Config::load(cli.config)
+            .and_then(|(c, path)| serve_protocol(load_sensor::serve(c, path))),
         Command::Usage { job, json } => usage::show(cli.config, &job, json),
         command => runtime().and_then(|rt| {
             rt.block_on(async {

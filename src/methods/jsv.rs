@@ -3,13 +3,16 @@
 //! to `Eqw` on an execution host. It checks the reference and the allow list; whether the
 //! image is present is each execution host's question, which their load sensors answer: to a
 //! job with an image it adds `-l qdock_engine=1` and a request for a host advertising the
-//! image in `qdock_images` (hard, soft or none: `[scheduling]` in the config).
+//! image in `qdock_images` (`[scheduling] image_request` in the config). By default the
+//! hard request takes a host holding the image or one whose own config pulls it (each host's
+//! load sensor says which), and a soft one prefers the holders: the execution hosts' pull
+//! policies decide, not this one's.
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
 
 use crate::advertise;
-use crate::config::{Config, ImageRequest, PullPolicy};
+use crate::config::{Config, ImageRequest};
 use crate::image_ref::ImageRef;
 use crate::policy;
 
@@ -104,12 +107,14 @@ impl<'a> Jsv<'a> {
             hard.push(ENGINE_COMPLEX[0], "1");
             changed = true;
         }
-        if let Some((hard_request, pattern)) = self.image_request(&image)
-            && !named(&IMAGES_COMPLEX, &hard, &soft)
-        {
-            let list = if hard_request { &mut hard } else { &mut soft };
-            list.push(IMAGES_COMPLEX[0], &pattern);
-            changed = true;
+        if !named(&IMAGES_COMPLEX, &hard, &soft) {
+            let (hard_image, soft_image) = self.image_requests(&image);
+            for (list, request) in [(&mut hard, hard_image), (&mut soft, soft_image)] {
+                if let Some(request) = request {
+                    list.push(IMAGES_COMPLEX[0], &request);
+                    changed = true;
+                }
+            }
         }
         if !changed {
             return accept;
@@ -125,16 +130,17 @@ impl<'a> Jsv<'a> {
         answer
     }
 
-    /// Whether the job's image request is hard, and its pattern; None when it gets none.
-    fn image_request(&self, image: &ImageRef) -> Option<(bool, String)> {
-        let hard = match self.config.scheduling.image_request {
-            ImageRequest::None => return None,
-            ImageRequest::Hard => true,
-            ImageRequest::Soft => false,
-            ImageRequest::Auto => self.config.images.pull == PullPolicy::Never,
+    /// The job's hard and soft `qdock_images` requests, as the admin chose.
+    fn image_requests(&self, image: &ImageRef) -> (Option<String>, Option<String>) {
+        let Some(request) = advertise::request(image, &self.config.scheduling.advertise) else {
+            return (None, None);
         };
-        let pattern = advertise::request(image, &self.config.scheduling.advertise)?;
-        Some((hard, pattern))
+        match self.config.scheduling.image_request {
+            ImageRequest::None => (None, None),
+            ImageRequest::Hard => (Some(request.present), None),
+            ImageRequest::Soft => (None, Some(request.present)),
+            ImageRequest::Auto => (Some(request.present_or_pulled), Some(request.present)),
+        }
     }
 }
 
@@ -238,7 +244,7 @@ mod tests {
     }
 
     #[test]
-    fn adds_hard_requests_when_images_are_never_pulled() {
+    fn adds_a_hard_request_for_where_the_image_is_or_comes_and_a_soft_one_for_where_it_is() {
         let out = session(
             &Config::default(),
             &[
@@ -259,36 +265,28 @@ mod tests {
             [
                 "SEND ENV",
                 "STARTED",
-                "PARAM l_hard qdock_engine=1,qdock_images=*;qdock/busybox:1;*",
+                "PARAM l_hard qdock_engine=1,qdock_images=*;qdock/busybox:1;*|*;+pull;*",
+                "PARAM l_soft qdock_images=*;qdock/busybox:1;*",
                 "RESULT STATE CORRECT",
                 "SEND ENV",
                 "STARTED",
-                "PARAM l_hard h_rt=60,mem_free=1G,qdock_engine=1,qdock_images=*;fastqc:0.11.9;*",
+                "PARAM l_hard h_rt=60,mem_free=1G,qdock_engine=1,qdock_images=*;fastqc:0.11.9;*|*;+pull;*",
+                "PARAM l_soft arch=lx-amd64,qdock_images=*;fastqc:0.11.9;*",
                 "RESULT STATE CORRECT",
             ]
         );
     }
 
+    /// Which host may pull is each host's own config (its sensor's `+pull`): the submit
+    /// host's policy changes nothing.
     #[test]
-    fn soft_image_request_when_pulls_are_allowed() {
-        let c = config("[images]\npull = \"missing\"\n");
-        let out = session(
-            &c,
-            &[
-                "START",
-                "PARAM l_soft arch=lx-amd64",
-                "ENV ADD IMAGE busybox",
-                "BEGIN",
-            ],
-        );
-        assert_eq!(
-            out[2..],
-            [
-                "PARAM l_hard qdock_engine=1",
-                "PARAM l_soft arch=lx-amd64,qdock_images=*;busybox:latest;*",
-                "RESULT STATE CORRECT",
-            ]
-        );
+    fn the_submit_hosts_pull_policy_does_not_choose() {
+        let job = ["START", "ENV ADD IMAGE busybox", "BEGIN"];
+        let never = session(&config("[images]\npull = \"never\"\n"), &job);
+        for pull in ["missing", "always"] {
+            let c = config(&format!("[images]\npull = \"{pull}\"\n"));
+            assert_eq!(session(&c, &job), never, "{pull}");
+        }
     }
 
     #[test]
@@ -408,7 +406,7 @@ mod tests {
         talk(&Config::default(), input, &mut output).unwrap();
         assert_eq!(
             String::from_utf8(output).unwrap(),
-            "SEND ENV\nSTARTED\nPARAM l_hard qdock_engine=1,qdock_images=*;qdock/busybox:1;*\nRESULT STATE CORRECT\n"
+            "SEND ENV\nSTARTED\nPARAM l_hard qdock_engine=1,qdock_images=*;qdock/busybox:1;*|*;+pull;*\nPARAM l_soft qdock_images=*;qdock/busybox:1;*\nRESULT STATE CORRECT\n"
         );
     }
 

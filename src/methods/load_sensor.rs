@@ -3,13 +3,16 @@
 //! it holds (`qdock_images`, see [`crate::advertise`]). With the complexes from
 //! sge-conf/qdock-complexes.conf, jobs ask for `-l qdock_engine=1` and
 //! `-l 'qdock_images=*;fastqc:0.11.9;*'` (`qdock jsv` adds both), and the scheduler sends
-//! them only where the engine answers and the image is.
+//! them only where the engine answers and the image is, or can come: a host whose config
+//! pulls missing images advertises [`advertise::PULL_MARK`] too. The config is read again for
+//! every report, so an admin's change counts from the next one, without restarting the execd.
 
 use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::advertise::{self, Advert};
-use crate::config::Config;
+use crate::config::{Config, PullPolicy};
 use crate::engine::{Engine, State};
 use crate::report;
 
@@ -27,23 +30,29 @@ struct Measure {
     references: Vec<String>,
 }
 
-pub fn serve(config: &Config) -> std::io::Result<()> {
+/// Serves reports with the config at `path` (`config` as loaded from it at start).
+pub fn serve(mut config: Config, path: PathBuf) -> std::io::Result<()> {
     let host = report_host();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let patterns = &config.scheduling.advertise;
     let mut dropped_before = Vec::new();
+    let mut config_error = None;
     let stdin = std::io::stdin();
     // execd writes a line whenever it wants a report, and "quit" when the sensor must end.
     for line in stdin.lock().lines() {
         if line?.trim() == "quit" {
             break;
         }
+        reload(&mut config, &path, &mut config_error);
         let measure = runtime
-            .block_on(async { tokio::time::timeout(DEADLINE, measure(config)).await })
+            .block_on(async { tokio::time::timeout(DEADLINE, measure(&config)).await })
             .unwrap_or_default();
-        let advert = advertise::advertise(&measure.references, patterns);
+        let advert = advertise::advertise(
+            &measure.references,
+            &config.scheduling.advertise,
+            config.images.pull != PullPolicy::Never,
+        );
         // Once per change, not every report: the admin learns what to reorder or drop.
         if advert.dropped != dropped_before {
             if !advert.dropped.is_empty() {
@@ -61,6 +70,26 @@ pub fn serve(config: &Config) -> std::io::Result<()> {
         out.flush()?;
     }
     Ok(())
+}
+
+/// Reads the config again. One the sensor cannot trust or read leaves the last good one in
+/// force, and is told to syslog once, not at every report.
+fn reload(config: &mut Config, path: &Path, error_before: &mut Option<String>) {
+    match Config::load(Some(path.to_path_buf())) {
+        Ok((fresh, _)) => {
+            *config = fresh;
+            *error_before = None;
+        }
+        Err(e) => {
+            let message = e.to_string();
+            if error_before.as_ref() != Some(&message) {
+                report::log(&format!(
+                    "load sensor: keeps reporting with the config read before: {message}"
+                ));
+                *error_before = Some(message);
+            }
+        }
+    }
 }
 
 /// One report in the load sensor protocol (`sge_execd(8)`).
@@ -119,13 +148,17 @@ mod tests {
             running: 2,
             references: vec!["qdock/busybox:1".into()],
         };
-        let advert = advertise::advertise(&m.references, &Config::default().scheduling.advertise);
+        let advert = advertise::advertise(
+            &m.references,
+            &Config::default().scheduling.advertise,
+            false,
+        );
         assert_eq!(
             report("vm", &m, &advert),
             "begin\nvm:qdock_engine:1\nvm:qdock_containers:2\nvm:qdock_images:;qdock/busybox:1;\nend\n"
         );
         let down = Measure::default();
-        let none = advertise::advertise(&down.references, &[]);
+        let none = advertise::advertise(&down.references, &[], false);
         assert_eq!(
             report("node1", &down, &none),
             "begin\nnode1:qdock_engine:0\nnode1:qdock_containers:0\nnode1:qdock_images:;\nend\n"

@@ -235,9 +235,17 @@ pub fn advertised_images(value: &str) -> Vec<&str> {
     value.split(';').filter(|e| !e.is_empty()).collect()
 }
 
+/// The entry of a host whose config pulls missing images (src/advertise.rs).
+pub const PULL_MARK: &str = "+pull";
+
 /// The `-l` request that finds a host advertising `image` (familiar form with tag).
 pub fn image_request(image: &str) -> String {
     format!("qdock_images=*;{image};*")
+}
+
+/// The `-l` request that finds a host advertising `image` or pulling what it lacks.
+pub fn image_or_pull_request(image: &str) -> String {
+    format!("{}|*;{PULL_MARK};*", image_request(image))
 }
 
 // ---------------------------------------------------------------------------------------------
