@@ -16,6 +16,7 @@ use common::registry::Registry;
 use common::*;
 
 use std::fs;
+use std::time::Instant;
 
 /// Skips (or under CI fails) a test without the hosts.
 macro_rules! require_hosts {
@@ -367,6 +368,111 @@ fn a_host_without_its_engine_gets_native_jobs_and_no_container_job() {
         format!("{IMAGE}\n")
     );
     case.assert_clean();
+}
+
+/// `qdel` of a container job on node1 after node1's engine stopped under it (live-restore:
+/// the container runs on). qdock-terminate cannot reach the engine, so it kills the job's
+/// process group (the starter), and the shepherd kills every process holding the job's
+/// group, the container's too (ENABLE_ADDGRP_KILL): the job ends as fast as with the engine
+/// there, as a native job's qdel does. When the engine is back it finds the container dead
+/// and does not start it again (no restart policy); the host's gc watcher removes it.
+#[test]
+fn qdel_ends_a_job_whose_engine_is_stopped() {
+    require_hosts!();
+    let case = Case::cluster("qdel-engine-down");
+    case.script("long.sh", "echo started\nsleep 300\n");
+    wait_for_load_value(NODE1.name, "qdock_engine", is_true);
+    let job = case.qsub_image(IMAGE, &["-q", &NODE1.queue(), "long.sh"]);
+    let container = task_container(job, 0);
+    let look = |format: &str| NODE1.docker_text(&["inspect", "--format", format, &container]);
+    case.wait_until(&format!("{container} runs on node1"), JOB_TIMEOUT, || {
+        NODE1
+            .docker(&["inspect", "--format", "{{.State.Status}}", &container])
+            .stdout
+            .starts_with(b"running")
+    });
+    let id = look("{{.Id}}");
+    let init: i32 = look("{{.State.Pid}}").parse().expect("the container's pid");
+    let group = NODE1.job_group(job, 0);
+    assert!(
+        processes_holding_group(group).contains(&init),
+        "the container's init holds the job's group {group}"
+    );
+    // Anything else would have the engine start the job's container again on its return.
+    let policy = look("{{.HostConfig.RestartPolicy.Name}}");
+    assert!(
+        matches!(policy.as_str(), "" | "no"),
+        "restart policy {policy:?}"
+    );
+
+    let engine = NODE1.stop_engine();
+    assert!(
+        proc_state(init).is_some_and(|s| s != 'Z'),
+        "the container outlived its engine"
+    );
+    let syslog = syslog_mark();
+    let start = Instant::now();
+    case.client("qdel", &[&job.to_string()]);
+    case.wait_until(&format!("job {job} out of qstat"), qdel_limit(), || {
+        case.states(job).is_empty()
+    });
+    eprintln!(
+        "job gone {:?} after qdel, with node1's engine stopped",
+        start.elapsed()
+    );
+    assert_eq!(processes_holding_group(group), Vec::<i32>::new());
+    assert!(
+        proc_state(init).is_none_or(|s| s == 'Z'),
+        "the container's init {init} runs on"
+    );
+    let said = format!("job {job}.0: killing job {job}.0 without the engine");
+    wait_until("qdock-terminate's line in syslog", DEFAULT_TIMEOUT, || {
+        syslog_since(syslog).contains(&said)
+    });
+    let acct = case.wait_done(job, 1);
+    assert_eq!(acct[0].get("hostname"), NODE1.name, "{acct:?}");
+    // SIGKILL, as a native job's qdel.
+    assert_eq!(acct[0].exit_status(), 137, "{acct:?}");
+    assert_eq!(case.read(format!("long.sh.o{job}")), "started\n");
+    wait_for_load_value(NODE1.name, "qdock_engine", is_false);
+
+    // The engine forgets its events when it stops: all it did since it is back is there.
+    let back = unix_time();
+    engine.restart();
+    case.wait_until(
+        &format!("{container} removed on node1"),
+        DEFAULT_TIMEOUT,
+        || !NODE1.qdock_containers().contains(&container),
+    );
+    let events = NODE1.docker_text(&[
+        "events",
+        "--since",
+        &back.to_string(),
+        // Whole seconds: the one under way too.
+        "--until",
+        &(unix_time() + 1).to_string(),
+        "--filter",
+        &format!("container={id}"),
+        "--format",
+        "{{.Action}}",
+    ]);
+    assert!(events.lines().any(|a| a == "destroy"), "events: {events}");
+    assert!(
+        !events.lines().any(|a| a == "start" || a == "restart"),
+        "the engine started the dead job's container again: {events}"
+    );
+    let swept = NODE1.run_text(&["qdock", "gc", "--cell", "default"]);
+    assert_eq!(swept, "no orphaned containers");
+    wait_for_load_value(NODE1.name, "qdock_engine", is_true);
+    case.assert_clean();
+}
+
+/// Seconds since the epoch, as `docker events --since` takes them.
+fn unix_time() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock")
+        .as_secs()
 }
 
 /// Prints 0, 1, 2 … every 0.1 s until told to go, then "end", and exits 7.

@@ -83,27 +83,18 @@ fn start(job: &Job, marker: &str) -> Running {
     starter
 }
 
-/// Field 3 (state) of /proc/PID/stat; None when the process is gone.
-fn proc_state(pid: i32) -> Option<char> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.trim_start().chars().next()
-}
-
 /// The live members of process group `pgid`.
 fn group_members(pgid: i32) -> Vec<i32> {
-    fs::read_dir("/proc")
-        .expect("/proc")
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| {
-            let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                return false;
-            };
-            let Some((_, rest)) = stat.rsplit_once(')') else {
-                return false;
-            };
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            fields.first() != Some(&"Z") && fields.get(2) == Some(&pgid.to_string().as_str())
+    let pgid = pgid.to_string();
+    live_pids()
+        .into_iter()
+        .filter(|pid| {
+            // Field 5 of /proc/PID/stat, the third after the command's closing parenthesis.
+            fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(2).map(|f| f == pgid))
+                    .unwrap_or(false)
+            })
         })
         .collect()
 }

@@ -260,7 +260,7 @@ fn qdel_stops_running_and_suspended_containers() {
     case.wait_state(suspended, "suspended", |s| s.contains('s'));
     case.wait_for_container(suspended, 0, "paused");
 
-    let limit = stop_grace() + Duration::from_secs(8);
+    let limit = qdel_limit();
     case.client("qdel", &[&running.to_string(), &suspended.to_string()]);
     let took = case.wait_until("both containers gone", limit, || {
         containers_of(running).is_empty() && containers_of(suspended).is_empty()

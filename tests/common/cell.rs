@@ -108,6 +108,12 @@ pub fn stop_grace() -> Duration {
     Duration::from_secs(secs.unwrap_or(10))
 }
 
+/// How long a `qdel`ed container job may take to leave `qstat`: the terminate method's grace
+/// period, then the shepherd's report and the qmaster's.
+pub fn qdel_limit() -> Duration {
+    stop_grace() + Duration::from_secs(8)
+}
+
 fn socket_path() -> PathBuf {
     config_value("socket")
         .unwrap_or_else(|| "/var/run/docker.sock".into())

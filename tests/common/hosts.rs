@@ -112,6 +112,24 @@ impl Host {
             .collect()
     }
 
+    /// The additional group (`gid_range`) the host's execd gave task `task` of `job` (0 for
+    /// a job that is no array), as its spool records it while the job runs.
+    pub fn job_group(&self, job: u32, task: u32) -> u32 {
+        // The spool counts a job that is no array as task 1.
+        let entry = format!("{job}.{}", task.max(1));
+        let path = Path::new(STATE)
+            .join(self.name)
+            .join("spool")
+            .join(self.name)
+            .join("active_jobs")
+            .join(entry)
+            .join("addgrpid");
+        let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        text.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{}: {text:?}", path.display()))
+    }
+
     pub fn has_image(&self, reference: &str) -> bool {
         self.docker(&["image", "inspect", reference])
             .status

@@ -1407,6 +1407,56 @@ pub fn as_user(user: User, argv: &[&str]) -> Command {
     command
 }
 
+/// The state letter of /proc/PID/stat (R, S, T, Z …), None when there is no such process.
+pub fn proc_state(pid: i32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// Every process of this machine but zombies (the test hosts share its process table).
+pub fn live_pids() -> Vec<i32> {
+    fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| proc_state(pid).is_some_and(|s| s != 'Z'))
+        .collect()
+}
+
+/// The live processes holding `group` among their supplementary groups. Every process of a
+/// Grid Engine job holds the job's additional group (`gid_range`), those in its container
+/// too, and no process can give it to itself: these are the job's processes, wherever they
+/// run.
+pub fn processes_holding_group(group: u32) -> Vec<i32> {
+    let group = group.to_string();
+    live_pids()
+        .into_iter()
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|status| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Groups:"))
+                    .is_some_and(|groups| groups.split_whitespace().any(|g| g == group))
+            })
+        })
+        .collect()
+}
+
+/// Where this machine's syslog ends now; [`syslog_since`] reads what follows. The methods
+/// log there from every test host too (the hosts share /dev/log).
+pub fn syslog_mark() -> u64 {
+    fs::metadata(SYSLOG).map_or(0, |m| m.len())
+}
+
+/// What syslog got after `mark`.
+pub fn syslog_since(mark: u64) -> String {
+    let log = fs::read(SYSLOG).unwrap_or_default();
+    let from = usize::try_from(mark).map_or(log.len(), |m| m.min(log.len()));
+    String::from_utf8_lossy(&log[from..]).into_owned()
+}
+
+const SYSLOG: &str = "/var/log/syslog";
+
 // ---------------------------------------------------------------------------------------------
 // Holding a job until the test lets it go
 
