@@ -1371,10 +1371,11 @@ pub fn inspect(name: &str, format: &str) -> String {
 pub fn remove_container(name: &str) -> bool {
     let removed = Command::new("docker")
         .args(["rm", "-f", name])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    matches!(removed, Ok(status) if status.success())
+        .stdin(Stdio::null())
+        .output();
+    // The docker CLI 28 exits 0 for a missing container too, and says so on stderr.
+    matches!(removed, Ok(out) if out.status.success()
+        && !String::from_utf8_lossy(&out.stderr).contains("No such container"))
 }
 
 // ---------------------------------------------------------------------------------------------
