@@ -266,6 +266,132 @@ fn watcher_survives_the_engine_going_away_and_lists_again_on_its_return() {
     );
 }
 
+// ---------------------------------------------------------------------------------------------
+// Pipes' directories of starters killed before their container started
+
+/// A starter of `job` held between making its pipes and starting its container, as execd's
+/// SIGKILL (qdel, h_rt) may find one that is still creating it: its stderr is a full pipe,
+/// and its first line comes after create, before start. Returns the starter, the gate that
+/// lets it go on (dropping the gate breaks the pipe) and its pipes' directory.
+fn hold(job: &Job) -> (Running, StderrGate, PathBuf) {
+    job.write_script();
+    let argv = vec![job.script_path.clone().into_os_string()];
+    let (mut starter, gate) = Running::spawn_with_stderr_blocked(
+        job.command("qdock-starter", &argv),
+        format!("held starter of {}", job.container_name()),
+    );
+    starter.wait_until("its container is created", PATIENCE, |_| {
+        job.container_exists()
+    });
+    let dirs = job.pipes_dirs();
+    assert_eq!(dirs.len(), 1, "one pipes' directory per starter: {dirs:?}");
+    (starter, gate, dirs[0].clone())
+}
+
+/// What gc says when it removes `dir`.
+fn removed_line(dir: &Path) -> String {
+    let name = dir.file_name().expect("a name").to_string_lossy();
+    format!("removed pipes directory {name}: its starter (pid ")
+}
+
+/// Lets a held starter go on and checks that its job ran as usual and left nothing.
+fn release(job: &Job, mut starter: Running, gate: StderrGate, dir: &Path) {
+    gate.open(&mut starter);
+    starter.wait(PATIENCE).assert_code(0).assert_stdout("ran\n");
+    assert!(!dir.exists(), "{} outlived its job", dir.display());
+    job.assert_no_container();
+}
+
+#[test]
+fn gc_removes_the_pipes_of_a_starter_killed_before_its_container_started() {
+    require_engine!();
+    let cell = own_cell();
+    let live = job_in(&cell, "echo ran\n");
+    let killed = job_in(&cell, "echo ran\n");
+    let (live_starter, live_gate, live_dir) = hold(&live);
+    let (killed_starter, _killed_gate, killed_dir) = hold(&killed);
+    kill_starter(killed_starter);
+    assert!(
+        killed_dir.exists(),
+        "the pipes should outlive their killed starter until gc runs"
+    );
+
+    let admin = Job::new("").native().mode(Mode::Root(None));
+    let dry = admin.run_method("qdock", &["gc", "--dry-run", "--cell", &cell], PATIENCE);
+    dry.assert_code(0);
+    let name = killed_dir.file_name().unwrap().to_string_lossy();
+    assert!(
+        dry.stdout_text()
+            .contains(&format!("would remove pipes directory {name}")),
+        "{dry:?}"
+    );
+    assert!(killed_dir.exists(), "--dry-run removed the pipes");
+
+    let gc = admin.run_method("qdock", &["gc", "--cell", &cell], PATIENCE);
+    gc.assert_code(0);
+    assert!(
+        gc.stdout_text().contains(&removed_line(&killed_dir)),
+        "{gc:?}"
+    );
+    assert!(!killed_dir.exists(), "gc left the killed starter's pipes");
+    killed.assert_no_container();
+    // The live starter, however long it takes, keeps its pipes and its container.
+    assert!(live_dir.exists(), "gc removed the pipes of a live starter");
+    assert!(!gc.stdout_text().contains(&live.container_name()), "{gc:?}");
+    assert!(live.container_exists());
+
+    release(&live, live_starter, live_gate, &live_dir);
+}
+
+#[test]
+fn the_watcher_removes_the_pipes_of_starters_killed_before_their_container_started() {
+    require_engine!();
+    let cell = own_cell();
+    let live = job_in(&cell, "echo ran\n");
+    let early = job_in(&cell, "echo ran\n");
+    let late = job_in(&cell, "echo ran\n");
+    let (live_starter, live_gate, live_dir) = hold(&live);
+    let (early_starter, _early_gate, early_dir) = hold(&early);
+    kill_starter(early_starter);
+
+    // The watcher finds the early one when it starts, and learns of the late one's pipes
+    // as they are made.
+    let since = Instant::now();
+    let mut watcher = Watcher::start(&cell);
+    let said = |dir: &Path| {
+        let line = removed_line(dir);
+        move |w: &Running| String::from_utf8_lossy(&w.stdout_so_far()).contains(&line)
+    };
+    watcher.process.wait_until(
+        "the watcher removes the early pipes",
+        PATIENCE,
+        said(&early_dir),
+    );
+    assert!(!early_dir.exists());
+    watcher.wait_for_removal(&early, since);
+
+    let (late_starter, _late_gate, late_dir) = hold(&late);
+    let killed = kill_starter(late_starter);
+    watcher.process.wait_until(
+        "the watcher removes the late pipes",
+        PATIENCE,
+        said(&late_dir),
+    );
+    let took = killed.elapsed();
+    assert!(!late_dir.exists());
+    watcher.wait_for_removal(&late, killed);
+
+    // The live starter's pipes were made before the late one's, and the watcher follows
+    // them in order: it has seen them and waits for their starter.
+    assert!(
+        live_dir.exists(),
+        "the watcher removed a live starter's pipes"
+    );
+    assert!(!watcher.said(&live.container_name()));
+    release(&live, live_starter, live_gate, &live_dir);
+    eprintln!("measured: pipes' directory removed {took:?} after its starter's SIGKILL");
+}
+
 /// Stands between the watcher and the real engine, so that a test can take the engine away
 /// from the watcher alone (the real engine serves every other test meanwhile).
 struct EngineProxy {

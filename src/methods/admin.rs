@@ -10,7 +10,7 @@ use crate::config::{self, Config};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::labels::{Label, Labelled};
-use crate::methods::{gc, jsv, load_sensor, usage, watch};
+use crate::methods::{gc, jsv, load_sensor, stdio_gc, usage, watch};
 use crate::report;
 
 pub const BINARIES: [&str; 5] = [
@@ -35,7 +35,7 @@ pub struct Cli {
 enum Command {
     /// Check the installation: binaries, config, engine, images
     Check,
-    /// Stop and remove containers whose starter is gone (root only)
+    /// Stop and remove containers, and remove pipes' directories, whose starter is gone (root only)
     Gc {
         /// Only print what would be removed
         #[arg(long, conflicts_with = "watch")]
@@ -123,13 +123,22 @@ async fn run_gc(
     if watch {
         return watch::run(&config, cell).await.map(|()| 0);
     }
+    // The pipes' directories first: they need no engine, which may be unreachable.
+    let (_, failures) = stdio_gc::sweep(cell, dry_run);
     let engine = Engine::connect(&config.engine).await?;
     let grace = config.container.stop_grace_secs;
     let removed = gc::collect(&engine, cell, grace, dry_run).await?;
     if removed.is_empty() {
         println!("no orphaned containers");
     }
-    Ok(0)
+    if failures.is_empty() {
+        Ok(0)
+    } else {
+        Err(Error::Io {
+            action: "remove orphaned pipes' directories".into(),
+            source: std::io::Error::other(failures.join("; ")),
+        })
+    }
 }
 
 /// Root sees every container; anyone else only their own: the others' job ids, images and

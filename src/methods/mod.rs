@@ -7,5 +7,6 @@ pub mod jsv;
 pub mod load_sensor;
 pub mod native;
 pub mod starter;
+pub mod stdio_gc;
 pub mod usage;
 pub mod watch;

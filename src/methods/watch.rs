@@ -6,6 +6,9 @@
 //! makes readable at the exit: nothing is polled. When a starter ends and its container is
 //! still there, `gc::remove_orphan` thaws, stops and removes it by ID. A starter that ended
 //! normally removed its container itself; the watcher then pays one 404.
+//!
+//! A starter killed before its container started leaves its pipes' directory instead (or
+//! too): `stdio_gc::watch` follows those through inotify and the same pidfds.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -20,7 +23,7 @@ use crate::config::Config;
 use crate::engine::{Container, Engine};
 use crate::error::{Error, Result};
 use crate::labels::Labelled;
-use crate::methods::gc;
+use crate::methods::{gc, stdio_gc};
 use crate::report;
 
 /// Reconnect delays double from the first to the last while the engine stays away.
@@ -38,6 +41,8 @@ pub async fn run(config: &Config, cell: Option<&str>) -> Result<()> {
         _ = term.recv() => {}
         _ = int.recv() => {}
         () = follow(config, cell) => {}
+        // The pipes' directories need no engine: followed apart from it.
+        () = stdio_gc::watch(cell) => {}
     }
     report::info("gc --watch: stopped");
     Ok(())

@@ -912,6 +912,22 @@ impl Job {
             docker_text(&["ps", "-a", "--filter", &name_filter(&name)])
         );
     }
+
+    /// The job's pipes' directories in [`STDIO_DIR`] (`<container>.…`): a starter has one
+    /// from making its pipes until its container has started.
+    pub fn pipes_dirs(&self) -> Vec<PathBuf> {
+        let prefix = format!("{}.", self.container_name());
+        // Never panics: Drop calls it too.
+        let mut dirs: Vec<PathBuf> = fs::read_dir(STDIO_DIR)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|e| e.path())
+            .collect();
+        dirs.sort();
+        dirs
+    }
 }
 
 impl Drop for Job {
@@ -920,6 +936,16 @@ impl Drop for Job {
         let name = self.container_name();
         if remove_container(&name) && !std::thread::panicking() {
             eprintln!("harness: removed container {name}, which the test left behind");
+        }
+        // Its starters are dead by now (a Running kills its group when dropped, before the
+        // Job it was spawned for).
+        for dir in self.pipes_dirs() {
+            if fs::remove_dir_all(&dir).is_ok() && !std::thread::panicking() {
+                eprintln!(
+                    "harness: removed {}, which the test left behind",
+                    dir.display()
+                );
+            }
         }
         if std::thread::panicking() {
             eprintln!(
@@ -1371,10 +1397,11 @@ pub fn inspect(name: &str, format: &str) -> String {
 pub fn remove_container(name: &str) -> bool {
     let removed = Command::new("docker")
         .args(["rm", "-f", name])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    matches!(removed, Ok(status) if status.success())
+        .stdin(Stdio::null())
+        .output();
+    // The docker CLI 28 exits 0 for a missing container too, and says so on stderr.
+    matches!(removed, Ok(out) if out.status.success()
+        && !String::from_utf8_lossy(&out.stderr).contains("No such container"))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -80,10 +80,11 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
     };
     let terminal = Terminal::of_stdio()
         .and_then(|t| spec::terminal_for(&job, Some(terminal::size())).map(|size| (t, size)));
+    let starter = crate::process::ProcessId::of_self();
     let (output, io) = match terminal {
         Some((terminal, size)) => (Output::Terminal(size), Io::Terminal(terminal)),
         None => {
-            let pipes = Pipes::create(&job.key.container_name())?;
+            let pipes = Pipes::create(&job.key.container_name(), starter)?;
             (Output::Pipes(pipes.stdio().clone()), Io::Pipes(pipes))
         }
     };
@@ -98,7 +99,7 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
         cwd: paths.cwd,
         sources: paths.sources,
         seccomp_profile,
-        starter: crate::process::ProcessId::of_self(),
+        starter,
         output,
     };
     let limits = limits::of_process();

@@ -22,7 +22,9 @@
 //! mounts as root and follows links). The starter (setgid docker) creates the directory as
 //! the caller, so the FIFOs are the caller's and the job, running as the caller, can open
 //! them. The directory goes once the container has started (its mounts then hold the FIFOs)
-//! and on every path before that.
+//! and on every path before that. A starter killed with SIGKILL in between cannot remove it:
+//! its name records the starter (see `stdio_dir`), so `qdock gc` removes it once that
+//! process is gone.
 //!
 //! In the container, `qdock-stdio` (helper/qdock-stdio.rs, linked statically so that it runs
 //! in any image, `FROM scratch` too) runs under docker-init, opens the FIFOs onto fds 1
@@ -43,10 +45,9 @@ use tokio::net::unix::pipe;
 
 use crate::engine::{Chunk, Output};
 use crate::error::{Error, Result};
+use crate::process::ProcessId;
 use crate::spec::Stdio;
-
-/// Where the starters make their FIFOs (`bin/install` creates it).
-pub const DIR: &str = "/var/lib/qdock/stdio";
+use crate::stdio_dir::{self, DIR};
 /// The helper's name beside the starter's own binary.
 const HELPER: &str = "qdock-stdio";
 /// One read from a pipe: its default capacity.
@@ -68,12 +69,19 @@ pub struct Writers {
 }
 
 impl Pipes {
-    /// Makes the FIFOs for the job in container `name`, and finds the helper that opens them.
-    pub fn create(name: &str) -> Result<Pipes> {
+    /// Makes the FIFOs for the job in container `name`, in a directory named after `starter`
+    /// (this process), and finds the helper that opens them.
+    pub fn create(name: &str, starter: Option<ProcessId>) -> Result<Pipes> {
         let helper = helper()?;
         let base = base()?;
+        // Without its starter in the name, a directory left by a SIGKILL would stay for ever:
+        // nobody could tell when it is free.
+        let starter = starter.ok_or_else(|| Error::StdioUnavailable {
+            path: "/proc/self/stat".into(),
+            problem: "cannot tell the starter's start time".into(),
+        })?;
         let unavailable = |what: &str, e: nix::Error| Error::io(what, e.into());
-        let dir = nix::unistd::mkdtemp(&base.join(format!("{name}.XXXXXX")))
+        let dir = nix::unistd::mkdtemp(&base.join(stdio_dir::template(name, starter)))
             .map_err(|e| unavailable(&format!("create a directory in {DIR}"), e))?;
         let mut pipes = Pipes {
             dir: Some(dir.clone()),
@@ -215,20 +223,15 @@ fn base() -> Result<&'static Path> {
     Ok(base)
 }
 
-/// The base directory must be root's and closed to others: a user who could look up names
-/// below it could swap a FIFO for a link before the engine mounts it.
+/// The base directory must be root's and closed to others (see [`stdio_dir::check_base`]),
+/// and so must every directory above it.
 fn check_base(base: &Path) -> std::result::Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::symlink_metadata(base).map_err(|e| format!("cannot be examined ({e})"))?;
-    if !meta.is_dir() {
-        return Err("is not a directory".into());
-    }
-    if meta.uid() != 0 || meta.mode() & 0o007 != 0 {
-        return Err(format!(
-            "must be owned by root and closed to others (it is uid {}, mode {:o})",
-            meta.uid(),
-            meta.mode() & 0o7777
-        ));
-    }
+    stdio_dir::check_base(&stdio_dir::Found::of_stat(
+        meta.mode(),
+        meta.uid(),
+        meta.dev(),
+    ))?;
     crate::trust::check_ancestors(base, &[0])
 }
