@@ -364,9 +364,3 @@ fn measure_time_from_starter_death_to_removal() {
         );
     }
 }
-
-/// The state letter of /proc/PID/stat (R, S, T, Z …), None when there is no such process.
-fn proc_state(pid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.trim_start().chars().next()
-}

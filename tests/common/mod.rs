@@ -974,11 +974,14 @@ impl Running {
         Running::collecting(child, what)
     }
 
-    /// Collects the child's piped stdout, and its stderr where that is piped too.
+    /// Collects the child's stdout and stderr where they are piped.
     fn collecting(mut child: Child, what: String) -> Running {
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
-        let mut readers = vec![collect(child.stdout.take().expect("piped"), stdout.clone())];
+        let mut readers = Vec::new();
+        if let Some(piped) = child.stdout.take() {
+            readers.push(collect(piped, stdout.clone()));
+        }
         if let Some(piped) = child.stderr.take() {
             readers.push(collect(piped, stderr.clone()));
         }
@@ -1405,6 +1408,13 @@ pub fn as_user(user: User, argv: &[&str]) -> Command {
         .stdin(Stdio::null())
         .process_group(0);
     command
+}
+
+/// Field 3 (state) of /proc/PID/stat (`T` when stopped, `Z` a zombie); None when the process
+/// is gone.
+pub fn proc_state(pid: i32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
 // ---------------------------------------------------------------------------------------------
