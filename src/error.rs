@@ -74,6 +74,16 @@ pub enum Error {
     NotAJob { job: String, problem: String },
 
     #[error(
+        "qrsh -inherit task {task} of job {job} asks for {variable}={image:?}, but such tasks cannot run in an image; start them without {variable} (no -v {variable}=…, no -V while {variable} is set) and they run natively"
+    )]
+    TaskInImage {
+        job: String,
+        task: String,
+        variable: String,
+        image: String,
+    },
+
+    #[error(
         "IMAGE={reference:?} is not a valid image reference: {problem}; ask for an image as repository:tag, e.g. IMAGE=fastqc:0.11.9"
     )]
     BadImage { reference: String, problem: String },
@@ -226,6 +236,7 @@ impl Error {
             | Error::ScriptUnusable { .. }
             | Error::NativeExec { .. }
             | Error::NotAJob { .. }
+            | Error::TaskInImage { .. }
             | Error::BadImage { .. }
             | Error::ImageNotAllowed { .. }
             | Error::DigestRequired { .. }

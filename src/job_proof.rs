@@ -34,6 +34,10 @@ pub struct SpooledJob {
     pub host_slots: Option<u32>,
     /// A parallel job's host file, the execd's own (checked as every spool file is).
     pub pe_hostfile: Option<PathBuf>,
+    /// The caller is this task of the job (the spool entry's directory name, `1.vm`), which
+    /// the job started with `qrsh -inherit`: the execd gives each such task a group of its
+    /// own and records it in a directory of its own below the job's.
+    pub pe_task: Option<String>,
 }
 
 impl Proof {
@@ -77,18 +81,36 @@ pub fn prove(key: &JobKey, config: &GridEngineConfig, who: &Identity) -> Result<
         problem,
     };
     let entry = SpoolEntry::locate(key, config).map_err(refuse)?;
-    let read = |name: &str| entry.read(name);
     let group = parse_group(
-        &read("addgrpid")
+        &entry
+            .read("addgrpid")
             .map_err(|p| refuse(format!("Grid Engine runs no such job on this host ({p})")))?,
     )
     .map_err(refuse)?;
-    let spooled = parse_config(&read("config").map_err(refuse)?);
+    // A `qrsh -inherit` task holds its own group, not the job's.
+    let task = if who.groups.contains(&group) {
+        None
+    } else {
+        entry.task_held_by(who)
+    };
+    let (entry, group) = task.unwrap_or((entry, group));
+    let job = spooled(&entry, group).map_err(refuse)?;
+    check_holder(&job, who).map_err(refuse)?;
+    Ok(Proof::Spooled(job))
+}
+
+/// What a spool entry (a job's, or a `qrsh -inherit` task's below it) says, `group` its
+/// `addgrpid`.
+fn spooled(entry: &SpoolEntry, group: u32) -> std::result::Result<SpooledJob, String> {
+    let spooled = parse_config(&entry.read("config")?);
     let pe_hostfile = match spooled.get("pe_hostfile") {
-        Some(_) => Some(entry.trusted("pe_hostfile").map_err(refuse)?),
+        // A task's config names one in the task's directory, which the execd does not
+        // write (checked on 8.1.9): the job's is the master's.
+        Some(_) if entry.pe_task.is_some() => None,
+        Some(_) => Some(entry.trusted("pe_hostfile")?),
         None => None,
     };
-    let job = SpooledJob {
+    Ok(SpooledJob {
         group,
         owner: spooled.get("job_owner").cloned().unwrap_or_default(),
         tmpdir: spooled
@@ -100,9 +122,8 @@ pub fn prove(key: &JobKey, config: &GridEngineConfig, who: &Identity) -> Result<
         qrsh_job: is_qrsh_job(&spooled),
         host_slots: spooled.get("host_slots").and_then(|n| n.parse().ok()),
         pe_hostfile,
-    };
-    check_holder(&job, who).map_err(refuse)?;
-    Ok(Proof::Spooled(job))
+        pe_task: entry.pe_task.clone(),
+    })
 }
 
 /// What kind of job the execd's spool says `key` is, and whether it is a qrsh job; a job
@@ -134,6 +155,8 @@ fn kind_of(spooled: &HashMap<String, String>) -> Kind {
 struct SpoolEntry {
     dir: PathBuf,
     owners: Vec<u32>,
+    /// The `qrsh -inherit` task this entry is of, below its job's.
+    pe_task: Option<String>,
 }
 
 impl SpoolEntry {
@@ -143,7 +166,27 @@ impl SpoolEntry {
                 .join("active_jobs")
                 .join(task_dir_name(key)),
             owners: trusted_owners(config),
+            pe_task: None,
         })
+    }
+
+    /// The entry of the job's `qrsh -inherit` task whose group `who` holds, with that
+    /// group: the execd makes one directory per task below the job's (`1.vm`), with the
+    /// same files (checked on 8.1.9).
+    fn task_held_by(&self, who: &Identity) -> Option<(SpoolEntry, u32)> {
+        fs::read_dir(&self.dir)
+            .ok()?
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .find_map(|e| {
+                let task = SpoolEntry {
+                    dir: e.path(),
+                    owners: self.owners.clone(),
+                    pe_task: Some(e.file_name().to_string_lossy().into_owned()),
+                };
+                let group = parse_group(&task.read("addgrpid").ok()?).ok()?;
+                who.groups.contains(&group).then_some((task, group))
+            })
     }
 
     /// One file of the entry, when it is the execd's (see [`read_trusted`]).
@@ -291,6 +334,7 @@ mod tests {
             qrsh_job: false,
             host_slots: None,
             pe_hostfile: None,
+            pe_task: None,
         }
     }
 

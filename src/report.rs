@@ -16,6 +16,22 @@ struct Reporter {
 
 static REPORTER: OnceLock<Reporter> = OnceLock::new();
 
+/// Where stderr's lines go instead of a write(2) of the caller's: see [`divert_stderr`].
+type Diverted = Box<dyn Fn(Vec<u8>) + Send>;
+static DIVERTED: Mutex<Option<Diverted>> = Mutex::new(None);
+
+/// From now on, every line meant for stderr is handed to `to` instead of written by the
+/// thread that reports it: the starter's terminal may be one nobody reads, and a write to it
+/// would then hold that thread for good. `to` must not block.
+pub fn divert_stderr(to: impl Fn(Vec<u8>) + Send + 'static) {
+    *DIVERTED.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(to));
+}
+
+/// Writes to stderr again (after [`divert_stderr`]).
+pub fn restore_stderr() {
+    DIVERTED.lock().unwrap_or_else(|e| e.into_inner()).take();
+}
+
 fn reporter() -> &'static Reporter {
     REPORTER.get_or_init(|| Reporter {
         program: "qdock",
@@ -65,8 +81,14 @@ fn emit(level: Level, message: &str, to_stderr: bool) {
     let message = &one_line(message);
     let r = reporter();
     if to_stderr {
-        // One write, so lines from concurrent methods do not interleave in the .e file.
-        let _ = std::io::stderr().write_all(format!("qdock: {message}\n").as_bytes());
+        let line = format!("qdock: {message}\n").into_bytes();
+        match &*DIVERTED.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(to) => to(line),
+            // One write, so lines from concurrent methods do not interleave in the .e file.
+            None => {
+                let _ = std::io::stderr().write_all(&line);
+            }
+        }
     }
     let line = match &*r.job.lock().unwrap_or_else(|e| e.into_inner()) {
         Some(job) if !message.starts_with(&format!("job {job} ")) => {

@@ -469,3 +469,73 @@ fn gc_with_an_unreachable_engine_fails() {
     assert_eq!(out.qdock_lines().len(), 1, "{out:?}");
     out.assert_qdock_line(&["missing.sock"]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// A terminal nobody reads
+
+/// How long the starter may take to end once its job's container was told to stop while its
+/// terminal is unread: the container ends once the starter takes its output from the engine
+/// again, which it does, dropping it, when its writer has sat 5 s in one write (terminal.rs);
+/// the container is then removed at once.
+const UNREAD_END: Duration = Duration::from_secs(10);
+
+/// Starts `job`, which floods its output, with the starter on a terminal nobody reads (a
+/// `qrsh -pty y` whose client stopped, with nothing between them holding the output), and
+/// waits until the starter's output thread sleeps in one write(2) for good. Returns the
+/// starter, that write (see `writer_in_write`) and the terminal, to be kept open.
+fn flood_an_unread_terminal(job: &Job) -> (Running, String, pty::Unread) {
+    job.write_script();
+    let terminal = pty::Unread::open(24, 80);
+    let command = job.command("qdock-starter", &[job.script_path.clone().into_os_string()]);
+    let starter = terminal.spawn(command, "the starter on a terminal nobody reads".into());
+    let blocked = pty::wait_for_blocked_writer(starter.pid, START_TIMEOUT);
+    (starter, blocked, terminal)
+}
+
+/// The starter's output thread blocked on its terminal, the starter still serves the
+/// methods: suspend pauses, resume unpauses, terminate (qdel) ends the job, and the
+/// starter removes the container and exits with the job's code.
+#[test]
+fn a_terminal_nobody_reads_holds_the_output_not_the_methods() {
+    require_engine!();
+    let job = Job::new("exec yes flood\n");
+    let (starter, blocked, _terminal) = flood_an_unread_terminal(&job);
+    let pid = starter.pid;
+    let paused = || inspect(&job.container_name(), "{{.State.Paused}}");
+    method(&job, "suspend", pid).assert_code(0);
+    assert_eq!(paused(), "true");
+    method(&job, "resume", pid).assert_code(0);
+    assert_eq!(paused(), "false");
+    // Nobody read meanwhile: the same write still waits.
+    assert_eq!(
+        pty::writer_in_write(pid),
+        Some(blocked),
+        "the terminal was read"
+    );
+    // The container ends once the starter drops what the terminal does not take, 5 s after
+    // its writer blocked at the latest: what counts here is that it ends, and the starter.
+    let out = method(&job, "terminate", pid);
+    out.assert_code(0);
+    let end = starter.wait(UNREAD_END);
+    eprintln!(
+        "terminate took {:?}; the starter ended {:?} after its start",
+        out.elapsed, end.elapsed
+    );
+    // `yes` died of the stop signal.
+    end.assert_code(143);
+    job.assert_no_container();
+}
+
+/// SIGTERM to a starter whose output thread is blocked on its terminal: the starter's
+/// words about it go the same way as the output, so it stops the container, removes it and
+/// exits 143 all the same.
+#[test]
+fn a_terminal_nobody_reads_holds_the_output_not_sigterm() {
+    require_engine!();
+    let job = Job::new("exec yes flood\n");
+    let (starter, _, _terminal) = flood_an_unread_terminal(&job);
+    starter.signal(Signal::SIGTERM);
+    let end = starter.wait(UNREAD_END);
+    end.assert_code(143);
+    job.assert_no_container();
+}

@@ -224,3 +224,69 @@ fn qrsh_stdin_reaches_the_job() {
         assert_ended(&case, job);
     }
 }
+
+/// A terminal nobody reads: the job floods it while the user's qrsh stands stopped. Grid
+/// Engine's shepherd, between the starter and qrsh, keeps reading the starter's terminal
+/// and holds what qrsh does not take (measured on 8.1.9: its memory grows by megabytes a
+/// second, natively faster still), so the starter's own writes go on; tests/control.rs
+/// blocks them for good instead. The job must still obey: `qmod -sj` pauses the container,
+/// `qmod -usj` unpauses it, `qdel` stops and removes it and the starter ends, within the
+/// bounds of tests/gridengine.rs. The shepherd keeps the job in `dr` until qrsh takes the
+/// rest (natively as well); then qrsh ends and so does the job.
+#[test]
+fn a_terminal_nobody_reads_still_obeys_qmod_and_qdel() {
+    require_cell!();
+    let case = Case::new("pty-flood");
+    let image = format!("IMAGE={IMAGE}");
+    let args = [
+        "-pty",
+        "y",
+        "-now",
+        "no",
+        "-v",
+        &image,
+        "echo \"job-$JOB_ID-\"; exec yes flood",
+    ];
+    let mut flood = Session::spawn(case.client_command("qrsh", &args), 24, 80, JOB_TIMEOUT);
+    flood.expect("job-");
+    let id = flood.expect("-");
+    let job: u32 = id
+        .trim_end_matches('-')
+        .parse()
+        .unwrap_or_else(|_| panic!("no job id in {id:?}"));
+    case.track(job);
+    flood.expect("flood\r\n");
+    let name = task_container(job, 0);
+    let starter: i32 = inspect(&name, "{{index .Config.Labels \"qdock.starter-pid\"}}")
+        .parse()
+        .expect("the starter's pid label");
+
+    flood.signal(Signal::SIGSTOP);
+    case.wait_until("qrsh stopped", JOB_TIMEOUT, || {
+        proc_state(flood.pid()) == Some('T')
+    });
+    let paused = || inspect(&name, "{{.State.Paused}}");
+    case.client("qmod", &["-sj", &job.to_string()]);
+    let took = case.wait_until("the container paused", JOB_TIMEOUT, || paused() == "true");
+    eprintln!("paused {took:?} after qmod -sj");
+    case.wait_state(job, "suspended", |s| s.contains('s'));
+    case.client("qmod", &["-usj", &job.to_string()]);
+    let took = case.wait_until("the container unpaused", JOB_TIMEOUT, || {
+        paused() == "false"
+    });
+    eprintln!("unpaused {took:?} after qmod -usj");
+    case.wait_state(job, "running again", |s| s == "r");
+
+    let limit = stop_grace() + Duration::from_secs(8);
+    case.client("qdel", &[&job.to_string()]);
+    let took = case.wait_until("the container gone and the starter ended", limit, || {
+        containers_of(job).is_empty() && proc_state(starter).is_none_or(|s| s == 'Z')
+    });
+    eprintln!("container gone and starter ended {took:?} after qdel");
+    assert_eq!(proc_state(flood.pid()), Some('T'), "qrsh ran meanwhile");
+    // The user comes back: qrsh takes what the shepherd holds, and ends.
+    flood.signal(Signal::SIGCONT);
+    let status = flood.wait();
+    assert_ne!(status.code(), Some(0));
+    assert_ended(&case, job);
+}

@@ -5,6 +5,8 @@
 #[macro_use]
 mod common;
 
+use std::time::Duration;
+
 use common::cell::*;
 use common::*;
 
@@ -23,6 +25,15 @@ fn online_cpus() -> String {
         .expect("/sys/devices/system/cpu/online")
         .trim()
         .to_string()
+}
+
+/// Waits for `job`'s accounting records, the master's and its tasks', and checks their exit
+/// codes, in ascending order.
+fn assert_exit_codes<const N: usize>(case: &Case, job: u32, expected: [i32; N]) {
+    let acct = case.wait_done(job, N);
+    let mut codes: Vec<i32> = acct.iter().map(Acct::exit_status).collect();
+    codes.sort_unstable();
+    assert_eq!(codes, expected, "{acct:?}");
 }
 
 /// `-pe smp 2` in the image: `NSLOTS=2`, a quota of two CPUs on the container, and the
@@ -97,10 +108,7 @@ fn tight_integration_starts_native_tasks_with_qrsh_inherit() {
     );
     let job = case.qsub(&["-cwd", "-pe", "mpi", "2", "-N", "mpi_native", "master.sh"]);
     // One record for the job, one for each task: the master exited 0, a task 3.
-    let acct = case.wait_done(job, 3);
-    let mut codes: Vec<i32> = acct.iter().map(Acct::exit_status).collect();
-    codes.sort_unstable();
-    assert_eq!(codes, [0, 0, 3], "{acct:?}");
+    assert_exit_codes(&case, job, [0, 0, 3]);
     let out = case.read(format!("mpi_native.o{job}"));
     let host = nix::unistd::gethostname()
         .expect("hostname")
@@ -112,6 +120,126 @@ fn tight_integration_starts_native_tasks_with_qrsh_inherit() {
         "stderr: {}",
         case.read(format!("mpi_native.e{job}"))
     );
+    case.assert_clean();
+}
+
+/// A `qrsh -inherit` task asking for an image, with `-v IMAGE=…` or `-V` while the master
+/// has `IMAGE` set: qdock cannot run it in a container (its container would take the job's
+/// name, and the job's methods would act on that), so the task is refused with one line in
+/// the job's `.e` naming the task, the problem and the fix, and exit 100, which reaches the
+/// master as qrsh's exit code (Grid Engine accounts the task as failed, 30, and leaves the
+/// job alone). Nothing of it runs, and no container is made.
+#[test]
+fn a_qrsh_inherit_task_asking_for_an_image_is_refused() {
+    require_cell!();
+    let case = Case::new("pe-mpi-image");
+    let body = format!(
+        "host=$(cut -d' ' -f1 \"$PE_HOSTFILE\")\n\
+         qrsh -inherit -v IMAGE={IMAGE} \"$host\" echo ran\n\
+         echo \"rc=$?\"\n\
+         IMAGE={IMAGE} qrsh -inherit -V \"$host\" echo ran\n\
+         echo \"rc=$?\"\n"
+    );
+    case.script("master.sh", &body);
+    let job = case.qsub(&["-cwd", "-pe", "mpi", "2", "-N", "mpi_image", "master.sh"]);
+    assert_exit_codes(&case, job, [0, 100, 100]);
+    let errors = case.read(format!("mpi_image.e{job}"));
+    assert_eq!(
+        case.read(format!("mpi_image.o{job}")),
+        "rc=100\nrc=100\n",
+        "{errors}"
+    );
+    let refusal = format!(
+        " of job {job}.0 asks for IMAGE=\"{IMAGE}\", but such tasks cannot run in an image; \
+         start them without IMAGE (no -v IMAGE=…, no -V while IMAGE is set) and they run natively"
+    );
+    let lines: Vec<&str> = errors.lines().collect();
+    assert_eq!(lines.len(), 2, "{errors}");
+    for line in lines {
+        // The execd names the task: `1.vm`.
+        let task = line
+            .strip_prefix("qdock: qrsh -inherit task ")
+            .and_then(|rest| rest.strip_suffix(refusal.as_str()))
+            .unwrap_or_else(|| panic!("not the refusal: {line:?}"));
+        assert!(!task.is_empty() && !task.contains(' '), "{line:?}");
+    }
+    case.assert_clean();
+}
+
+/// The exit code of `method` (`resume`, …) as the shepherd trace `trace` records it: the
+/// pid from `[uid:pid]: starting <method>_method command`, then `wait3 returned <pid> (…
+/// WEXITSTATUS: N)`.
+fn method_exit(trace: &str, method: &str) -> Option<i32> {
+    let pid = trace.lines().find_map(|l| {
+        let (head, _) = l.split_once(&format!("]: starting {method}_method command"))?;
+        head.rsplit(':').next()
+    })?;
+    trace.lines().find_map(|l| {
+        let (_, status) = l.split_once(&format!("wait3 returned {pid} ("))?;
+        let (_, code) = status.split_once("WEXITSTATUS: ")?;
+        code.trim_end_matches(')').trim().parse().ok()
+    })
+}
+
+/// The shepherd trace of `job`'s `qrsh -inherit` task on this host (its spool entry below
+/// the job's, e.g. `active_jobs/12.1/1.vm/trace`); empty while there is none.
+fn task_trace(job: u32) -> String {
+    let entry = spool_host_dir()
+        .join("active_jobs")
+        .join(format!("{job}.1"));
+    std::fs::read_dir(entry)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| std::fs::read_to_string(e.path().join("trace")).ok())
+        .collect()
+}
+
+/// The queue's methods run for a native `qrsh -inherit` task too, in the task's shepherd and
+/// as the task, which holds a group of its own: the job's proof finds that group in the
+/// task's spool entry below the job's, so they do what Grid Engine does without them, where
+/// they refused with "not proven" (exit 100) before. Grid Engine 8.1.9 runs resume and
+/// terminate there, not suspend (checked in the shepherds' traces): `qmod -sj` stops the
+/// master's processes, its qrsh client among them, and the task runs on, with or without
+/// qdock. `qdel` ends the task and the job.
+#[test]
+fn methods_act_for_a_native_qrsh_inherit_task() {
+    require_cell!();
+    let case = Case::new("pe-mpi-control");
+    case.script(
+        "master.sh",
+        "host=$(cut -d' ' -f1 \"$PE_HOSTFILE\")\n\
+         qrsh -inherit \"$host\" 'echo $$ > task.tmp; mv task.tmp task.pid; exec sleep 4322'\n",
+    );
+    let job = case.qsub(&["-cwd", "-pe", "mpi", "2", "-N", "mpi_control", "master.sh"]);
+    let pid_file = case.path("task.pid");
+    case.wait_until("the task runs", JOB_TIMEOUT, || pid_file.exists());
+    let pid: i32 = case
+        .read("task.pid")
+        .trim()
+        .parse()
+        .expect("the task's pid");
+
+    case.client("qmod", &["-sj", &job.to_string()]);
+    case.wait_state(job, "suspended", |s| s.contains('s'));
+    case.client("qmod", &["-usj", &job.to_string()]);
+    let mut trace = String::new();
+    case.wait_until("the task's resume method ended", JOB_TIMEOUT, || {
+        trace = task_trace(job);
+        method_exit(&trace, "resume").is_some()
+    });
+    assert_eq!(method_exit(&trace, "resume"), Some(0), "{trace}");
+    case.wait_state(job, "running again", |s| s == "r");
+
+    let limit = stop_grace() + Duration::from_secs(8);
+    case.client("qdel", &[&job.to_string()]);
+    let took = case.wait_until("the task ended and the job left qstat", limit, || {
+        proc_state(pid).is_none_or(|s| s == 'Z') && case.states(job).is_empty()
+    });
+    eprintln!("task ended, job out of qstat {took:?} after qdel");
+    let errors = case.read(format!("mpi_control.e{job}"));
+    assert!(!errors.contains("qdock:"), "{errors}");
     case.assert_clean();
 }
 

@@ -1000,11 +1000,14 @@ impl Running {
         Running::collecting(child, what)
     }
 
-    /// Collects the child's piped stdout, and its stderr where that is piped too.
+    /// Collects the child's stdout and stderr where they are piped.
     fn collecting(mut child: Child, what: String) -> Running {
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
-        let mut readers = vec![collect(child.stdout.take().expect("piped"), stdout.clone())];
+        let mut readers = Vec::new();
+        if let Some(piped) = child.stdout.take() {
+            readers.push(collect(piped, stdout.clone()));
+        }
         if let Some(piped) = child.stderr.take() {
             readers.push(collect(piped, stderr.clone()));
         }

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use nix::pty::{Winsize, openpty};
 
+use super::Running;
+
 /// What the terminal showed, and whether the program's side of it closed.
 #[derive(Default)]
 struct Screen {
@@ -31,18 +33,8 @@ pub struct Session {
 impl Session {
     /// Starts `command` on a new terminal of `rows` x `cols`, as its controlling terminal.
     pub fn spawn(mut command: Command, rows: u16, cols: u16, timeout: Duration) -> Session {
-        let size = Winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        let pty = openpty(Some(&size), None).expect("openpty");
-        // Other tests spawn processes meanwhile: neither side may leak into them.
-        let master = File::from(pty.master);
-        set_cloexec(master.as_raw_fd());
-        let slave: OwnedFd = pty.slave;
-        set_cloexec(slave.as_raw_fd());
+        let (master, slave) = open_pty(rows, cols);
+        let master = File::from(master);
         let stdio = |fd: &OwnedFd| Stdio::from(fd.try_clone().expect("dup the terminal"));
         command
             .stdin(stdio(&slave))
@@ -170,6 +162,18 @@ impl Session {
         self.child.wait().expect("wait");
     }
 
+    /// Sends `signal` to the program: SIGSTOP makes a client that stops reading its
+    /// connection (a user's Ctrl-Z on qrsh, without the shell's job control).
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal the program");
+    }
+
+    /// The program's pid.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
     pub fn transcript(&self) -> String {
         String::from_utf8_lossy(&self.screen.0.lock().unwrap().shown).into_owned()
     }
@@ -182,6 +186,116 @@ impl Drop for Session {
             let _ = self.child.wait();
         }
     }
+}
+
+/// A terminal whose other side nobody reads, as a stopped client leaves it: what a program
+/// writes to it piles up in the kernel (a few KiB) until its writes block. The test holds
+/// the master open all along, since its close would hang the terminal up instead.
+pub struct Unread {
+    _master: OwnedFd,
+    slave: OwnedFd,
+}
+
+impl Unread {
+    pub fn open(rows: u16, cols: u16) -> Unread {
+        let (master, slave) = open_pty(rows, cols);
+        Unread {
+            _master: master,
+            slave,
+        }
+    }
+
+    /// Starts `command` with the terminal as its stdin, stdout and stderr; what it writes
+    /// there stays unread, so the [`Running`] collects nothing.
+    pub fn spawn(&self, mut command: Command, what: String) -> Running {
+        let stdio = || Stdio::from(self.slave.try_clone().expect("dup the terminal"));
+        let child = command
+            .stdin(stdio())
+            .stdout(stdio())
+            .stderr(stdio())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+        Running::collecting(child, what)
+    }
+}
+
+/// A thread of `pid` in write(2) on fd 1 or 2, as `<tid> <syscall line> <voluntary context
+/// switches>`. A thread asleep in one write shows the same line at every look: each wake-up
+/// counts a switch, and each partial write moves the buffer's address in the line.
+pub fn writer_in_write(pid: i32) -> Option<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+        .find_map(|task| {
+            let syscall = std::fs::read_to_string(task.path().join("syscall")).ok()?;
+            if !(syscall.starts_with("1 0x1 ") || syscall.starts_with("1 0x2 ")) {
+                return None;
+            }
+            let status = std::fs::read_to_string(task.path().join("status")).ok()?;
+            let switches = status
+                .lines()
+                .find(|l| l.starts_with("voluntary_ctxt_switches:"))?;
+            Some(format!(
+                "{} {} {switches}",
+                task.file_name().to_string_lossy(),
+                syscall.trim()
+            ))
+        })
+}
+
+/// Waits until a thread of `pid` sleeps in one write(2) on fd 1 or 2 (the same
+/// [`writer_in_write`] at two looks 100 ms apart: a terminal that is read wakes it far
+/// sooner); returns that line, for the test to check later that it never moved.
+pub fn wait_for_blocked_writer(pid: i32, timeout: Duration) -> String {
+    let mut last = None;
+    super::poll_until(
+        &format!("a thread of {pid} blocked in write(2)"),
+        timeout,
+        Duration::from_millis(100),
+        || {
+            let now = writer_in_write(pid);
+            let same = now.is_some() && now == last;
+            last = now;
+            same
+        },
+        || format!("threads of {pid}: {:?}", threads(pid)),
+    );
+    last.expect("blocked")
+}
+
+/// `<tid> <name> <syscall line>` of each thread of `pid`, for a failure's message.
+fn threads(pid: i32) -> Vec<String> {
+    let read = |path: std::path::PathBuf| std::fs::read_to_string(path).unwrap_or_default();
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .map(|t| {
+                    format!(
+                        "{} {} {}",
+                        t.file_name().to_string_lossy(),
+                        read(t.path().join("comm")).trim(),
+                        read(t.path().join("syscall")).trim()
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A new terminal of `rows` x `cols`: its master and its slave side.
+fn open_pty(rows: u16, cols: u16) -> (OwnedFd, OwnedFd) {
+    let size = Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = openpty(Some(&size), None).expect("openpty");
+    // Other tests spawn processes meanwhile: neither side may leak into them.
+    set_cloexec(pty.master.as_raw_fd());
+    set_cloexec(pty.slave.as_raw_fd());
+    (pty.master, pty.slave)
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

@@ -9,7 +9,8 @@
 //! [`terminal`]) has one of its own in the container instead of the pipes, and the starter
 //! relays keys, window size and the terminal's output through the engine's connection, so an
 //! engine restart cuts such a session off: the job runs on unseen until it exits, is deleted,
-//! or qrsh goes. The container is removed on every path after create; [`account`] then says
+//! or qrsh goes. A thread of its own writes to the starter's terminal, the starter's own
+//! lines too, so a terminal nobody reads holds that thread alone. The container is removed on every path after create; [`account`] then says
 //! what it used and records the job.
 
 mod account;
@@ -39,13 +40,16 @@ use prepare::Io;
 pub use stdio::check_installation as check_stdio;
 
 pub fn run(argv: Vec<OsString>) -> u8 {
-    match start(argv) {
+    let code = match start(argv) {
         Ok(code) => code,
         Err(e) => {
             report::error(&e);
             e.exit_code()
         }
-    }
+    };
+    // A terminal's writer may still hold output and the last lines.
+    terminal::finish();
+    code
 }
 
 fn start(argv: Vec<OsString>) -> Result<u8> {
@@ -119,16 +123,16 @@ async fn execute(
         created.replace(Some(id.clone()));
         // Said once the container exists, so a job refused before has one line only: why.
         report::info(&announcement);
-        let (output, writers, input, raw) = match &mut *io {
+        let (output, writers, input) = match &mut *io {
             Io::Terminal(terminal) => {
                 let (output, input) = engine.attach_terminal(&id).await?;
                 // Raw before the job runs, so the starter's terminal cooks none of its keys.
                 let raw = terminal.raw()?;
-                (terminal.screen(output)?, None, input, Some(raw))
+                (terminal.screen(output, raw)?, None, input)
             }
             Io::Pipes(pipes) => {
                 let (output, writers) = pipes.output()?;
-                (output, Some(writers), engine.attach_stdin(&id).await?, None)
+                (output, Some(writers), engine.attach_stdin(&id).await?)
             }
         };
         engine.start(&id).await?;
@@ -137,13 +141,13 @@ async fn execute(
             pipes.unlink();
         }
         started.replace(Some(account::begin(engine, &id).await));
-        Ok::<_, Error>((id, output, writers, input, raw))
+        Ok::<_, Error>((id, output, writers, input))
     };
     tokio::pin!(setup);
     // The job may run (and set its traps) before the engine has answered the start:
     // warnings arriving meanwhile are forwarded once it has, not dropped.
     let mut warnings = Vec::new();
-    let (id, output, writers, input, raw) = loop {
+    let (id, output, writers, input) = loop {
         tokio::select! {
             setup = &mut setup => break setup?,
             received = signals.next() => match received {
@@ -178,11 +182,7 @@ async fn execute(
             matches!(stdin, Stdin::Terminal(_)),
         )),
     };
-    let code =
-        supervise::supervise(engine, spec, &id, output, writers, Some(feeding), signals).await;
-    // The terminal's mode is restored only once its output was all written.
-    drop(raw);
-    code
+    supervise::supervise(engine, spec, &id, output, writers, Some(feeding), signals).await
 }
 
 /// The container this starter created, found by name when create was cut short before it

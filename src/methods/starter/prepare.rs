@@ -65,6 +65,16 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
     let reference = policy::check_image(requested, &config.images)?;
     let who = Identity::of_caller();
     let proof = job_proof::prove(&job.key, &config.gridengine, &who)?;
+    // Its container would take the job's name, and the job's methods act on that, not on
+    // the task; and a task holds a group of its own, not the one the job's processes share.
+    if let Some(task) = proof.spooled().and_then(|j| j.pe_task.clone()) {
+        return Err(Error::TaskInImage {
+            job: job.key.to_string(),
+            task,
+            variable: config.job.image_variable.clone(),
+            image: requested.to_string(),
+        });
+    }
     let kind = proof.spooled().map_or(Kind::Script, |j| {
         j.kind.handed(job.by_qrsh_starter, j.qrsh_job)
     });

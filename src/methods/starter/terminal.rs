@@ -6,9 +6,12 @@
 
 use std::io::IsTerminal;
 use std::os::fd::BorrowedFd;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use nix::sys::termios::{self, OutputFlags, SetArg, Termios};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::sink::Sink;
 use crate::engine::{Chunk, Output};
@@ -106,11 +109,51 @@ pub(super) fn stdin() -> BorrowedFd<'static> {
     unsafe { BorrowedFd::borrow_raw(0) }
 }
 
+/// How long the terminal's writer may sit in one write(2) before the starter takes it that
+/// nobody reads the terminal: it then drops the job's output instead of queueing it (see
+/// [`place`]), and at its end exits without waiting for the writer (see [`finish`]).
+const STALL: Duration = Duration::from_secs(5);
+
+/// What the terminal's writer is given, in the order it is to appear.
+enum Item {
+    /// The job's output; the permit is one of [`QUEUED`] and goes when it was written.
+    Job(Chunk, OwnedSemaphorePermit),
+    /// One of the starter's own lines (`qdock: …`), for stderr.
+    Own(Vec<u8>),
+    /// Nothing comes after: restore the terminal's mode and say so.
+    End,
+}
+
+/// The job's chunks queued for the terminal at most: beyond that the starter stops reading
+/// the engine's stream, so a job writing faster than the terminal takes it waits in its own
+/// write instead of filling the starter's memory.
+const QUEUED: usize = 16;
+
+/// How far the writer got, for [`finish`].
+#[derive(Default)]
+struct Progress {
+    /// Since when it has been in the write(2) it is in; None while it waits for more.
+    writing_since: Option<Instant>,
+    done: bool,
+}
+
+/// The running writer: its queue and its progress.
+struct Writer {
+    items: std::sync::mpsc::Sender<Item>,
+    progress: Arc<(Mutex<Progress>, Condvar)>,
+}
+
+static WRITER: Mutex<Option<Writer>> = Mutex::new(None);
+
 impl Terminal {
-    /// The job's output to the terminal, written by a thread of its own: a terminal nobody
-    /// reads (the qrsh client stopped) blocks write(2), and the starter must still answer
-    /// signals and remove the container. The stream returned carries only a failure of the
-    /// engine's; it ends once everything was written.
+    /// The job's output to the terminal, written by a thread of its own with the starter's
+    /// own lines (see [`crate::report::divert_stderr`]): a terminal nobody reads blocks
+    /// write(2), and then only that thread waits, while the starter still answers signals,
+    /// stops and removes the container, and exits (see [`finish`]); after [`STALL`] the
+    /// job's output is dropped, with one line saying so, until the terminal takes some again.
+    /// The stream returned carries only a failure of the engine's; it ends once all of the
+    /// job's output is queued or dropped. The writer puts the terminal's mode back (`raw`)
+    /// after its last write.
     ///
     /// The container's terminal turned each LF into CR LF already (ONLCR), as a terminal
     /// does; the starter's, raw, passes that on. Where the starter's terminal as found did
@@ -118,46 +161,149 @@ impl Terminal {
     /// line would end in CR CR LF: so it is under Grid Engine, whose shepherd hands the
     /// job a pty that passes output on as it is, while qrsh leaves OPOST and ONLCR on at the
     /// user's terminal when it makes that raw.
-    pub fn screen(&self, mut output: Output) -> Result<Output> {
+    pub fn screen(&self, mut output: Output, raw: Raw) -> Result<Output> {
         let mut newlines = (!adds_cr(&self.saved)).then(Newlines::default);
-        let (chunks, mut pending) = tokio::sync::mpsc::channel::<Chunk>(16);
-        let (written, all_written) = tokio::sync::oneshot::channel::<()>();
+        let (items, pending) = std::sync::mpsc::channel::<Item>();
+        let progress = Arc::new((Mutex::new(Progress::default()), Condvar::new()));
+        let shared = progress.clone();
         std::thread::Builder::new()
             .name("terminal-out".into())
             .spawn(move || {
+                let (lock, changed) = &*shared;
+                let mark = |writing: bool| {
+                    let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+                    p.writing_since = writing.then(Instant::now);
+                    changed.notify_all();
+                };
                 let mut sink = Sink::default();
-                while let Some(chunk) = pending.blocking_recv() {
-                    match (&mut newlines, chunk) {
-                        (Some(newlines), Chunk::Stdout(bytes)) => {
-                            sink.write(Chunk::Stdout(newlines.undo(&bytes).into()));
-                        }
-                        (_, chunk) => sink.write(chunk),
+                // A closed queue (the starter ending without finish) ends it as End does.
+                while let Ok(item) = pending.recv() {
+                    mark(true);
+                    match item {
+                        Item::Job(Chunk::Stdout(bytes), _permit) => match &mut newlines {
+                            Some(newlines) => {
+                                sink.write(Chunk::Stdout(newlines.undo(&bytes).into()))
+                            }
+                            None => sink.write(Chunk::Stdout(bytes)),
+                        },
+                        Item::Job(chunk, _permit) => sink.write(chunk),
+                        Item::Own(line) => sink.write(Chunk::Stderr(line.into())),
+                        Item::End => break,
                     }
+                    mark(false);
                 }
-                if let Some(rest) = newlines.and_then(Newlines::end) {
+                if let Some(rest) = newlines.take().and_then(Newlines::end) {
                     sink.write(Chunk::Stdout(rest.into()));
                 }
-                let _ = written.send(());
+                // Lines from now on are written where they are reported.
+                crate::report::restore_stderr();
+                drop(raw);
+                let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+                p.writing_since = None;
+                p.done = true;
+                changed.notify_all();
             })
             .map_err(|e| Error::io("start the terminal's writer", e))?;
+        let own = items.clone();
+        crate::report::divert_stderr(move |line| {
+            let _ = own.send(Item::Own(line));
+        });
+        *WRITER.lock().unwrap_or_else(|e| e.into_inner()) = Some(Writer {
+            items: items.clone(),
+            progress: progress.clone(),
+        });
+        let queued = Arc::new(Semaphore::new(QUEUED));
         let relayed = async move {
+            let mut dropping = false;
             while let Some(item) = output.next().await {
-                match item {
-                    Ok(chunk) => {
-                        if chunks.send(chunk).await.is_err() {
+                let chunk = match item {
+                    Ok(chunk) => chunk,
+                    Err(e) => return Some(Err(e)),
+                };
+                // Once dropping, a free place means the writer got a chunk out again.
+                let place = match dropping {
+                    true => queued.clone().try_acquire_owned().ok(),
+                    false => place(&queued, &progress).await,
+                };
+                match place {
+                    Some(permit) => {
+                        dropping = false;
+                        if items.send(Item::Job(chunk, permit)).is_err() {
                             break;
                         }
                     }
-                    Err(e) => return Some(Err(e)),
+                    None if !dropping => {
+                        dropping = true;
+                        crate::report::warn(&format!(
+                            "the terminal took no output for {} s: the job's output is dropped until it takes some again",
+                            STALL.as_secs()
+                        ));
+                    }
+                    None => {}
                 }
             }
-            drop(chunks);
-            let _ = all_written.await;
             None
         };
         Ok(Box::pin(
             futures_util::stream::once(relayed).filter_map(std::future::ready),
         ))
+    }
+}
+
+/// A place in the writer's queue for the job's next chunk, as soon as there is one; None
+/// once the writer has been in one write(2) for [`STALL`]. Then nobody reads the terminal,
+/// and the job's output is better dropped than left in the engine: an engine that cannot
+/// hand a container's output on does not let the container end, so a stop (qdel) would hang.
+async fn place(
+    queued: &Arc<Semaphore>,
+    progress: &(Mutex<Progress>, Condvar),
+) -> Option<OwnedSemaphorePermit> {
+    let writing_since = || {
+        progress
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .writing_since
+    };
+    loop {
+        let since = writing_since();
+        let deadline = since.unwrap_or_else(Instant::now) + STALL;
+        tokio::select! {
+            permit = queued.clone().acquire_owned() => return permit.ok(),
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                if since.is_some() && writing_since() == since {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// The starter's last step when it had a terminal: waits until everything queued for it was
+/// written and its mode restored, unless the writer has been stuck in one write for
+/// [`STALL`] (nobody reads the terminal); then the rest is lost and the starter exits all
+/// the same, since its job, container and all, is over.
+pub fn finish() {
+    let Some(writer) = WRITER.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        return;
+    };
+    let _ = writer.items.send(Item::End);
+    let (lock, changed) = &*writer.progress;
+    let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+    while !p.done {
+        p = match p.writing_since.map(|since| since.elapsed()) {
+            Some(stuck) if stuck >= STALL => {
+                crate::report::log(&format!(
+                    "the terminal took no output for {} s: the rest of the job's output is lost",
+                    stuck.as_secs()
+                ));
+                return;
+            }
+            Some(stuck) => changed.wait_timeout(p, STALL - stuck),
+            None => changed.wait_timeout(p, STALL),
+        }
+        .unwrap_or_else(|e| e.into_inner())
+        .0;
     }
 }
 
