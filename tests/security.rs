@@ -306,11 +306,15 @@ fn bob_cannot_remove_a_container_that_appears_while_he_terminates() {
         &[
             "/bin/sh",
             "-c",
-            "trap 'touch got-term' TERM\nwhile [ ! -e release ]; do sleep 0.1; done\n",
+            "trap 'touch got-term' TERM\ntouch trapping\nwhile [ ! -e release ]; do sleep 0.1; done\n",
         ],
     );
     stubborn.current_dir(&bob.cwd);
     let mut stubborn = Running::spawn(stubborn, "bob's stubborn process".into());
+    // A SIGTERM before the trap is set would end it (seen once in CI under load).
+    stubborn.wait_until("bob's process traps SIGTERM", secs(30), |_| {
+        bob.file("trapping").exists()
+    });
     let id = alice.id.to_string();
     let terminate = Running::spawn(
         bob.command(
