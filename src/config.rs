@@ -81,6 +81,10 @@ pub enum ImageRequest {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GridEngineConfig {
+    /// The cell whose jobs this host runs: it names containers, labels and records (a spool
+    /// that states its cell, as Open Cluster Scheduler's does, is believed over it).
+    /// `SGE_CELL` is the caller's to set, so it never counts.
+    pub cell: String,
     /// The cell's `execd_spool_dir` (`qconf -sconf`).
     pub execd_spool_dir: PathBuf,
     /// This host's directory below it; empty: the only one there, else the one named after
@@ -96,6 +100,7 @@ pub struct GridEngineConfig {
 impl Default for GridEngineConfig {
     fn default() -> Self {
         GridEngineConfig {
+            cell: "default".into(),
             execd_spool_dir: "/var/spool/gridengine/execd".into(),
             spool_host: String::new(),
             admin_user: "sgeadmin".into(),
@@ -347,6 +352,12 @@ impl Config {
         if !self.usage.record.is_absolute() {
             return Err("usage.record must be an absolute path".into());
         }
+        if !is_cell_name(&self.gridengine.cell) {
+            return Err(format!(
+                "gridengine.cell {:?} must be a cell name (letters, digits, _ . -, at most 64)",
+                self.gridengine.cell
+            ));
+        }
         if !self.gridengine.execd_spool_dir.is_absolute() {
             return Err("gridengine.execd_spool_dir must be an absolute path".into());
         }
@@ -431,6 +442,15 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
         (None, Some(k)) => format!("line {line}, key {k}: {message}"),
         _ => format!("line {line}: {message}"),
     }
+}
+
+/// A cell name that is safe in a container name and a label: Grid Engine's own are plain.
+pub fn is_cell_name(cell: &str) -> bool {
+    cell.len() <= 64
+        && cell.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && cell
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
 #[cfg(test)]

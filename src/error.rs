@@ -74,6 +74,14 @@ pub enum Error {
     NotAJob { job: String, problem: String },
 
     #[error(
+        "job {job} already has its starter: qdock-starter runs once per job, as the queue's starter_method (Grid Engine starts it); run the command itself instead"
+    )]
+    StarterAgain { job: String },
+
+    #[error("job {job} cannot be started here: {problem}")]
+    RunMarkUnavailable { job: String, problem: String },
+
+    #[error(
         "qrsh -inherit task {task} of job {job} asks for {variable}={image:?}, but such tasks cannot run in an image; start them without {variable} (no -v {variable}=…, no -V while {variable} is set) and they run natively"
     )]
     TaskInImage {
@@ -227,6 +235,7 @@ impl Error {
             | Error::Signal { .. }
             | Error::DiedWithEngine { .. }
             | Error::StdioUnavailable { .. }
+            | Error::RunMarkUnavailable { .. }
             | Error::Io { .. } => EXIT_REQUEUE,
             Error::Config { .. }
             | Error::ConfigUnreadable { .. }
@@ -236,6 +245,7 @@ impl Error {
             | Error::ScriptUnusable { .. }
             | Error::NativeExec { .. }
             | Error::NotAJob { .. }
+            | Error::StarterAgain { .. }
             | Error::TaskInImage { .. }
             | Error::BadImage { .. }
             | Error::ImageNotAllowed { .. }

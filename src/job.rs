@@ -6,35 +6,31 @@ use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 
-/// Identifies one task of one job in one cell: the key to its container.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobKey {
-    pub cell: String,
+/// The job task the caller names: `JOB_ID` and `SGE_TASK_ID`, or a method's `$job_id
+/// $ja_task_id`. Only the caller's word: nothing is named after it until
+/// [`crate::job_proof::prove`] turns it into a [`crate::job_proof::JobKey`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobClaim {
     pub job_id: u64,
     /// 0 for a non-array job, as Grid Engine's `$ja_task_id`.
     pub task_id: u64,
 }
 
-impl JobKey {
-    pub fn container_name(&self) -> String {
-        format!("qdock-{}-{}-{}", self.cell, self.job_id, self.task_id)
-    }
-
+impl JobClaim {
     /// From the method's arguments (`$job_id $ja_task_id`), falling back to the environment.
-    pub fn from_args_or_env(job: Option<&str>, task: Option<&str>, env: &Env) -> Result<JobKey> {
+    pub fn from_args_or_env(job: Option<&str>, task: Option<&str>, env: &Env) -> Result<JobClaim> {
         let job = job.map(str::to_string).or_else(|| env.get_str("JOB_ID"));
         let task = task
             .map(str::to_string)
             .or_else(|| env.get_str("SGE_TASK_ID"));
-        Ok(JobKey {
-            cell: cell(env)?,
+        Ok(JobClaim {
             job_id: parse_job_id(job.as_deref())?,
             task_id: parse_task_id(task.as_deref())?,
         })
     }
 }
 
-impl std::fmt::Display for JobKey {
+impl std::fmt::Display for JobClaim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}.{}", self.job_id, self.task_id)
     }
@@ -130,9 +126,9 @@ pub struct Shell {
 
 #[derive(Debug, Clone)]
 pub struct JobContext {
-    pub key: JobKey,
+    /// The job the caller says this is (see [`JobClaim`]).
+    pub claim: JobClaim,
     pub name: String,
-    pub queue: String,
     /// A script, or for a binary job the command.
     pub script: PathBuf,
     pub kind: Kind,
@@ -141,7 +137,8 @@ pub struct JobContext {
     /// Called by qrsh_starter (`qrsh`, `qrsh -inherit`), which alone sets
     /// `SGE_STARTER_SHELL_PATH` empty; the shepherd sets the queue's shell.
     pub by_qrsh_starter: bool,
-    /// The slots of the job on this host: `NSLOTS` until the execd's spool says better.
+    /// `NSLOTS`: the caller's word, used only where no spool can say (see
+    /// [`crate::job_proof::Proven::slots`]).
     pub nslots: Option<u32>,
     pub home: Option<PathBuf>,
     pub tmpdir: Option<PathBuf>,
@@ -164,11 +161,7 @@ impl JobContext {
         let script = argv.next().map(PathBuf::from).ok_or_else(|| {
             Error::Usage("usage: qdock-starter JOB_SCRIPT [ARGS...] (Grid Engine runs it as the queue's starter_method)".into())
         })?;
-        let key = JobKey {
-            cell: cell(&env)?,
-            job_id: parse_job_id(env.get_str("JOB_ID").as_deref())?,
-            task_id: parse_task_id(env.get_str("SGE_TASK_ID").as_deref())?,
-        };
+        let claim = JobClaim::from_args_or_env(None, None, &env)?;
         let mode = match env.get_str("SGE_STARTER_SHELL_START_MODE").as_deref() {
             None | Some("") | Some("posix_compliant") => StartMode::Posix,
             Some("unix_behavior") => StartMode::Unix,
@@ -191,9 +184,8 @@ impl JobContext {
         };
         let nonempty = |name: &str| env.get_str(name).filter(|v| !v.is_empty());
         Ok(JobContext {
-            key,
+            claim,
             name: nonempty("JOB_NAME").unwrap_or_default(),
-            queue: nonempty("QUEUE").unwrap_or_default(),
             script,
             kind: Kind::Script,
             args: argv.collect(),
@@ -212,26 +204,6 @@ impl JobContext {
             env,
         })
     }
-}
-
-fn cell(env: &Env) -> Result<String> {
-    let cell = env
-        .get_str("SGE_CELL")
-        .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| "default".into());
-    let ok = cell.len() <= 64
-        && cell.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && cell
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if !ok {
-        return Err(Error::BadJobEnv {
-            value: format!("SGE_CELL={cell:?}"),
-            expected: "a usable cell name (letters, digits, _ . -)",
-            fix: "Grid Engine sets it to the cell's name",
-        });
-    }
-    Ok(cell)
 }
 
 fn parse_job_id(value: Option<&str>) -> Result<u64> {
@@ -293,7 +265,13 @@ mod tests {
             ("NSLOTS", "2"),
         ])
         .unwrap();
-        assert_eq!(j.key.container_name(), "qdock-default-7-0");
+        assert_eq!(
+            j.claim,
+            JobClaim {
+                job_id: 7,
+                task_id: 0
+            }
+        );
         assert_eq!(j.image.as_deref(), Some("busybox"));
         assert_eq!(j.args, vec![OsString::from("a b")]);
         assert_eq!(
@@ -309,9 +287,10 @@ mod tests {
     }
 
     #[test]
-    fn array_task_and_cell_name_the_container() {
-        let j = parse(&[("JOB_ID", "12"), ("SGE_TASK_ID", "3"), ("SGE_CELL", "bio")]).unwrap();
-        assert_eq!(j.key.container_name(), "qdock-bio-12-3");
+    fn the_cell_in_the_environment_is_never_read() {
+        // SGE_CELL and QUEUE are the caller's to set: only a proof names the job.
+        let j = parse(&[("JOB_ID", "12"), ("SGE_TASK_ID", "3"), ("SGE_CELL", "../x")]).unwrap();
+        assert_eq!(j.claim.to_string(), "12.3");
     }
 
     #[test]
@@ -344,7 +323,6 @@ mod tests {
         }
         assert!(parse(&[]).is_err());
         assert!(parse(&[("JOB_ID", "1"), ("SGE_TASK_ID", "x")]).is_err());
-        assert!(parse(&[("JOB_ID", "1"), ("SGE_CELL", "../x")]).is_err());
     }
 
     #[test]
@@ -368,17 +346,17 @@ mod tests {
     fn key_prefers_arguments() {
         let e = env(&[("JOB_ID", "5"), ("SGE_TASK_ID", "2")]);
         assert_eq!(
-            JobKey::from_args_or_env(None, None, &e)
+            JobClaim::from_args_or_env(None, None, &e)
                 .unwrap()
                 .to_string(),
             "5.2"
         );
         assert_eq!(
-            JobKey::from_args_or_env(Some("9"), Some("0"), &e)
+            JobClaim::from_args_or_env(Some("9"), Some("0"), &e)
                 .unwrap()
                 .to_string(),
             "9.0"
         );
-        assert!(JobKey::from_args_or_env(Some("9x"), None, &e).is_err());
+        assert!(JobClaim::from_args_or_env(Some("9x"), None, &e).is_err());
     }
 }

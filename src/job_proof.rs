@@ -4,21 +4,91 @@
 //! and records it in its spool, `<execd_spool_dir>/<host>/active_jobs/<job>.<task>/addgrpid`,
 //! owned by root or the Grid Engine admin user. The same directory's `config` tells the job's
 //! owner and its per-job TMPDIR, which qdock may then mount.
+//!
+//! Two types keep the caller's word from the facts: a [`JobClaim`] (ids from the environment
+//! or argv) becomes a [`JobKey`] (which names containers, labels and records) only here, with
+//! the cell from the root-owned config or the spool, never from `SGE_CELL`.
 
 use std::collections::HashMap;
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::config::GridEngineConfig;
 use crate::error::{Error, Result};
-use crate::job::{JobKey, Kind};
+use crate::job::{JobClaim, Kind};
 use crate::privilege::Identity;
+
+/// One task of one job in one cell, as proven: the key to its container, its labels and its
+/// record. Only [`prove`] makes one, so no value the caller set can name anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobKey {
+    cell: String,
+    claim: JobClaim,
+}
+
+impl JobKey {
+    pub fn cell(&self) -> &str {
+        &self.cell
+    }
+
+    pub fn job_id(&self) -> u64 {
+        self.claim.job_id
+    }
+
+    /// 0 for a non-array job, as Grid Engine's `$ja_task_id`.
+    pub fn task_id(&self) -> u64 {
+        self.claim.task_id
+    }
+
+    pub fn container_name(&self) -> String {
+        format!("qdock-{}-{}-{}", self.cell, self.job_id(), self.task_id())
+    }
+
+    /// A key for pure tests and fuzzing, which have no spool to prove against.
+    #[cfg(any(test, fuzzing))]
+    pub fn for_tests(cell: &str, job_id: u64, task_id: u64) -> JobKey {
+        JobKey {
+            cell: cell.into(),
+            claim: JobClaim { job_id, task_id },
+        }
+    }
+}
+
+impl std::fmt::Display for JobKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.claim.fmt(f)
+    }
+}
+
+/// One run of a job task on this host: the execd writes a new `addgrpid` for every start
+/// (a requeued or rescheduled job gets a new entry), so its inode and modification time tell
+/// one run from the next. See [`crate::run_mark`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RunId {
+    pub inode: u64,
+    pub mtime_ns: i128,
+}
+
+impl RunId {
+    fn of(meta: &fs::Metadata) -> RunId {
+        RunId {
+            inode: meta.ino(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        }
+    }
+}
 
 /// What the execd's spool says about a proven job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpooledJob {
+    /// This run of the job task.
+    pub run: RunId,
+    /// The execd spool's directory of this host (its name), where the run is recorded.
+    pub spool_host: String,
+    /// The cell, when the spool states it.
+    pub cell: Option<String>,
     /// The job's additional group id, held by the caller.
     pub group: u32,
     pub owner: String,
@@ -40,19 +110,36 @@ pub struct SpooledJob {
     pub pe_task: Option<String>,
 }
 
-impl Proof {
-    /// The job's queue: the spool's word when there is one, else the environment's.
-    pub fn queue(&self, from_env: &str) -> String {
-        self.spooled()
+/// A proven job: its key, and what the proof rests on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proven {
+    pub key: JobKey,
+    pub proof: Proof,
+}
+
+impl Proven {
+    /// The job's queue, as the execd's spool names it; `QUEUE` is the caller's to set.
+    pub fn queue(&self) -> String {
+        self.proof
+            .spooled()
             .and_then(|job| job.queue.clone())
-            .unwrap_or_else(|| from_env.to_string())
+            .unwrap_or_default()
+    }
+
+    /// The slots granted on this host: the spool's `host_slots`. `NSLOTS` (`claimed`) counts
+    /// only where nothing was proven (root, or the admin's unsafe switch).
+    pub fn slots(&self, claimed: Option<u32>) -> Option<u32> {
+        match &self.proof {
+            Proof::Spooled(job) => Some(job.host_slots.unwrap_or(1)),
+            Proof::Skipped => claimed,
+        }
     }
 }
 
 /// The outcome of the check the admin asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Proof {
-    Spooled(SpooledJob),
+    Spooled(Box<SpooledJob>),
     /// Root (Grid Engine runs no job as root: `min_uid`), or
     /// `gridengine.unsafe_skip_job_proof`: nothing was checked.
     Skipped,
@@ -67,20 +154,27 @@ impl Proof {
     }
 }
 
-/// Proves that `who` is job `key` on this host, or says what is missing.
-pub fn prove(key: &JobKey, config: &GridEngineConfig, who: &Identity) -> Result<Proof> {
+/// Proves that `who` is job `claim` on this host, or says what is missing.
+pub fn prove(claim: &JobClaim, config: &GridEngineConfig, who: &Identity) -> Result<Proven> {
+    let skipped = || Proven {
+        key: JobKey {
+            cell: config.cell.clone(),
+            claim: *claim,
+        },
+        proof: Proof::Skipped,
+    };
     if who.uid == 0 {
-        return Ok(Proof::Skipped);
+        return Ok(skipped());
     }
     if config.unsafe_skip_job_proof {
         crate::report::log("job proof skipped (gridengine.unsafe_skip_job_proof)");
-        return Ok(Proof::Skipped);
+        return Ok(skipped());
     }
     let refuse = |problem: String| Error::NotAJob {
-        job: key.to_string(),
+        job: claim.to_string(),
         problem,
     };
-    let entry = SpoolEntry::locate(key, config).map_err(refuse)?;
+    let entry = SpoolEntry::locate(claim, config).map_err(refuse)?;
     let group = parse_group(
         &entry
             .read("addgrpid")
@@ -96,13 +190,25 @@ pub fn prove(key: &JobKey, config: &GridEngineConfig, who: &Identity) -> Result<
     let (entry, group) = task.unwrap_or((entry, group));
     let job = spooled(&entry, group).map_err(refuse)?;
     check_holder(&job, who).map_err(refuse)?;
-    Ok(Proof::Spooled(job))
+    Ok(Proven {
+        key: JobKey {
+            cell: job.cell.clone().unwrap_or_else(|| config.cell.clone()),
+            claim: *claim,
+        },
+        proof: Proof::Spooled(Box::new(job)),
+    })
 }
 
 /// What a spool entry (a job's, or a `qrsh -inherit` task's below it) says, `group` its
 /// `addgrpid`.
 fn spooled(entry: &SpoolEntry, group: u32) -> std::result::Result<SpooledJob, String> {
     let spooled = parse_config(&entry.read("config")?);
+    // Open Cluster Scheduler's execd states the cell (`sge_cell`); 8.1.9's does not.
+    let cell = match spooled.get("sge_cell") {
+        Some(cell) if crate::config::is_cell_name(cell) => Some(cell.clone()),
+        Some(cell) => return Err(format!("the spooled sge_cell {cell:?} is not a cell name")),
+        None => None,
+    };
     let pe_hostfile = match spooled.get("pe_hostfile") {
         // A task's config names one in the task's directory, which the execd does not
         // write (checked on 8.1.9): the job's is the master's.
@@ -111,6 +217,9 @@ fn spooled(entry: &SpoolEntry, group: u32) -> std::result::Result<SpooledJob, St
         None => None,
     };
     Ok(SpooledJob {
+        run: entry.run()?,
+        spool_host: entry.host.clone(),
+        cell,
         group,
         owner: spooled.get("job_owner").cloned().unwrap_or_default(),
         tmpdir: spooled
@@ -128,8 +237,8 @@ fn spooled(entry: &SpoolEntry, group: u32) -> std::result::Result<SpooledJob, St
 
 /// What kind of job the execd's spool says `key` is, and whether it is a qrsh job; a job
 /// Grid Engine does not run here (a starter tried by hand) is a batch script job.
-pub fn spooled_kind(key: &JobKey, config: &GridEngineConfig) -> (Kind, bool) {
-    SpoolEntry::locate(key, config)
+pub fn spooled_kind(claim: &JobClaim, config: &GridEngineConfig) -> (Kind, bool) {
+    SpoolEntry::locate(claim, config)
         .and_then(|entry| entry.read("config"))
         .map(|text| {
             let spooled = parse_config(&text);
@@ -154,17 +263,19 @@ fn kind_of(spooled: &HashMap<String, String>) -> Kind {
 /// password look-up) however many of its files are read.
 struct SpoolEntry {
     dir: PathBuf,
+    /// The name of the host's directory in the spool.
+    host: String,
     owners: Vec<u32>,
     /// The `qrsh -inherit` task this entry is of, below its job's.
     pe_task: Option<String>,
 }
 
 impl SpoolEntry {
-    fn locate(key: &JobKey, config: &GridEngineConfig) -> std::result::Result<Self, String> {
+    fn locate(claim: &JobClaim, config: &GridEngineConfig) -> std::result::Result<Self, String> {
+        let host = host_dir(config)?;
         Ok(SpoolEntry {
-            dir: host_dir(config)?
-                .join("active_jobs")
-                .join(task_dir_name(key)),
+            dir: host.join("active_jobs").join(task_dir_name(claim)),
+            host: host_name(&host),
             owners: trusted_owners(config),
             pe_task: None,
         })
@@ -181,12 +292,21 @@ impl SpoolEntry {
             .find_map(|e| {
                 let task = SpoolEntry {
                     dir: e.path(),
+                    host: self.host.clone(),
                     owners: self.owners.clone(),
                     pe_task: Some(e.file_name().to_string_lossy().into_owned()),
                 };
                 let group = parse_group(&task.read("addgrpid").ok()?).ok()?;
                 who.groups.contains(&group).then_some((task, group))
             })
+    }
+
+    /// This run of the entry, from its `addgrpid` (already read, so trusted).
+    fn run(&self) -> std::result::Result<RunId, String> {
+        let path = self.dir.join("addgrpid");
+        fs::symlink_metadata(&path)
+            .map(|meta| RunId::of(&meta))
+            .map_err(|e| format!("cannot examine {} ({e})", path.display()))
     }
 
     /// One file of the entry, when it is the execd's (see [`read_trusted`]).
@@ -203,9 +323,40 @@ impl SpoolEntry {
     }
 }
 
+/// This host's directory in the spool (its name), and every run the execd's spool holds
+/// there: each job task's entry and each of its `qrsh -inherit` tasks' entries below it. A run
+/// not among them is over.
+pub fn live_runs(config: &GridEngineConfig) -> std::result::Result<(String, Vec<RunId>), String> {
+    let host = host_dir(config)?;
+    let active = host.join("active_jobs");
+    let entries = |dir: &Path| -> Vec<PathBuf> {
+        fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect()
+    };
+    let runs = entries(&active)
+        .iter()
+        .flat_map(|job| std::iter::once(job.clone()).chain(entries(job)))
+        .filter_map(|entry| fs::symlink_metadata(entry.join("addgrpid")).ok())
+        .map(|meta| RunId::of(&meta))
+        .collect();
+    Ok((host_name(&host), runs))
+}
+
+fn host_name(host_dir: &Path) -> String {
+    host_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// The execd names a task's directory `<job>.<task>`, task 1 for a job that is no array.
-pub fn task_dir_name(key: &JobKey) -> String {
-    format!("{}.{}", key.job_id, key.task_id.max(1))
+pub fn task_dir_name(claim: &JobClaim) -> String {
+    format!("{}.{}", claim.job_id, claim.task_id.max(1))
 }
 
 /// The caller must be the job's owner and hold the job's group.
@@ -312,20 +463,34 @@ mod tests {
     }
 
     #[test]
-    fn the_queue_is_the_spools_word_when_it_has_one() {
-        let spooled = |queue: Option<&str>| {
-            Proof::Spooled(SpooledJob {
-                queue: queue.map(String::from),
-                ..job("alice", 65400)
-            })
+    fn queue_and_slots_are_the_spools_word() {
+        let proven = |proof| Proven {
+            key: JobKey::for_tests("default", 7, 0),
+            proof,
         };
-        assert_eq!(spooled(Some("all.q")).queue("forged.q"), "all.q");
-        assert_eq!(spooled(None).queue("all.q"), "all.q");
-        assert_eq!(Proof::Skipped.queue("all.q"), "all.q");
+        let spooled = |queue: Option<&str>, slots| {
+            proven(Proof::Spooled(Box::new(SpooledJob {
+                queue: queue.map(String::from),
+                host_slots: slots,
+                ..job("alice", 65400)
+            })))
+        };
+        assert_eq!(spooled(Some("all.q"), None).queue(), "all.q");
+        assert_eq!(spooled(None, None).queue(), "");
+        assert_eq!(spooled(None, Some(4)).slots(Some(64)), Some(4));
+        assert_eq!(spooled(None, None).slots(Some(64)), Some(1));
+        // Root or the unsafe switch: nothing was proven, NSLOTS stands.
+        assert_eq!(proven(Proof::Skipped).slots(Some(2)), Some(2));
     }
 
     fn job(owner: &str, group: u32) -> SpooledJob {
         SpooledJob {
+            run: RunId {
+                inode: 1,
+                mtime_ns: 2,
+            },
+            spool_host: "vm".into(),
+            cell: None,
             group,
             owner: owner.into(),
             tmpdir: None,
@@ -340,11 +505,7 @@ mod tests {
 
     #[test]
     fn task_directories_are_named_as_the_execd_names_them() {
-        let key = |job_id, task_id| JobKey {
-            cell: "default".into(),
-            job_id,
-            task_id,
-        };
+        let key = |job_id, task_id| JobClaim { job_id, task_id };
         assert_eq!(task_dir_name(&key(7, 0)), "7.1");
         assert_eq!(task_dir_name(&key(7, 3)), "7.3");
     }

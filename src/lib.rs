@@ -24,6 +24,7 @@ pub mod privilege;
 pub mod process;
 pub mod pull_progress;
 pub mod report;
+pub mod run_mark;
 pub mod signals;
 pub mod spec;
 pub mod stdio_dir;

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::image_ref::ImageRef;
 use crate::job::{JobContext, Kind, StartMode, binary_command_line};
+use crate::job_proof::Proven;
 use crate::labels::{self, Label};
 use crate::limits::Limits;
 use crate::mount::MountSpec;
@@ -175,6 +176,8 @@ pub struct Notes {
 
 pub struct Inputs<'a> {
     pub job: &'a JobContext,
+    /// What names the container and labels it: never the job's environment.
+    pub proven: &'a Proven,
     pub config: &'a Config,
     pub who: &'a Identity,
     pub image: &'a ResolvedImage,
@@ -238,7 +241,7 @@ pub fn build(i: &Inputs) -> Result<(ContainerSpec, Notes)> {
     }
 
     let spec = ContainerSpec {
-        name: job.key.container_name(),
+        name: i.proven.key.container_name(),
         image: i.image.id.clone(),
         user: format!("{}:{}", i.who.uid, i.who.gid),
         groups: i.who.groups.iter().map(u32::to_string).collect(),
@@ -267,7 +270,7 @@ pub fn build(i: &Inputs) -> Result<(ContainerSpec, Notes)> {
         devices: config.container.devices.clone(),
         memory: i.limits.memory,
         memory_swap: i.limits.memory,
-        nano_cpus: cpus(config, job.nslots, i.host.cpus),
+        nano_cpus: cpus(config, i.proven.slots(job.nslots), i.host.cpus),
         cpuset_cpus: binding::cpuset(&i.host.affinity, i.host.online_cpus),
         pids_limit: (config.container.pids_limit > 0).then_some(config.container.pids_limit),
         ulimits: i.limits.ulimits.clone(),
@@ -277,7 +280,7 @@ pub fn build(i: &Inputs) -> Result<(ContainerSpec, Notes)> {
 }
 
 fn labels(i: &Inputs) -> BTreeMap<String, String> {
-    let job = i.job;
+    let key = &i.proven.key;
     let starter = i.host.starter.iter().flat_map(|s| {
         [
             (Label::StarterPid, s.pid.to_string()),
@@ -286,10 +289,10 @@ fn labels(i: &Inputs) -> BTreeMap<String, String> {
     });
     labels::to_map(
         [
-            (Label::JobId, job.key.job_id.to_string()),
-            (Label::TaskId, job.key.task_id.to_string()),
-            (Label::Cell, job.key.cell.clone()),
-            (Label::Queue, job.queue.clone()),
+            (Label::JobId, key.job_id().to_string()),
+            (Label::TaskId, key.task_id().to_string()),
+            (Label::Cell, key.cell().to_string()),
+            (Label::Queue, i.proven.queue()),
             (Label::OwnerUid, i.who.uid.to_string()),
             (Label::Owner, i.who.name.clone()),
             (Label::Image, i.image.reference.normalized()),
@@ -407,6 +410,7 @@ fn utf8_path(path: &Path, what: &str) -> Result<String> {
 mod tests {
     use super::*;
     use crate::job::Env;
+    use crate::job_proof::{JobKey, Proof, RunId, SpooledJob};
     use std::ffi::OsString;
     use std::os::unix::ffi::OsStringExt;
 
@@ -479,6 +483,34 @@ mod tests {
         (job.to_vec(), spec.cmd.clone())
     }
 
+    /// Job 42 as its spool proves it: queue all.q, 4 slots here (NSLOTS is not asked).
+    fn proven() -> Proven {
+        proven_with_slots(4)
+    }
+
+    fn proven_with_slots(host_slots: u32) -> Proven {
+        Proven {
+            key: JobKey::for_tests("default", 42, 0),
+            proof: Proof::Spooled(Box::new(SpooledJob {
+                run: RunId {
+                    inode: 1,
+                    mtime_ns: 1,
+                },
+                spool_host: "node1".into(),
+                cell: None,
+                group: 65400,
+                owner: "alice".into(),
+                tmpdir: None,
+                kind: Kind::Script,
+                queue: Some("all.q".into()),
+                qrsh_job: false,
+                host_slots: Some(host_slots),
+                pe_hostfile: None,
+                pe_task: None,
+            })),
+        }
+    }
+
     fn who() -> Identity {
         Identity {
             uid: 2001,
@@ -495,6 +527,7 @@ mod tests {
         };
         build(&Inputs {
             job,
+            proven: &proven(),
             config,
             who: &who(),
             image: &image(),
@@ -585,14 +618,25 @@ mod tests {
     }
 
     #[test]
+    fn names_and_labels_come_from_the_proof_not_the_environment() {
+        let forged = job(&[("SGE_CELL", "x"), ("QUEUE", "forged.q")]);
+        let (spec, _) = build_with(&forged, &Config::default());
+        assert_eq!(spec.name, "qdock-default-42-0");
+        assert_eq!(spec.labels[Label::Cell.key()], "default");
+        assert_eq!(spec.labels[Label::Queue.key()], "all.q");
+    }
+
+    #[test]
     fn parallel_jobs_get_their_hostfile_slots_and_cores() {
         let mut bound = host();
         bound.sources.pe_hostfile = Some("/spool/vm/active_jobs/42.1/pe_hostfile".into());
         bound.affinity = vec![1];
         let limits = Limits::default();
-        let two_slots = job(&[("NSLOTS", "2")]);
+        // NSLOTS is the caller's to set: the spool's one slot on this host counts.
+        let forged = job(&[("NSLOTS", "64")]);
         let (spec, _) = build(&Inputs {
-            job: &two_slots,
+            job: &forged,
+            proven: &proven_with_slots(1),
             config: &Config::default(),
             who: &who(),
             image: &image(),
@@ -607,7 +651,7 @@ mod tests {
             .find(|m| m.target.ends_with("pe_hostfile"))
             .expect("the hostfile is mounted");
         assert!(hostfile.read_only && hostfile.source == hostfile.target);
-        assert_eq!(spec.nano_cpus, Some(2_000_000_000));
+        assert_eq!(spec.nano_cpus, Some(1_000_000_000));
         assert_eq!(spec.cpuset_cpus.as_deref(), Some("1"));
     }
 
@@ -647,6 +691,7 @@ mod tests {
             let host = Host { output, ..host() };
             let (spec, _) = build(&Inputs {
                 job,
+                proven: &proven(),
                 config: &Config::default(),
                 who: &who(),
                 image: &image(),
@@ -702,6 +747,7 @@ mod tests {
         let build = |job: &JobContext| {
             build(&Inputs {
                 job,
+                proven: &proven(),
                 config: &config,
                 who: &who(),
                 image: &image(),
@@ -744,6 +790,7 @@ mod tests {
         }];
         let (spec, _) = build(&Inputs {
             job: &job(&[]),
+            proven: &proven(),
             config: &config,
             who: &who(),
             image: &image(),

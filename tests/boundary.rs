@@ -349,3 +349,119 @@ fn qdock_ps_shows_alice_only_her_own_containers() {
     bobs.wait(TIMEOUT);
     bob.assert_no_container();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Names come from the proof; one run, one starter
+
+/// The job's records in the host's usage record (read as root).
+fn records_of(job: &Job) -> Vec<serde_json::Value> {
+    let text = fs::read_to_string("/var/lib/qdock/usage.jsonl").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["job"].as_u64() == Some(job.id))
+        .collect()
+}
+
+/// The review's escape: alice sets SGE_CELL and QUEUE before her starter runs, to get a
+/// container named and labelled for a cell no watcher looks at. The names are the proof's:
+/// the config's cell and the spool's queue, in the container's name, labels and record.
+#[test]
+fn a_forged_cell_and_queue_name_nothing() {
+    require_engine!();
+    let job = Job::new(format!("{UNTIL_GO}echo ran\n"))
+        .env("SGE_CELL", "x")
+        .env("QUEUE", "forged.q");
+    let forged = format!("qdock-x-{}-0", job.id);
+    let mut running = job.spawn();
+    running.wait_until("the job's container runs", TIMEOUT, |_| {
+        job.container_running() || container_exists(&forged)
+    });
+    assert!(
+        !container_exists(&forged),
+        "a container took the forged cell"
+    );
+    let labels = inspect(&job.container_name(), "{{json .Config.Labels}}");
+    for expected in ["\"qdock.cell\":\"default\"", "\"qdock.queue\":\"all.q\""] {
+        assert!(labels.contains(expected), "{expected} not in {labels}");
+    }
+    job.go();
+    running.wait(TIMEOUT).assert_code(0).assert_stdout("ran\n");
+    let records = records_of(&job);
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["cell"], "default", "{records:?}");
+    assert_eq!(records[0]["queue"], "all.q", "{records:?}");
+}
+
+/// The review's flood: a native job runs the starter again from inside, with an image (a
+/// second container for the job) and without (one more record each time). Only the run's
+/// first starter acts: every later one is refused with one line and creates nothing.
+#[test]
+fn a_starter_run_again_inside_the_job_creates_nothing_and_records_nothing() {
+    require_engine!();
+    let starter = installed_bin("qdock-starter");
+    let mut job = Job::new("").native();
+    let inner = job.file("inner.sh");
+    job.script = format!(
+        "IMAGE={IMAGE} {starter} {inner} 2>err-image; echo image=$?\n\
+         {starter} {inner} 2>err-native; echo native=$?\n\
+         exec {starter} {inner}\n",
+        starter = starter.display(),
+        inner = inner.display(),
+    )
+    .into_bytes();
+    fs::write(&inner, "echo inner-ran\n").expect("write inner.sh");
+    chown(&inner, ALICE);
+    let out = job.run();
+    assert_eq!(out.stdout_text(), "image=100\nnative=100\n", "{out:?}");
+    out.assert_code(100);
+    assert!(
+        out.qdock_lines()
+            .iter()
+            .any(|l| l.contains("already has its starter")),
+        "{out:?}"
+    );
+    for name in ["err-image", "err-native"] {
+        let err = fs::read_to_string(job.file(name)).expect("the inner starter's stderr");
+        assert_eq!(err.lines().count(), 1, "{name}: {err}");
+        assert!(err.contains("already has its starter"), "{name}: {err}");
+    }
+    job.assert_no_container();
+    assert_eq!(records_of(&job).len(), 1, "{:?}", records_of(&job));
+}
+
+/// A run's mark outlives nothing: `qdock gc` removes the marks of runs the spool no longer
+/// holds, and keeps a running job's.
+#[test]
+fn gc_removes_the_marks_of_ended_runs_only() {
+    require_engine!();
+    let marks = |job: &Job| -> Vec<String> {
+        fs::read_dir("/var/lib/qdock/runs")
+            .expect("the run marks' directory (bin/install)")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&format!("default.{}.0@", job.id)))
+            .collect()
+    };
+    let ended = Job::new("echo ended").native();
+    ended.run().assert_code(0);
+    let live = Job::new(format!("touch started\n{UNTIL_GO}")).native();
+    let mut running = live.spawn();
+    running.wait_until("the live job runs", TIMEOUT, |_| {
+        live.file("started").exists()
+    });
+    assert_eq!(marks(&ended).len(), 1, "the ended run's mark");
+    assert_eq!(marks(&live).len(), 1, "the live run's mark");
+    // The execd removes an ended job's entry.
+    fs::remove_dir_all(ended.spool_entry()).expect("end the job's spool entry");
+    let admin = Job::new("").native().mode(Mode::Root(None));
+    admin
+        .run_method("qdock", &["gc", "--dry-run"], TIMEOUT)
+        .assert_code(0);
+    assert_eq!(marks(&ended).len(), 1, "--dry-run removed a mark");
+    let gc = admin.run_method("qdock", &["gc"], TIMEOUT);
+    gc.assert_code(0);
+    assert!(marks(&ended).is_empty(), "{gc:?}");
+    assert_eq!(marks(&live).len(), 1, "a live run's mark went: {gc:?}");
+    live.go();
+    running.wait(TIMEOUT).assert_code(0);
+}

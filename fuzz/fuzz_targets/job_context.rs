@@ -10,7 +10,8 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use qdock::config::Config;
 use qdock::image_ref::ImageRef;
-use qdock::job::{Env, JobContext, JobKey};
+use qdock::job::{Env, JobClaim, JobContext};
+use qdock::job_proof::{JobKey, Proof, Proven};
 use qdock::labels::Label;
 use qdock::limits::Limits;
 use qdock::privilege::Identity;
@@ -73,16 +74,23 @@ fuzz_target!(|input: Input| {
     let env = Env(pairs);
     let argv: Vec<OsString> = input.argv.into_iter().map(OsString::from_vec).collect();
 
-    if let Ok(key) =
-        JobKey::from_args_or_env(input.job_arg.as_deref(), input.task_arg.as_deref(), &env)
+    if let Ok(claim) =
+        JobClaim::from_args_or_env(input.job_arg.as_deref(), input.task_arg.as_deref(), &env)
     {
+        let key = JobKey::for_tests("default", claim.job_id, claim.task_id);
         assert!(name_ok(&key.container_name()), "{key:?}");
     }
 
     let Ok(job) = JobContext::parse(env, argv, "IMAGE", "QDOCK_MOUNTS") else {
         return;
     };
-    let name = job.key.container_name();
+    // Nothing of the environment names the container: the proof does (here, as for root,
+    // the config's cell).
+    let proven = Proven {
+        key: JobKey::for_tests("default", job.claim.job_id, job.claim.task_id),
+        proof: Proof::Skipped,
+    };
+    let name = proven.key.container_name();
     assert!(name_ok(&name), "{name:?}");
 
     // The spec: whatever the job asked for, the security settings stay.
@@ -122,6 +130,7 @@ fuzz_target!(|input: Input| {
     };
     let inputs = Inputs {
         job: &job,
+        proven: &proven,
         config: &config,
         who: &who,
         image: &image,

@@ -124,7 +124,16 @@ async fn run_gc(
         return watch::run(&config, cell).await.map(|()| 0);
     }
     // The pipes' directories first: they need no engine, which may be unreachable.
-    let (_, failures) = stdio_gc::sweep(cell, dry_run);
+    let (_, mut failures) = stdio_gc::sweep(cell, dry_run);
+    match crate::run_mark::sweep(&config.gridengine, dry_run) {
+        Ok(0) => {}
+        Ok(n) => println!(
+            "{} {n} marks of ended job runs in {}",
+            if dry_run { "would remove" } else { "removed" },
+            crate::run_mark::DIR
+        ),
+        Err(problem) => failures.push(problem),
+    }
     let engine = Engine::connect(&config.engine).await?;
     let grace = config.container.stop_grace_secs;
     let removed = gc::collect(&engine, cell, grace, dry_run).await?;
@@ -135,7 +144,7 @@ async fn run_gc(
         Ok(0)
     } else {
         Err(Error::Io {
-            action: "remove orphaned pipes' directories".into(),
+            action: "remove orphaned pipes' directories and run marks".into(),
             source: std::io::Error::other(failures.join("; ")),
         })
     }

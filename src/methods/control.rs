@@ -14,7 +14,8 @@ use nix::sys::signal::Signal;
 use crate::config::Config;
 use crate::engine::{Container, Engine, State};
 use crate::error::{Error, Result};
-use crate::job::{Env, JobKey};
+use crate::job::{Env, JobClaim};
+use crate::job_proof::JobKey;
 use crate::labels::{Label, Labelled};
 use crate::privilege::Identity;
 use crate::{environ, job_proof, process, report};
@@ -77,15 +78,16 @@ pub fn run(action: Action, call: Call) -> u8 {
 
 fn prepare(call: Call) -> Result<Job> {
     let env: Env = environ::original();
-    let key = JobKey::from_args_or_env(call.job_id.as_deref(), call.task_id.as_deref(), &env)?;
+    let claim = JobClaim::from_args_or_env(call.job_id.as_deref(), call.task_id.as_deref(), &env)?;
     let pid = call
         .job_pid
         .as_deref()
         .map(process::parse_pid)
         .transpose()?;
     let (config, _) = Config::load(None)?;
-    // The job's id is the caller's word: only the job itself (or root) may act on it.
-    job_proof::prove(&key, &config.gridengine, &Identity::of_caller())?;
+    // The job's id is the caller's word: only the job itself (or root) may act on it, and
+    // only the proof names its container.
+    let key = job_proof::prove(&claim, &config.gridengine, &Identity::of_caller())?.key;
     let containerised = env
         .get(&config.job.image_variable)
         .is_some_and(|v| !v.is_empty());

@@ -602,12 +602,32 @@ impl Job {
             gid,
             0o644,
         );
-        let config = format!(
+        let mut config = format!(
             "job_owner={}\ntmpdir={}\nqueue=all.q\n",
             self.user.name,
             self.tmpdir.display()
         );
+        // A test cell is stated as Open Cluster Scheduler's execd states it; without it the
+        // cell is the config's (`default`), as on 8.1.9.
+        if self.cell != "default" {
+            config += &format!("sge_cell={}\n", self.cell);
+        }
         write_file(&dir.join("config"), config, uid, gid, 0o644);
+    }
+
+    /// Each start of a job is a run of its own: the execd writes a new `addgrpid` for it (a
+    /// requeued job gets a new entry), and qdock lets only a run's first starter act
+    /// (src/run_mark.rs). A new modification time makes a new run; what a test did to the
+    /// entry (removed it, changed its group or mode) stays.
+    fn new_run(&self) {
+        if let Ok(addgrpid) = fs::File::options()
+            .write(true)
+            .open(self.spool_entry().join("addgrpid"))
+        {
+            addgrpid
+                .set_modified(std::time::SystemTime::now())
+                .expect("a new run of the job's spool entry");
+        }
     }
 
     /// Gives the job another additional group (rewrites its spool entry).
@@ -735,6 +755,9 @@ impl Job {
     /// for the mode, as the right user, in the job's cwd and environment, in a new process
     /// group (as Grid Engine's shepherd starts a job).
     pub fn command(&self, name: &str, args: &[OsString]) -> Command {
+        if name == "qdock-starter" {
+            self.new_run();
+        }
         let binary = match self.mode {
             Mode::Installed => installed_bin(name),
             Mode::Config(_) | Mode::Root(_) => cargo_bin(name),

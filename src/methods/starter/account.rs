@@ -6,7 +6,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::prepare::Prepared;
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::error::{Error, Result};
 use crate::job::JobContext;
+use crate::job_proof::Proven;
 use crate::privilege::Identity;
 use crate::usage::ledger;
 use crate::usage::probe::{self, Watch};
@@ -27,7 +29,7 @@ pub async fn begin(engine: &Engine, id: &str) -> Started {
 }
 
 /// Once the container is gone: what it used, and the job's record.
-pub fn end(prepared: &Prepared, job: &JobContext, config: &Config, started: Started, code: u8) {
+pub fn end(prepared: &Prepared, config: &Config, started: Started, code: u8) {
     let measured = started.watch.finish();
     match &measured {
         Ok(m) => report::info(&m.line()),
@@ -43,37 +45,45 @@ pub fn end(prepared: &Prepared, job: &JobContext, config: &Config, started: Star
         exit: code,
         usage: measured.ok().map(Into::into),
     };
-    let record = record_of(job, &prepared.queue, started.at, Some(container));
+    let record = record_of(&prepared.proven, started.at, Some(container));
     ledger::append(&config.usage.record, &record);
 }
 
 /// A job without an image, about to run: which jobs ran no image is provenance too. Only
-/// for a job Grid Engine proves: anyone may run the starter by hand, natively.
-pub fn native(job: &JobContext, config: &Config) {
-    if let Ok(proof) = job_proof::prove(&job.key, &config.gridengine, &Identity::of_caller()) {
-        let record = record_of(job, &proof.queue(&job.queue), now(), None);
-        ledger::append(&config.usage.record, &record);
+/// for a job Grid Engine proves (anyone may run the starter by hand, natively), and only by
+/// the run's first starter: one started again from inside the job is refused.
+pub fn native(job: &JobContext, config: &Config) -> Result<()> {
+    let Ok(proven) = job_proof::prove(&job.claim, &config.gridengine, &Identity::of_caller())
+    else {
+        return Ok(());
+    };
+    report::set_job(&proven.key);
+    match crate::run_mark::first_starter(&proven) {
+        Ok(true) => ledger::append(&config.usage.record, &record_of(&proven, now(), None)),
+        Ok(false) => {}
+        // The job runs all the same, as it would without qdock; only its record is lost.
+        Err(e @ Error::RunMarkUnavailable { .. }) => {
+            report::log(&format!("usage record not written: {e}"));
+        }
+        Err(e) => return Err(e),
     }
+    Ok(())
 }
 
-fn record_of(
-    job: &JobContext,
-    queue: &str,
-    start: i64,
-    container: Option<record::Container>,
-) -> Record {
+fn record_of(proven: &Proven, start: i64, container: Option<record::Container>) -> Record {
+    let key = &proven.key;
     let who = Identity::of_caller();
     Record {
         qdock_usage: record::VERSION,
         host: nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_default(),
-        cell: job.key.cell.clone(),
-        job: job.key.job_id,
-        task: job.key.task_id,
+        cell: key.cell().to_string(),
+        job: key.job_id(),
+        task: key.task_id(),
         owner: who.name,
         uid: who.uid,
-        queue: queue.to_string(),
+        queue: proven.queue(),
         start,
         container,
     }

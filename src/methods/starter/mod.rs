@@ -60,11 +60,11 @@ fn start(argv: Vec<OsString>) -> Result<u8> {
         &config.job.image_variable,
         &config.job.mounts_variable,
     )?;
-    report::set_job(&job.key);
+    report::set_job(job.claim);
     let Some(requested) = job.image.clone() else {
-        let (kind, qrsh_job) = crate::job_proof::spooled_kind(&job.key, &config.gridengine);
+        let (kind, qrsh_job) = crate::job_proof::spooled_kind(&job.claim, &config.gridengine);
         job.kind = kind.handed(job.by_qrsh_starter, qrsh_job);
-        account::native(&job, &config);
+        account::native(&job, &config)?;
         return Err(crate::methods::native::exec(&job));
     };
     if requested.trim().is_empty() {
@@ -99,7 +99,7 @@ fn start(argv: Vec<OsString>) -> Result<u8> {
             ));
         }
         if let Some(started) = started.take() {
-            account::end(&prepared, &job, &config, started, code);
+            account::end(&prepared, &config, started, code);
         }
         Ok(code)
     })

@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::job::{JobContext, Kind};
-use crate::job_proof::{self, Proof};
+use crate::job_proof::{self, Proof, Proven};
 use crate::mount::MountSpec;
 use crate::policy;
 use crate::privilege::{self, Identity};
@@ -21,15 +21,13 @@ use super::stdio::Pipes;
 use super::terminal::{self, Terminal};
 
 pub struct Prepared {
-    /// The job, `12.0`, for messages.
-    pub job: String,
+    /// The job as proven: it names the container and the record.
+    pub proven: Proven,
     pub engine: Engine,
     pub spec: ContainerSpec,
     pub image: ResolvedImage,
     /// The script for the shell's stdin (`script_from_stdin`).
     pub script_input: Option<Vec<u8>>,
-    /// The queue, as the execd's spool names it when it does.
-    pub queue: String,
     pub io: Io,
 }
 
@@ -48,7 +46,7 @@ impl Prepared {
         let image = &self.image;
         format!(
             "job {} runs {} (image {}{}) as container {}",
-            self.job,
+            self.proven.key,
             image.reference.familiar(),
             image.id,
             image
@@ -64,12 +62,13 @@ impl Prepared {
 pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Result<Prepared> {
     let reference = policy::check_image(requested, &config.images)?;
     let who = Identity::of_caller();
-    let proof = job_proof::prove(&job.key, &config.gridengine, &who)?;
+    let proven = job_proof::prove(&job.claim, &config.gridengine, &who)?;
+    let proof = &proven.proof;
     // Its container would take the job's name, and the job's methods act on that, not on
     // the task; and a task holds a group of its own, not the one the job's processes share.
     if let Some(task) = proof.spooled().and_then(|j| j.pe_task.clone()) {
         return Err(Error::TaskInImage {
-            job: job.key.to_string(),
+            job: proven.key.to_string(),
             task,
             variable: config.job.image_variable.clone(),
             image: requested.to_string(),
@@ -78,14 +77,15 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
     let kind = proof.spooled().map_or(Kind::Script, |j| {
         j.kind.handed(job.by_qrsh_starter, j.qrsh_job)
     });
-    let paths = privilege::as_caller(|| CallerPaths::check(job, kind, config, &who, &proof))?;
+    // Before anything exists: a starter run again from inside the job creates nothing.
+    crate::run_mark::first_starter(&proven)?;
+    let paths = privilege::as_caller(|| CallerPaths::check(job, kind, config, &who, proof))?;
     let seccomp_profile = read_seccomp_profile(config)?;
     let engine = Engine::connect(&config.engine).await?;
     let image = super::image::resolve(&engine, &reference, config.images.pull).await?;
     let job = JobContext {
         script: paths.script.clone(),
         kind,
-        nslots: proof.spooled().and_then(|j| j.host_slots).or(job.nslots),
         ..job.clone()
     };
     let terminal = Terminal::of_stdio()
@@ -94,7 +94,7 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
     let (output, io) = match terminal {
         Some((terminal, size)) => (Output::Terminal(size), Io::Terminal(terminal)),
         None => {
-            let pipes = Pipes::create(&job.key.container_name(), starter)?;
+            let pipes = Pipes::create(&proven.key.container_name(), starter)?;
             (Output::Pipes(pipes.stdio().clone()), Io::Pipes(pipes))
         }
     };
@@ -115,6 +115,7 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
     let limits = limits::of_process();
     let inputs = spec::Inputs {
         job: &job,
+        proven: &proven,
         config,
         who: &who,
         image: &image,
@@ -130,12 +131,11 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
         ));
     }
     Ok(Prepared {
-        job: job.key.to_string(),
+        proven,
         engine,
         spec,
         image,
         script_input: paths.script_input,
-        queue: proof.queue(&job.queue),
         io,
     })
 }
