@@ -89,6 +89,9 @@ pub struct SpooledJob {
     pub spool_host: String,
     /// The cell, when the spool states it.
     pub cell: Option<String>,
+    /// The job's process, as the shepherd recorded it once the job started (`job_pid`):
+    /// what `$job_pid` says, for a method line that cannot pass it.
+    pub job_pid: Option<i32>,
     /// The job's additional group id, held by the caller.
     pub group: u32,
     pub owner: String,
@@ -189,7 +192,7 @@ pub fn prove(claim: &JobClaim, config: &GridEngineConfig, who: &Identity) -> Res
     };
     let (entry, group) = task.unwrap_or((entry, group));
     let job = spooled(&entry, group).map_err(refuse)?;
-    check_holder(&job, who).map_err(refuse)?;
+    check_holder(&job, who, || entry.started_by_shepherd()).map_err(refuse)?;
     Ok(Proven {
         key: JobKey {
             cell: job.cell.clone().unwrap_or_else(|| config.cell.clone()),
@@ -219,6 +222,7 @@ fn spooled(entry: &SpoolEntry, group: u32) -> std::result::Result<SpooledJob, St
     Ok(SpooledJob {
         run: entry.run()?,
         spool_host: entry.host.clone(),
+        job_pid: entry.pid("job_pid").ok(),
         cell,
         group,
         owner: spooled.get("job_owner").cloned().unwrap_or_default(),
@@ -309,6 +313,24 @@ impl SpoolEntry {
             .map_err(|e| format!("cannot examine {} ({e})", path.display()))
     }
 
+    /// Whether this process is a method the entry's shepherd started (see
+    /// [`crate::lineage`]): the shepherd writes its own pid (`pid`) and the job's
+    /// (`job_pid`) into the entry.
+    fn started_by_shepherd(&self) -> std::result::Result<(), String> {
+        crate::lineage::started_by_shepherd(
+            &crate::lineage::of_self(),
+            self.pid("pid")?,
+            self.pid("job_pid")?,
+        )
+    }
+
+    /// A pid the shepherd wrote: its own (`pid`) or the job's (`job_pid`).
+    fn pid(&self, name: &str) -> std::result::Result<i32, String> {
+        let text = self.read(name)?;
+        crate::process::parse_pid(text.trim())
+            .map_err(|_| format!("the spooled {name} {:?} is not a pid", text.trim()))
+    }
+
     /// One file of the entry, when it is the execd's (see [`read_trusted`]).
     fn read(&self, name: &str) -> std::result::Result<String, String> {
         read_trusted(&self.dir.join(name), &self.owners)
@@ -359,21 +381,29 @@ pub fn task_dir_name(claim: &JobClaim) -> String {
     format!("{}.{}", claim.job_id, claim.task_id.max(1))
 }
 
-/// The caller must be the job's owner and hold the job's group.
-fn check_holder(job: &SpooledJob, who: &Identity) -> std::result::Result<(), String> {
+/// The caller must be the job's owner, and hold the job's group (every process of the job
+/// and, on Son of Grid Engine, its methods do) or be a method its shepherd started (Open
+/// Cluster Scheduler's hold no group): `by_shepherd` says, asked only when it must.
+fn check_holder(
+    job: &SpooledJob,
+    who: &Identity,
+    by_shepherd: impl FnOnce() -> std::result::Result<(), String>,
+) -> std::result::Result<(), String> {
     if job.owner != who.name {
         return Err(format!(
             "it belongs to {:?}, not to you ({})",
             job.owner, who.name
         ));
     }
-    if !who.groups.contains(&job.group) {
-        return Err(format!(
-            "this process does not hold the job's group {}: run qdock only as the queue's methods, inside the job",
-            job.group
-        ));
+    if who.groups.contains(&job.group) {
+        return Ok(());
     }
-    Ok(())
+    by_shepherd().map_err(|why| {
+        format!(
+            "this process does not hold the job's group {} and {why}: run qdock only as the queue's methods, inside the job",
+            job.group
+        )
+    })
 }
 
 fn parse_group(text: &str) -> std::result::Result<u32, String> {
@@ -491,6 +521,7 @@ mod tests {
             },
             spool_host: "vm".into(),
             cell: None,
+            job_pid: None,
             group,
             owner: owner.into(),
             tmpdir: None,
@@ -512,10 +543,16 @@ mod tests {
 
     #[test]
     fn the_holder_must_own_the_job_and_hold_its_group() {
-        assert!(check_holder(&job("alice", 65401), &who(&[65401])).is_ok());
-        let e = check_holder(&job("alice", 65401), &who(&[65402])).unwrap_err();
+        let no_shepherd = || Err("was not started by the job's shepherd".to_string());
+        let check = |job, who| check_holder(&job, &who, no_shepherd);
+        assert!(check(job("alice", 65401), who(&[65401])).is_ok());
+        // Open Cluster Scheduler's methods hold no group: their shepherd proves them.
+        assert!(check_holder(&job("alice", 65401), &who(&[]), || Ok(())).is_ok());
+        let e = check(job("alice", 65401), who(&[65402])).unwrap_err();
+        assert!(e.contains("shepherd"), "{e}");
         assert!(e.contains("group 65401"), "{e}");
-        let e = check_holder(&job("bob", 65401), &who(&[65401])).unwrap_err();
+        // Another user's job: the shepherd is never asked.
+        let e = check_holder(&job("bob", 65401), &who(&[65401]), || Ok(())).unwrap_err();
         assert!(e.contains("\"bob\""), "{e}");
     }
 

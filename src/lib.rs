@@ -15,6 +15,7 @@ pub mod job;
 pub mod job_proof;
 pub mod labels;
 pub mod limits;
+pub mod lineage;
 pub mod methods;
 pub mod mount;
 pub mod mount_source;

@@ -498,6 +498,7 @@ mod tests {
                 },
                 spool_host: "node1".into(),
                 cell: None,
+                job_pid: None,
                 group: 65400,
                 owner: "alice".into(),
                 tmpdir: None,

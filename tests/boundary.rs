@@ -465,3 +465,107 @@ fn gc_removes_the_marks_of_ended_runs_only() {
     live.go();
     running.wait(TIMEOUT).assert_code(0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Open Cluster Scheduler's methods: no job group, proven by their shepherd
+
+/// The method line sge-conf/register-queue writes for Open Cluster Scheduler, as its
+/// shepherd expands it: no `$ja_task_id` (OCS refuses it), no `$job_pid` (the spool has it).
+fn ocs_line(method: &str, job: &Job) -> String {
+    format!("{} {}", installed_bin(method).display(), job.id)
+}
+
+/// Starts `job`'s starter under the shepherd stand-in (tests/common/shepherd.rs).
+fn under_shepherd(job: &Job) -> shepherd::Shepherd {
+    job.write_script();
+    let starter = job.command("qdock-starter", &[job.script_path.clone().into()]);
+    shepherd::Shepherd::start(job, &starter)
+}
+
+/// OCS's shepherd starts the methods as the job owner without the job's group: they prove
+/// themselves by descent (src/lineage.rs), and drive the container as on 8.1.9.
+#[test]
+fn methods_the_shepherd_starts_without_the_group_drive_the_container() {
+    require_engine!();
+    let job = Job::new(format!("{UNTIL_GO}echo done\n"));
+    let mut shepherd = under_shepherd(&job);
+    job.wait_for_container(TIMEOUT);
+    let state = || inspect(&job.container_name(), "{{.State.Status}}");
+    assert_eq!(shepherd.method(ALICE, &ocs_line("qdock-suspend", &job)), 0);
+    assert_eq!(state(), "paused");
+    assert_eq!(shepherd.method(ALICE, &ocs_line("qdock-resume", &job)), 0);
+    assert_eq!(state(), "running");
+    assert_eq!(
+        shepherd.method(ALICE, &ocs_line("qdock-terminate", &job)),
+        0
+    );
+    // The job ends on the stop signal: 143 (SIGTERM) through the shell.
+    assert_eq!(shepherd.wait_job(), 143);
+    job.assert_no_container();
+}
+
+/// What must never pass without the group: the method run by hand, by a process of the job
+/// itself, or by another user under this job's shepherd. Each is refused and the container
+/// keeps running.
+#[test]
+fn methods_not_started_by_the_shepherd_as_the_owner_are_refused() {
+    require_engine!();
+    let job = Job::new(format!("{UNTIL_GO}echo done\n"));
+    let mut shepherd = under_shepherd(&job);
+    job.wait_for_container(TIMEOUT);
+    let running = || inspect(&job.container_name(), "{{.State.Status}}") == "running";
+
+    // By hand, from alice's login session (her own groups), with the job's environment.
+    let mut hand = std::process::Command::new("/usr/bin/setpriv");
+    hand.args([
+        "--reuid=2001",
+        "--regid=2001",
+        "--init-groups",
+        "--inh-caps=-all",
+        "--",
+    ])
+    .arg(installed_bin("qdock-suspend"))
+    .arg(job.id.to_string())
+    .env_clear()
+    .envs(job.environment())
+    .current_dir(&job.cwd);
+    let out = Running::spawn(hand, "qdock-suspend by hand".into()).wait(TIMEOUT);
+    out.assert_code(100);
+    assert!(
+        out.stderr.contains("not started by the job's shepherd"),
+        "{out:?}"
+    );
+    assert!(running(), "a method run by hand paused the job");
+
+    // Bob, under alice's shepherd.
+    assert_eq!(shepherd.method(BOB, &ocs_line("qdock-suspend", &job)), 100);
+    assert!(running(), "bob paused alice's job");
+
+    job.go();
+    assert_eq!(shepherd.wait_job(), 0);
+    let printed = fs::read_to_string(job.dir.join(shepherd::Shepherd::OUTPUT));
+    assert_eq!(printed.expect("the job's output"), "done\n");
+    job.assert_no_container();
+}
+
+/// A native job on a host where Grid Engine gave it no group (OCS on a systemd host may
+/// record `add_grp_id=0`): its own processes descend from the shepherd through the job, so
+/// a method they run is refused, and the job's processes are not stopped.
+#[test]
+fn a_jobs_own_process_is_no_method() {
+    require_engine!();
+    let mut job = Job::new("").native();
+    // The spool records the job's group, but its processes do not hold it.
+    job.group = ALICE.gid;
+    job.script = format!(
+        "{} $JOB_ID 2>err; echo suspend=$?\n",
+        installed_bin("qdock-suspend").display()
+    )
+    .into_bytes();
+    let shepherd = under_shepherd(&job);
+    assert_eq!(shepherd.wait_job(), 0);
+    let printed = fs::read_to_string(job.dir.join(shepherd::Shepherd::OUTPUT));
+    assert_eq!(printed.expect("the job's output"), "suspend=100\n");
+    let out = fs::read_to_string(job.file("err")).expect("the method's stderr");
+    assert!(out.contains("descends from the job's own process"), "{out}");
+}

@@ -397,10 +397,7 @@ fn gc_removes_only_containers_whose_starter_is_gone() {
     // cell `default`) would remove the orphan before this test looks at it, and `--cell`
     // keeps this sweep away from other tests' orphans.
     let cell = format!("gc-test-{}", std::process::id());
-    let in_cell = |mut job: Job| {
-        job.cell = cell.clone();
-        job
-    };
+    let in_cell = |job: Job| job.cell(&cell);
     let orphan = in_cell(Job::new(TRAPS_TERM));
     let live = in_cell(Job::new(TRAPS_TERM));
     let orphan_starter = start(&orphan, "started");

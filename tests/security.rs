@@ -442,9 +442,11 @@ fn bad_job_ids_are_refused() {
     Job::new("echo ran")
         .env("SGE_TASK_ID", "1;id")
         .expect_refusal(100, &["task id", "$ja_task_id"]);
+    // SGE_CELL is the caller's to set and is never read: the cell is the config's
+    // (boundary.rs: a forged cell names nothing).
     Job::new("echo ran")
         .env("SGE_CELL", "../../x")
-        .expect_refusal(100, &["SGE_CELL", "not a usable cell name"]);
+        .expect(0, "ran\n");
 }
 
 #[test]

@@ -493,10 +493,9 @@ fn job_outlives_the_engine_request_timeout() {
 #[test]
 fn leftover_of_the_same_owner_is_replaced() {
     require_engine!();
-    let mut job = Job::new("echo ran\n");
     // A leftover records no starter: a running `qdock gc --watch` (bin/setup-cluster starts
     // one for the cell `default`) would remove it before the starter finds it.
-    job.cell = format!("leftover-test-{}", std::process::id());
+    let job = Job::new("echo ran\n").cell(&format!("leftover-test-{}", std::process::id()));
     let name = job.create_leftover(ALICE, &[&format!("qdock.job-id={}", job.id)]);
     job.expect(0, "ran\n")
         .assert_qdock_line(&["left over", &name]);

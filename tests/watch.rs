@@ -40,9 +40,7 @@ fn own_cell() -> String {
 
 /// A job of alice's in `cell`, in the test image.
 fn job_in(cell: &str, script: &str) -> Job {
-    let mut job = Job::new(script);
-    job.cell = cell.into();
-    job
+    Job::new(script).cell(cell)
 }
 
 /// `qdock gc --watch --cell CELL` as root; dropping it kills it.

@@ -32,7 +32,9 @@ pub enum Action {
 }
 
 /// A Grid Engine queue method: `qdock-suspend $job_id $ja_task_id $job_pid` (likewise
-/// resume and terminate). Without arguments the job comes from JOB_ID and SGE_TASK_ID.
+/// resume and terminate) on Son of Grid Engine, `qdock-suspend $job_id` on Open Cluster
+/// Scheduler, whose method lines know no `$ja_task_id`. What is left out comes from JOB_ID
+/// and SGE_TASK_ID, and the job's pid from the spool.
 #[derive(Debug, Default, clap::Parser)]
 #[command(version)]
 pub struct Call {
@@ -40,7 +42,8 @@ pub struct Call {
     pub job_id: Option<String>,
     /// Grid Engine's $ja_task_id (default: SGE_TASK_ID)
     pub task_id: Option<String>,
-    /// Grid Engine's $job_pid: signalled when the job has no container
+    /// Grid Engine's $job_pid: signalled when the job has no container (default: the
+    /// spool's job_pid)
     pub job_pid: Option<String>,
 }
 
@@ -87,7 +90,11 @@ fn prepare(call: Call) -> Result<Job> {
     let (config, _) = Config::load(None)?;
     // The job's id is the caller's word: only the job itself (or root) may act on it, and
     // only the proof names its container.
-    let key = job_proof::prove(&claim, &config.gridengine, &Identity::of_caller())?.key;
+    let proven = job_proof::prove(&claim, &config.gridengine, &Identity::of_caller())?;
+    // A method line without `$job_pid` (Open Cluster Scheduler's, see sge-conf) leaves it to
+    // the spool, where the shepherd recorded it.
+    let pid = pid.or_else(|| proven.proof.spooled().and_then(|job| job.job_pid));
+    let key = proven.key;
     let containerised = env
         .get(&config.job.image_variable)
         .is_some_and(|v| !v.is_empty());

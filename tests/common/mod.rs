@@ -125,6 +125,7 @@ pub mod hosts;
 pub mod private_engine;
 pub mod pty;
 pub mod registry;
+pub mod shepherd;
 
 /// The test image: `FROM scratch` + static busybox, with `/qdock-image-marker` and
 /// `/etc/os-release` `ID=qdock-busybox`.
@@ -628,6 +629,14 @@ impl Job {
                 .set_modified(std::time::SystemTime::now())
                 .expect("a new run of the job's spool entry");
         }
+    }
+
+    /// Runs the job in another cell, which its spool entry states (see
+    /// [`Job::write_spool_entry`]).
+    pub fn cell(mut self, cell: &str) -> Job {
+        self.cell = cell.into();
+        self.write_spool_entry();
+        self
     }
 
     /// Gives the job another additional group (rewrites its spool entry).
