@@ -129,6 +129,13 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
             notes.skipped_env.join(", ")
         ));
     }
+    for note in &notes.made_read_only {
+        report::warn(&format!(
+            "{} is mounted read-only although asked read-write: it lies in {}, which the admin mounts read-only (mounts.extra)",
+            note.mount.display(),
+            note.admin.display()
+        ));
+    }
     Ok(Prepared {
         job: job.key.to_string(),
         engine,
