@@ -422,7 +422,7 @@ fn parse_config(text: &str) -> HashMap<String, String> {
         .collect()
 }
 
-fn trusted_owners(config: &GridEngineConfig) -> Vec<u32> {
+pub(crate) fn trusted_owners(config: &GridEngineConfig) -> Vec<u32> {
     let admin = nix::unistd::User::from_name(&config.admin_user)
         .ok()
         .flatten()

@@ -98,7 +98,7 @@ pub fn authorize_mount(
     })
 }
 
-/// A user mount whose source lies in a directory the caller can change is widened to that
+/// A user mount whose source lies in a directory others than root can change is widened to that
 /// directory, its anchor (see `mount_source`): mounted at its own path, so the source is
 /// reached inside the container at the path asked for, and still under an allowed prefix.
 pub fn widen_mount(
@@ -116,7 +116,7 @@ pub fn widen_mount(
     };
     if authorized.target != authorized.source {
         return Err(refuse(format!(
-            "{} lies in {}, a directory you can change, so it can only be mounted at its own path (drop :{})",
+            "{} lies in {}, a directory users can change, so it can only be mounted at its own path (drop :{})",
             authorized.source.display(),
             anchor.display(),
             authorized.target.display()
@@ -129,7 +129,7 @@ pub fn widen_mount(
     };
     authorize_mount(&same, anchor, rules).map_err(|e| {
         refuse(format!(
-            "it lies in {}, a directory you can change, which would have to be mounted whole ({e})",
+            "it lies in {}, a directory users can change, which would have to be mounted whole ({e})",
             anchor.display()
         ))
     })

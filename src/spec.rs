@@ -172,6 +172,15 @@ pub struct ContainerSpec {
 pub struct Notes {
     /// Variables left out because the engine API carries only UTF-8.
     pub skipped_env: Vec<String>,
+    /// User mounts asked writable that are mounted read-only, as the admin mounts them.
+    pub made_read_only: Vec<MadeReadOnly>,
+}
+
+/// A user mount made read-only: `mount` lies in `admin`, which the admin mounts read-only.
+#[derive(Debug, PartialEq, Eq)]
+pub struct MadeReadOnly {
+    pub mount: PathBuf,
+    pub admin: PathBuf,
 }
 
 pub struct Inputs<'a> {
@@ -256,7 +265,7 @@ pub fn build(i: &Inputs) -> Result<(ContainerSpec, Notes)> {
         hostname: (config.container.network != "host").then(|| i.host.hostname.clone()),
         env,
         labels: labels(i),
-        mounts: mounts(i)?,
+        mounts: mounts(i, &mut notes)?,
         network: config.container.network.clone(),
         init: config.container.init,
         cap_drop: vec!["ALL".into()],
@@ -311,7 +320,7 @@ fn labels(i: &Inputs) -> BTreeMap<String, String> {
 
 /// Identity files, home, cwd, TMPDIR and the job script at the same paths as on the host, so
 /// the job sees the files it would see natively; then the admin's and the job's own mounts.
-fn mounts(i: &Inputs) -> Result<Vec<MountSpec>> {
+fn mounts(i: &Inputs, notes: &mut Notes) -> Result<Vec<MountSpec>> {
     let m = &i.config.mounts;
     let src = &i.host.sources;
     let same = |p: &Path, read_only: bool| MountSpec {
@@ -350,10 +359,18 @@ fn mounts(i: &Inputs) -> Result<Vec<MountSpec>> {
         (m.cwd, &src.cwd),
         (m.tmpdir, &src.tmpdir),
     ];
-    for (wanted, source) in defaults {
-        out.extend(source.as_ref().filter(|_| wanted).map(|p| same(p, false)));
-    }
-    out.extend(m.extra.iter().chain(i.user_mounts).cloned());
+    let mut defaults: Vec<MountSpec> = defaults
+        .into_iter()
+        .filter_map(|(wanted, source)| source.as_ref().filter(|_| wanted).map(|p| same(p, false)))
+        .collect();
+    let mut user_mounts = i.user_mounts.to_vec();
+    let mut covers = keep_read_only(&m.extra, &mut defaults, None)?;
+    covers.extend(keep_read_only(&m.extra, &mut user_mounts, Some(notes))?);
+    out.extend(defaults);
+    out.extend(m.extra.iter().cloned());
+    out.extend(user_mounts);
+    // Last: a mount of another source on the same target hides the data as well.
+    out.extend(covers);
     let out = merge(out);
     for mount in &out {
         utf8_path(&mount.source, "a mount path")?;
@@ -361,9 +378,54 @@ fn mounts(i: &Inputs) -> Result<Vec<MountSpec>> {
     Ok(out)
 }
 
+/// The admin's read-only mounts (`mounts.extra` with `:ro`) stay read-only whatever the job
+/// asks: each writable mount of `asked` that lies in one becomes read-only (noted in `notes`
+/// when the user asked for it); one that holds one at its own path needs the admin's source
+/// mounted read-only again at that path, returned as covers; one that holds one at another
+/// target would make the data writable there, and is refused.
+fn keep_read_only(
+    extra: &[MountSpec],
+    asked: &mut [MountSpec],
+    mut notes: Option<&mut Notes>,
+) -> Result<Vec<MountSpec>> {
+    let mut covers = Vec::new();
+    for admin in extra.iter().filter(|a| a.read_only) {
+        for mount in asked.iter_mut().filter(|m| !m.read_only) {
+            if mount.source.starts_with(&admin.source) {
+                mount.read_only = true;
+                if let Some(notes) = notes.as_deref_mut() {
+                    notes.made_read_only.push(MadeReadOnly {
+                        mount: mount.source.clone(),
+                        admin: admin.source.clone(),
+                    });
+                }
+            } else if admin.source.starts_with(&mount.source) {
+                if mount.target != mount.source {
+                    return Err(Error::MountRefused {
+                        request: format!("{}:{}", mount.source.display(), mount.target.display()),
+                        problem: format!(
+                            "it holds {}, which the admin mounts read-only, and would make it writable at {}; add :ro or mount it at its own path",
+                            admin.source.display(),
+                            mount.target.display()
+                        ),
+                    });
+                }
+                covers.push(MountSpec {
+                    source: admin.source.clone(),
+                    target: admin.source.clone(),
+                    read_only: true,
+                });
+            }
+        }
+    }
+    Ok(covers)
+}
+
 /// The engine refuses two mounts on one target. The same directory asked for twice (the
-/// anchors of home and cwd often coincide) is mounted once, writable if either asked so;
-/// for different sources on one target the first (most specific default) wins.
+/// anchors of home and cwd often coincide) is mounted once, writable if either asked so
+/// (an admin's read-only source was made read-only in every mount of it first, see
+/// `keep_read_only`); for different sources on one target the first (most specific
+/// default) wins.
 fn merge(mounts: Vec<MountSpec>) -> Vec<MountSpec> {
     let mut out: Vec<MountSpec> = Vec::new();
     for mount in mounts {
@@ -778,39 +840,14 @@ mod tests {
     /// job's output would go where the mount leads, and the starter would wait for nothing.
     #[test]
     fn no_other_mount_takes_the_output_pipes_targets() {
-        let mut config = Config::default();
-        config.mounts.extra = vec![MountSpec {
-            source: "/data/x".into(),
-            target: STDIO_STDOUT.into(),
-            read_only: false,
-        }];
-        let theirs = [MountSpec {
-            source: "/home/alice/fake".into(),
-            target: STDIO_HELPER.into(),
-            read_only: true,
-        }];
-        let (spec, _) = build(&Inputs {
-            job: &job(&[]),
-            proven: &proven(),
-            config: &config,
-            who: &who(),
-            image: &image(),
-            limits: &Limits::default(),
-            user_mounts: &theirs,
-            host: &host(),
-        })
+        let (mounts, _) = mounts_with(
+            &[&format!("/data/x:{STDIO_STDOUT}")],
+            "/home/alice",
+            &[&format!("/home/alice/fake:{STDIO_HELPER}:ro")],
+        )
         .unwrap();
-        let at = |target: &str| {
-            let found: Vec<_> = spec
-                .mounts
-                .iter()
-                .filter(|m| m.target == Path::new(target))
-                .collect();
-            assert_eq!(found.len(), 1, "{target}: {found:?}");
-            found[0].source.clone()
-        };
-        assert_eq!(at(STDIO_HELPER), pipes().helper);
-        assert_eq!(at(STDIO_STDOUT), pipes().stdout);
+        assert_eq!(mounted_at(&mounts, STDIO_HELPER).source, pipes().helper);
+        assert_eq!(mounted_at(&mounts, STDIO_STDOUT).source, pipes().stdout);
     }
 
     #[test]
@@ -844,6 +881,102 @@ mod tests {
                 m("/data/y", "/in", true)
             ]
         );
+    }
+
+    /// The mounts of a job run from `cwd` (its anchor) with the admin's `extra` and the
+    /// user's `asked`.
+    fn mounts_with(extra: &[&str], cwd: &str, asked: &[&str]) -> Result<(Vec<MountSpec>, Notes)> {
+        let parse = |m: &&str| MountSpec::parse(m).unwrap();
+        let mut config = Config::default();
+        config.mounts.extra = extra.iter().map(parse).collect();
+        let mut host = host();
+        host.sources.cwd = Some(cwd.into());
+        let user_mounts: Vec<MountSpec> = asked.iter().map(parse).collect();
+        build(&Inputs {
+            job: &job(&[]),
+            proven: &proven(),
+            config: &config,
+            who: &who(),
+            image: &image(),
+            limits: &Limits::default(),
+            user_mounts: &user_mounts,
+            host: &host,
+        })
+        .map(|(spec, notes)| (spec.mounts, notes))
+    }
+
+    fn mounted_at<'a>(mounts: &'a [MountSpec], target: &str) -> &'a MountSpec {
+        let found: Vec<_> = mounts
+            .iter()
+            .filter(|m| m.target == Path::new(target))
+            .collect();
+        assert_eq!(found.len(), 1, "{target}: {mounts:?}");
+        found[0]
+    }
+
+    #[test]
+    fn the_admins_read_only_mount_stays_read_only_as_the_working_directory() {
+        for cwd in ["/srv/ref", "/srv/ref/sub"] {
+            let (mounts, notes) = mounts_with(&["/srv/ref:ro"], cwd, &[]).unwrap();
+            assert!(mounted_at(&mounts, cwd).read_only, "{cwd}: {mounts:?}");
+            assert!(mounted_at(&mounts, "/srv/ref").read_only, "{mounts:?}");
+            // Nobody asked for it by name: no note.
+            assert!(notes.made_read_only.is_empty());
+        }
+        // A sibling whose name starts alike is not below it.
+        let (mounts, _) = mounts_with(&["/srv/ref:ro"], "/srv/reference", &[]).unwrap();
+        assert!(!mounted_at(&mounts, "/srv/reference").read_only);
+        // The admin's writable mount leaves the job's writable.
+        let (mounts, _) = mounts_with(&["/srv/ref"], "/srv/ref", &[]).unwrap();
+        assert!(!mounted_at(&mounts, "/srv/ref").read_only);
+    }
+
+    #[test]
+    fn a_working_directory_holding_the_admins_read_only_mount_gets_it_read_only_inside() {
+        // The admin mounts /srv/ref at /db; the job's cwd anchor /srv holds it at /srv/ref.
+        let (mounts, _) = mounts_with(&["/srv/ref:/db:ro"], "/srv", &[]).unwrap();
+        assert!(!mounted_at(&mounts, "/srv").read_only);
+        assert!(mounted_at(&mounts, "/db").read_only);
+        let cover = mounted_at(&mounts, "/srv/ref");
+        assert_eq!(
+            (cover.source.as_path(), cover.read_only),
+            (Path::new("/srv/ref"), true)
+        );
+    }
+
+    #[test]
+    fn a_user_mount_asking_rw_in_the_admins_read_only_mount_is_read_only_and_noted() {
+        let (mounts, notes) =
+            mounts_with(&["/srv/ref:ro"], "/home/alice", &["/srv/ref/x:/in:rw"]).unwrap();
+        assert!(mounted_at(&mounts, "/in").read_only);
+        assert_eq!(
+            notes.made_read_only,
+            [MadeReadOnly {
+                mount: "/srv/ref/x".into(),
+                admin: "/srv/ref".into()
+            }]
+        );
+        // Asked read-only: nothing to say.
+        let (_, notes) =
+            mounts_with(&["/srv/ref:ro"], "/home/alice", &["/srv/ref/x:/in:ro"]).unwrap();
+        assert!(notes.made_read_only.is_empty());
+    }
+
+    #[test]
+    fn a_user_mount_holding_the_admins_read_only_mount_elsewhere_is_refused() {
+        let e = mounts_with(&["/srv/ref:ro"], "/home/alice", &["/srv:/data:rw"]).unwrap_err();
+        assert!(matches!(e, Error::MountRefused { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .contains("/srv/ref, which the admin mounts read-only"),
+            "{e}"
+        );
+        // Read-only, or at its own path (where the admin's mount covers it): allowed.
+        let (mounts, _) = mounts_with(&["/srv/ref:ro"], "/home/alice", &["/srv:/data:ro"]).unwrap();
+        assert!(mounted_at(&mounts, "/data").read_only);
+        let (mounts, _) = mounts_with(&["/srv/ref:ro"], "/home/alice", &["/srv"]).unwrap();
+        assert!(!mounted_at(&mounts, "/srv").read_only);
+        assert!(mounted_at(&mounts, "/srv/ref").read_only);
     }
 
     #[test]

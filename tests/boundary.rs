@@ -8,7 +8,7 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
@@ -30,31 +30,38 @@ fn mkdir(path: &Path, user: User, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
-/// A private directory of bob's (0700) holding `proj/secret`, which alice cannot reach.
-struct BobsSecret {
-    dir: std::path::PathBuf,
-}
-
 const SECRET: &str = "BOB-SECRET-7f3a";
 
-impl BobsSecret {
-    fn new(tag: &str) -> BobsSecret {
-        let dir = BOB
+/// A private directory (0700) in `owner`'s home holding `proj/secret`, which no one else can
+/// reach: bob's, which alice must not read; root's, which neither alice nor bob may read.
+struct Secret {
+    dir: PathBuf,
+}
+
+impl Secret {
+    fn new(owner: User, tag: &str) -> Secret {
+        let dir = owner
             .home()
             .join(format!("qdock-test-{}-{tag}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
-        mkdir(&dir.join("proj"), BOB, 0o755);
-        mkdir(&dir, BOB, 0o700);
-        write_file(&dir.join("proj/secret"), SECRET, BOB.uid, BOB.gid, 0o644);
-        BobsSecret { dir }
+        mkdir(&dir.join("proj"), owner, 0o755);
+        mkdir(&dir, owner, 0o700);
+        write_file(
+            &dir.join("proj/secret"),
+            SECRET,
+            owner.uid,
+            owner.gid,
+            0o644,
+        );
+        Secret { dir }
     }
 
-    fn proj(&self) -> std::path::PathBuf {
+    fn proj(&self) -> PathBuf {
         self.dir.join("proj")
     }
 }
 
-impl Drop for BobsSecret {
+impl Drop for Secret {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.dir);
     }
@@ -163,13 +170,29 @@ fn a_container_that_takes_the_name_later_is_never_touched() {
 // ---------------------------------------------------------------------------------------------
 // Mounts
 
+/// Starts `command`, `job`'s starter, with its stderr on a full pipe, and waits until it
+/// holds there: its container is created and not yet started.
+fn held_after_create(
+    job: &Job,
+    command: std::process::Command,
+    what: &str,
+) -> (Running, StderrGate) {
+    let (mut starter, gate) = Running::spawn_with_stderr_blocked(command, what.into());
+    let name = job.container_name();
+    starter.wait_until("the container is created", TIMEOUT, |_| {
+        container_exists(&name)
+    });
+    assert_eq!(inspect(&name, "{{.State.Status}}"), "created");
+    (starter, gate)
+}
+
 /// The review's symlink swap: alice's job starts from a directory of hers; while the starter
 /// is held between create and start (a full stderr pipe), she replaces that directory by a
 /// link to bob's private project. The engine, mounting as root at start, must not follow it.
 #[test]
 fn a_swapped_working_directory_does_not_reach_bobs_files() {
     require_engine!();
-    let secret = BobsSecret::new("swap");
+    let secret = Secret::new(BOB, "swap");
     let job = Job::new("cat secret; cat $PWD/secret; echo job-ran");
     let aw = job.cwd.join("aw");
     mkdir(&aw, ALICE, 0o755);
@@ -177,13 +200,7 @@ fn a_swapped_working_directory_does_not_reach_bobs_files() {
     job.write_script();
     let mut command = job.command("qdock-starter", &script_args);
     command.current_dir(&aw);
-    let (mut starter, gate) =
-        Running::spawn_with_stderr_blocked(command, "alice's starter in aw".into());
-    let name = job.container_name();
-    starter.wait_until("the container is created", TIMEOUT, |_| {
-        container_exists(&name)
-    });
-    assert_eq!(inspect(&name, "{{.State.Status}}"), "created");
+    let (mut starter, gate) = held_after_create(&job, command, "alice's starter in aw");
     fs::rename(&aw, job.cwd.join("aw.orig")).expect("move aw aside");
     symlink(secret.proj(), &aw).expect("plant the link");
     chown(&aw, ALICE);
@@ -232,7 +249,7 @@ fn home_and_tmpdir_from_the_environment_are_not_mounted() {
 #[test]
 fn pe_hostfile_and_binding_from_the_environment_are_not_trusted() {
     require_engine!();
-    let secret = BobsSecret::new("pe-hostfile");
+    let secret = Secret::new(BOB, "pe-hostfile");
     let forged = secret.proj().join("secret");
     let job = Job::new(
         "cat /proc/self/mountinfo; cat \"$PE_HOSTFILE\" 2>/dev/null; grep Cpus_allowed_list /proc/self/status",
@@ -270,7 +287,7 @@ fn pe_hostfile_and_binding_from_the_environment_are_not_trusted() {
 #[test]
 fn a_user_mount_in_a_directory_the_user_owns_is_anchored() {
     require_engine!();
-    let secret = BobsSecret::new("usermount");
+    let secret = Secret::new(BOB, "usermount");
     let job = Job::new("cat $QDOCK_IN/secret; echo job-ran");
     let data = job.cwd.join("data");
     mkdir(&data, ALICE, 0o755);
@@ -304,6 +321,129 @@ fn a_user_mount_in_a_directory_the_user_owns_is_anchored() {
         "alice read bob's file through the swapped mount\n{out:?}"
     );
     job.assert_no_container();
+}
+
+/// `/srv/qdock-test-<pid>-<tag>` (root's, 0755) holding `lab`, a directory of bob's, and in
+/// it alice's `work`: the layout of a shared project where a second account can change the
+/// entries alice's job depends on.
+struct BobsLab {
+    base: PathBuf,
+    tag: String,
+}
+
+impl BobsLab {
+    fn new(tag: &str) -> BobsLab {
+        let base = Path::new("/srv").join(format!("qdock-test-{}-{tag}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        mkdir(&base, ROOT, 0o755);
+        mkdir(&base.join("lab"), BOB, 0o755);
+        mkdir(&base.join("lab/work"), ALICE, 0o755);
+        write_file(
+            &base.join("lab/readme"),
+            "LAB-README\n",
+            BOB.uid,
+            BOB.gid,
+            0o644,
+        );
+        BobsLab {
+            base,
+            tag: tag.into(),
+        }
+    }
+
+    fn lab(&self) -> PathBuf {
+        self.base.join("lab")
+    }
+
+    fn work(&self) -> PathBuf {
+        self.lab().join("work")
+    }
+
+    /// Bob, with his own rights, replaces alice's `work` by a link to `target`.
+    fn swap_work_for(&self, target: &Path) {
+        let work = self.work().display().to_string();
+        let status = as_user(
+            BOB,
+            &[
+                "/bin/sh",
+                "-c",
+                "mv \"$1\" \"$1.orig\" && ln -s \"$2\" \"$1\"",
+                "swap",
+                &work,
+                &target.display().to_string(),
+            ],
+        )
+        .status()
+        .expect("run bob's swap");
+        assert!(status.success(), "bob could not swap {work}");
+        assert!(fs::symlink_metadata(self.work()).is_ok_and(|m| m.is_symlink()));
+    }
+}
+
+impl Drop for BobsLab {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.base);
+    }
+}
+
+/// Starts `command` (alice's starter) held between create and start, lets bob swap `work`
+/// for a link to root's secret directory, then lets the starter go on.
+fn run_swapped_by_bob(job: &Job, command: std::process::Command, lab: &BobsLab) -> Outcome {
+    let secret = Secret::new(ROOT, &lab.tag);
+    let (mut starter, gate) = held_after_create(job, command, "alice's held starter");
+    lab.swap_work_for(&secret.proj());
+    gate.open(&mut starter);
+    let out = starter.wait(TIMEOUT);
+    assert!(
+        !out.stdout_text().contains(SECRET) && !out.stderr.contains(SECRET),
+        "the job read root's file through bob's swap\n{out:?}"
+    );
+    job.assert_no_container();
+    out
+}
+
+/// The third review's collusion: alice's job runs from her `work` in bob's `lab`. While her
+/// starter is held, bob (who owns `lab`) swaps `work` for a link into root's 0700 area. The
+/// engine must never mount it: `work` is not fixed (bob can change it), so `lab` is mounted,
+/// and the link resolves inside the container, where it leads nowhere.
+#[test]
+fn a_working_directory_another_user_can_swap_does_not_reach_roots_files() {
+    require_engine!();
+    let lab = BobsLab::new("cwd");
+    let job = Job::new("cat secret; echo job-ran");
+    job.write_script();
+    let mut command = job.command("qdock-starter", &[job.script_path.clone().into()]);
+    command.current_dir(lab.work());
+    let out = run_swapped_by_bob(&job, command, &lab);
+    // runc cannot enter a working directory that is a dangling link in the container.
+    assert!(
+        out.stdout_text().contains("job-ran") || out.stderr.contains("to start container"),
+        "{out:?}"
+    );
+}
+
+/// The same collusion through a user mount: `lab/work` is below the allowed prefix, and bob
+/// swaps it for a link out of the prefix while alice's starter is held.
+#[test]
+fn a_user_mount_another_user_can_swap_does_not_reach_roots_files() {
+    require_engine!();
+    let lab = BobsLab::new("usermount");
+    let work = lab.work().display().to_string();
+    let config = format!(
+        "[[mounts.user_allow]]\nprefix = \"{}\"\n",
+        lab.base.display()
+    );
+    let job = Job::new("cat \"$QDOCK_IN/secret\"; cat \"$QDOCK_LAB/readme\"; echo job-ran")
+        .with_config(&config)
+        .env("QDOCK_MOUNTS", &format!("{work}:ro"))
+        .env("QDOCK_IN", &work)
+        .env("QDOCK_LAB", &lab.lab().display().to_string());
+    job.write_script();
+    let command = job.command("qdock-starter", &[job.script_path.clone().into()]);
+    let out = run_swapped_by_bob(&job, command, &lab);
+    // The job ran, and what it can see is bob's lab, mounted whole: not root's directory.
+    assert!(out.stdout_text().contains("job-ran"), "{out:?}");
+    assert!(out.stdout_text().contains("LAB-README"), "{out:?}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -670,6 +670,69 @@ fn user_mount_is_read_only_inside() {
     assert!(!data.join("x/new").exists());
 }
 
+/// `<job dir>/ref` (root's), which the admin mounts read-only, holding `open`, a directory
+/// anyone may write on the host: what a job writes there tells whether the mount is read-only.
+/// With `users_may_write`, users may also mount anything below `ref` read-write.
+fn admin_read_only_job(script: &str, users_may_write: bool) -> (Job, PathBuf) {
+    let job = Job::new(script);
+    let reference = job_path(&job, "ref");
+    make_dir(&reference.join("open"), 0, 0, 0o777);
+    let mut config = format!("[mounts]\nextra = [\"{}:ro\"]\n", reference.display());
+    if users_may_write {
+        config += &format!(
+            "[[mounts.user_allow]]\nprefix = \"{}\"\nwritable = true\n",
+            reference.display()
+        );
+    }
+    (job.with_config(&config), reference)
+}
+
+/// Runs `job`'s starter from `cwd`.
+fn run_from(job: &Job, cwd: &Path) -> Outcome {
+    job.write_script();
+    let mut command = job.command("qdock-starter", &[job.script_path.clone().into()]);
+    command.current_dir(cwd);
+    Running::spawn(command, format!("the starter in {}", cwd.display())).wait(DEFAULT_TIMEOUT)
+}
+
+/// A job run from the admin's read-only mount, or from below it, cannot write there: the
+/// job's working directory does not make it writable.
+#[test]
+fn the_admins_read_only_mount_stays_read_only_as_the_working_directory() {
+    require_engine!();
+    let write = "touch {file} 2>&1 | grep -o 'Read-only file system'; echo end\n";
+    for (cwd, file) in [("", "open/new"), ("open", "new")] {
+        let (job, reference) = admin_read_only_job(&write.replace("{file}", file), false);
+        let out = run_from(&job, &reference.join(cwd));
+        out.assert_code(0)
+            .assert_stdout("Read-only file system\nend\n");
+        assert!(!reference.join("open/new").exists(), "cwd {cwd:?}: written");
+        job.assert_no_container();
+    }
+}
+
+/// A user asking to write below the admin's read-only mount gets it read-only, and one line
+/// saying why; the job runs.
+#[test]
+fn a_user_mount_asking_rw_in_the_admins_read_only_mount_is_read_only() {
+    require_engine!();
+    let write = "touch /out/new 2>&1 | grep -o 'Read-only file system'; echo end\n";
+    let (job, reference) = admin_read_only_job(write, true);
+    let out = job
+        .env(
+            "QDOCK_MOUNTS",
+            &format!("{}/open:/out:rw", reference.display()),
+        )
+        .run();
+    out.assert_code(0)
+        .assert_stdout("Read-only file system\nend\n")
+        .assert_qdock_line(&[
+            "open is mounted read-only although asked read-write",
+            "the admin mounts",
+        ]);
+    assert!(!reference.join("open/new").exists());
+}
+
 #[test]
 fn bad_user_mounts_are_refused() {
     require_engine!();

@@ -130,6 +130,13 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
             notes.skipped_env.join(", ")
         ));
     }
+    for note in &notes.made_read_only {
+        report::warn(&format!(
+            "{} is mounted read-only although asked read-write: it lies in {}, which the admin mounts read-only (mounts.extra)",
+            note.mount.display(),
+            note.admin.display()
+        ));
+    }
     Ok(Prepared {
         proven,
         engine,
@@ -161,7 +168,8 @@ impl CallerPaths {
         let cwd = std::env::current_dir()
             .and_then(std::fs::canonicalize)
             .map_err(|source| Error::WorkdirGone { source })?;
-        let anchored = |path: &Path| anchor(path, who.uid);
+        let anchoring = Anchoring::new(config, who);
+        let anchored = |path: &Path| anchoring.anchor(path, path);
         // A binary job's "script" is its command, to be found in the image: nothing to mount.
         let (script, script_input, script_source) = if kind == Kind::Script {
             let (script, input) = check_script(job)?;
@@ -197,17 +205,37 @@ impl CallerPaths {
             script_input,
             cwd,
             sources,
-            user_mounts: user_mounts(job, config, who.uid)?,
+            user_mounts: user_mounts(job, config, &anchoring)?,
         })
     }
 }
 
-/// The anchor of a default mount source; a refusal names the path.
-fn anchor(path: &Path, uid: u32) -> Result<PathBuf> {
-    mount_source::anchor(path, uid).map_err(|problem| Error::MountRefused {
-        request: path.display().to_string(),
-        problem,
-    })
+/// Where the engine may mount a source from (see [`mount_source`]).
+struct Anchoring {
+    /// Who besides the caller may change nothing: root and the Grid Engine admin.
+    trusted: Vec<u32>,
+    /// Root could mount any path itself: its paths stay as they are.
+    caller_is_root: bool,
+}
+
+impl Anchoring {
+    fn new(config: &Config, who: &Identity) -> Self {
+        Anchoring {
+            trusted: job_proof::trusted_owners(&config.gridengine),
+            caller_is_root: who.uid == 0,
+        }
+    }
+
+    /// The anchor of `path`; a refusal names `request`, what the caller asked for.
+    fn anchor(&self, path: &Path, request: &Path) -> Result<PathBuf> {
+        if self.caller_is_root {
+            return Ok(path.to_path_buf());
+        }
+        mount_source::anchor(path, &self.trusted).map_err(|problem| Error::MountRefused {
+            request: request.display().to_string(),
+            problem,
+        })
+    }
 }
 
 fn passwd_home(uid: u32) -> Option<PathBuf> {
@@ -255,7 +283,7 @@ fn check_script(job: &JobContext) -> Result<(PathBuf, Option<Vec<u8>>)> {
 
 /// The job's extra mounts: each source resolved with the caller's rights, checked against
 /// the admin's prefixes, then anchored.
-fn user_mounts(job: &JobContext, config: &Config, uid: u32) -> Result<Vec<MountSpec>> {
+fn user_mounts(job: &JobContext, config: &Config, anchoring: &Anchoring) -> Result<Vec<MountSpec>> {
     let Some(request) = &job.mounts else {
         return Ok(Vec::new());
     };
@@ -268,11 +296,7 @@ fn user_mounts(job: &JobContext, config: &Config, uid: u32) -> Result<Vec<MountS
                     problem: format!("cannot resolve it ({e})"),
                 })?;
             let authorized = policy::authorize_mount(m, &resolved, &config.mounts.user_allow)?;
-            let anchor =
-                mount_source::anchor(&resolved, uid).map_err(|problem| Error::MountRefused {
-                    request: m.source.display().to_string(),
-                    problem,
-                })?;
+            let anchor = anchoring.anchor(&resolved, &m.source)?;
             policy::widen_mount(m, authorized, &anchor, &config.mounts.user_allow)
         })
         .collect()
