@@ -407,12 +407,19 @@ fn check_holder(
 }
 
 fn parse_group(text: &str) -> std::result::Result<u32, String> {
-    text.trim()
-        .parse::<u32>()
-        .ok()
-        .filter(|&g| g > 0)
-        .ok_or_else(|| format!("the spooled addgrpid {:?} is not a group id", text.trim()))
+    match text.trim().parse::<u32>() {
+        Ok(0) => Err(NO_GROUP.into()),
+        Ok(group) => Ok(group),
+        Err(_) => Err(format!(
+            "the spooled addgrpid {:?} is not a group id",
+            text.trim()
+        )),
+    }
 }
+
+/// Open Cluster Scheduler gives a job no group on a host that collects usage through systemd
+/// (`exec_job.cc`): nothing then tells the job's processes from any other of its owner's.
+const NO_GROUP: &str = "Grid Engine gave the job no additional group (addgrpid 0), which Open Cluster Scheduler does unless the execd collects usage with PDC or kills by group; admin: qconf -mconf, execd_params ENABLE_ADDGRP_KILL=TRUE (or USAGE_COLLECTION=PDC or HYBRID)";
 
 /// The execd's `config` file: `key=value` lines.
 fn parse_config(text: &str) -> HashMap<String, String> {
@@ -559,7 +566,12 @@ mod tests {
     #[test]
     fn spool_files_parse() {
         assert_eq!(parse_group("65401\n"), Ok(65401));
-        for bad in ["", "0", "x", "-1", "65401 65402"] {
+        assert!(
+            parse_group("0\n")
+                .unwrap_err()
+                .contains("ENABLE_ADDGRP_KILL=TRUE")
+        );
+        for bad in ["", "x", "-1", "65401 65402"] {
             assert!(parse_group(bad).is_err(), "{bad:?}");
         }
         let c = parse_config("job_owner=alice\ntmpdir=/tmp/7.1.all.q\nnoise\n");

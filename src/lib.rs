@@ -10,6 +10,7 @@ pub mod config;
 pub mod engine;
 pub mod environ;
 pub mod error;
+pub mod gridengine;
 pub mod image_ref;
 pub mod job;
 pub mod job_proof;

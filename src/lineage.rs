@@ -24,9 +24,18 @@ const MAX_DEPTH: usize = 2;
 
 /// This process and its ancestors, nearest first, as far as the shepherd may be.
 pub fn of_self() -> Vec<Proc> {
+    chain(MAX_DEPTH + 1)
+}
+
+/// This process and all its ancestors: what a method must not kill under it.
+pub fn ancestry() -> Vec<i32> {
+    chain(usize::MAX).iter().map(|p| p.pid).collect()
+}
+
+fn chain(limit: usize) -> Vec<Proc> {
     let mut chain = Vec::new();
     let mut pid = std::process::id() as i32;
-    while chain.len() <= MAX_DEPTH {
+    while chain.len() < limit && pid > 0 {
         let Some(proc) = read(pid) else { break };
         chain.push(proc);
         pid = proc.ppid;
@@ -145,7 +154,14 @@ mod tests {
     #[test]
     fn this_process_has_a_lineage() {
         let chain = of_self();
+        assert_eq!(chain.len(), MAX_DEPTH + 1);
         assert_eq!(chain[0].pid, std::process::id() as i32);
         assert_eq!(chain[1].pid, chain[0].ppid);
+        let all = ancestry();
+        assert_eq!(
+            all[..chain.len()],
+            chain.iter().map(|p| p.pid).collect::<Vec<_>>()
+        );
+        assert_eq!(all.last(), Some(&1));
     }
 }

@@ -127,6 +127,42 @@ pub fn signal_job(pid: i32, signal: Signal) -> Result<()> {
     }
 }
 
+/// SIGKILLs every process of `uid` that holds the additional group `group`: what Grid
+/// Engine's `ENABLE_ADDGRP_KILL` does at a job's end, for a job whose container's processes
+/// (which hold the job's group, outside its process group) cannot be stopped through the
+/// engine; never one of `spare` (the caller and its ancestors, which on Son of Grid Engine
+/// hold the group too). Returns how many were signalled.
+pub fn kill_group_holders(uid: u32, group: u32, spare: &[i32]) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| !spare.contains(pid))
+        .filter(|&pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .is_ok_and(|status| holds(&status, uid, group))
+        })
+        .filter(|&pid| kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok())
+        .count()
+}
+
+/// Does a `/proc/PID/status` text tell a process of real uid `uid` holding `group`?
+fn holds(status: &str, uid: u32, group: u32) -> bool {
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_default()
+    };
+    let real_uid = field("Uid:").split_whitespace().next();
+    real_uid == Some(uid.to_string().as_str())
+        && field("Groups:")
+            .split_whitespace()
+            .any(|g| g == group.to_string())
+}
+
 /// True while the process exists (zombies count as gone).
 pub fn exists(pid: i32) -> bool {
     start_time(pid).is_some()
@@ -135,6 +171,18 @@ pub fn exists(pid: i32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_holders_are_told_by_real_uid_and_groups() {
+        let status = |uid: &str, groups: &str| {
+            format!("Name:\tsleep\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\nGroups:\t{groups}\n")
+        };
+        assert!(holds(&status("2001", "2001 65401 "), 2001, 65401));
+        assert!(!holds(&status("2001", "2001 65402"), 2001, 65401));
+        assert!(!holds(&status("2002", "65401"), 2001, 65401));
+        assert!(!holds(&status("2001", "654011"), 2001, 65401));
+        assert!(!holds("Name:\tx\n", 2001, 65401));
+    }
 
     #[test]
     fn pids_are_strict() {

@@ -101,7 +101,18 @@ fn group_members(pgid: i32) -> Vec<i32> {
 
 /// A process group of `user` standing in for a job: a leader `sleep` and a background one.
 fn sleep_group(user: User) -> Running {
-    let command = as_user(user, &["/bin/sh", "-c", "sleep 120 & exec sleep 120"]);
+    sleep_group_holding(user, JOB_GROUP)
+}
+
+/// [`sleep_group`] holding the additional group of a job of its own: terminating a job
+/// without the engine kills every process of the owner holding the job's group, and
+/// [`JOB_GROUP`] is every other test's.
+fn sleep_group_holding(user: User, group: u32) -> Running {
+    let command = as_user_holding(
+        user,
+        group,
+        &["/bin/sh", "-c", "sleep 120 & exec sleep 120"],
+    );
     let group = Running::spawn(command, format!("sleep group of {}", user.name));
     wait_until("the sleep group has two members", START_TIMEOUT, || {
         group_members(group.pid).len() == 2
@@ -319,13 +330,13 @@ fn methods_drive_a_starter_that_has_no_container_yet() {
 #[test]
 fn terminate_without_the_engine_kills_the_job_and_leaves_the_container_to_gc() {
     require_engine!();
-    let job = Job::new("");
+    let job = Job::new("").group(65386);
     let config = format!(
         "[engine]\nsocket = \"{}\"\n",
         job.dir.join("missing.sock").display()
     );
     let job = job.with_config(&config);
-    let group = sleep_group(ALICE);
+    let group = sleep_group_holding(ALICE, job.group);
     let out = method(&job, "terminate", group.pid);
     out.assert_code(0);
     out.assert_qdock_line(&["qdock gc", &job.container_name()]);
@@ -334,14 +345,57 @@ fn terminate_without_the_engine_kills_the_job_and_leaves_the_container_to_gc() {
         .assert_killed_by(Signal::SIGKILL);
 }
 
+/// Open Cluster Scheduler leaves ENABLE_ADDGRP_KILL off, so no shepherd kills what the job
+/// runs outside its process group (a container's processes) when terminate cannot reach the
+/// engine: terminate kills every process of the owner holding the job's group itself, and
+/// no other of the owner's.
+#[test]
+fn terminate_without_the_engine_kills_every_process_holding_the_jobs_group() {
+    require_engine!();
+    let job = Job::new("").group(65389);
+    let config = format!(
+        "[engine]\nsocket = \"{}\"\n",
+        job.dir.join("missing.sock").display()
+    );
+    let job = job.with_config(&config);
+    let group = sleep_group_holding(ALICE, job.group);
+    // Stands for a container's process: the job's group, another process group.
+    let holder = Running::spawn(
+        as_user_holding(ALICE, job.group, &["/bin/sleep", "120"]),
+        "a process holding the job's group".into(),
+    );
+    // Alice's other work, of another job.
+    let other = Running::spawn(
+        as_user_holding(ALICE, 65385, &["/bin/sleep", "120"]),
+        "another job's process".into(),
+    );
+    wait_until("both sleep", START_TIMEOUT, || {
+        [holder.pid, other.pid]
+            .iter()
+            .all(|&p| proc_state(p) == Some('S'))
+    });
+    method(&job, "terminate", group.pid).assert_code(0);
+    holder
+        .wait(Duration::from_secs(5))
+        .assert_killed_by(Signal::SIGKILL);
+    group
+        .wait(Duration::from_secs(5))
+        .assert_killed_by(Signal::SIGKILL);
+    assert_eq!(
+        proc_state(other.pid),
+        Some('S'),
+        "another job's process died"
+    );
+}
+
 #[test]
 fn terminate_kills_the_job_when_the_engine_hangs_half_way() {
     require_engine!();
-    let job = Job::new("");
+    let job = Job::new("").group(65387);
     // Answers the version negotiation, then never answers the container look-up.
     let engine = FakeEngine::start(job.dir.join("half.sock"), FakeAnswers::Ping);
     let job = job.with_config(&engine.config(1));
-    let group = sleep_group(ALICE);
+    let group = sleep_group_holding(ALICE, job.group);
     let out = method(&job, "terminate", group.pid);
     out.assert_code(0);
     out.assert_qdock_line(&["did not answer within 1 s"]);
@@ -365,7 +419,7 @@ fn terminate_kills_the_job_when_the_engine_hangs_half_way() {
 #[test]
 fn terminate_with_a_hung_engine_ends_the_job_within_grace_and_five_seconds() {
     require_engine!();
-    let job = Job::new("");
+    let job = Job::new("").group(65388);
     let engine = FakeEngine::start(job.dir.join("hung.sock"), FakeAnswers::Ping);
     let grace = 2;
     let config = format!(
@@ -373,7 +427,7 @@ fn terminate_with_a_hung_engine_ends_the_job_within_grace_and_five_seconds() {
         engine.config(30)
     );
     let job = job.with_config(&config);
-    let group = sleep_group(ALICE);
+    let group = sleep_group_holding(ALICE, job.group);
     let out = method(&job, "terminate", group.pid);
     out.assert_code(0);
     out.assert_qdock_line(&["qdock gc", &job.container_name()]);

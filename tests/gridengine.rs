@@ -637,3 +637,28 @@ fn the_usage_record_survives_the_job_and_an_execd_restart() {
     assert!((recorded - exact).abs() < 0.001, "{json} vs .e {exact}");
     case.assert_clean();
 }
+
+/// `qdock check` names the Grid Engine it finds and checks the qdock queue's method lines
+/// against it (sge-conf/register-queue wrote them for 8.1.9 here).
+#[test]
+fn qdock_check_names_the_grid_engine_and_checks_the_method_lines() {
+    require_cell!();
+    let out = std::process::Command::new("/usr/local/bin/qdock")
+        .arg("check")
+        .env("SGE_ROOT", "/var/lib/gridengine")
+        .env("SGE_CELL", "default")
+        .output()
+        .expect("run qdock check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("ok      Grid Engine: Son of Grid Engine 8.1.9"),
+        "{text}"
+    );
+    for method in ["suspend", "resume", "terminate"] {
+        let line = format!(
+            "ok      queue all.q: {method}_method /usr/local/bin/qdock-{method} $job_id $ja_task_id $job_pid fits Son of Grid Engine 8.1.9"
+        );
+        assert!(text.contains(&line), "{line}\n{text}");
+    }
+    assert!(!text.contains("PROBLEM"), "{text}");
+}

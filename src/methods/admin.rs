@@ -245,6 +245,9 @@ async fn check(requested: Option<PathBuf>) -> Result<u8> {
         }
         Err(e) => finding(false, e.to_string()),
     }
+    for (ok, text) in crate::gridengine::findings() {
+        finding(ok, text);
+    }
     println!(
         "{}",
         if problems == 0 {

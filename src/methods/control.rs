@@ -56,6 +56,8 @@ pub fn main(action: Action, program: &'static str) -> u8 {
 struct Job {
     key: JobKey,
     pid: Option<i32>,
+    /// The job's additional group, as the spool records it (not for root's calls).
+    group: Option<u32>,
     /// The job asked for an image, so it has (or will have) a container.
     containerised: bool,
     config: Config,
@@ -94,6 +96,7 @@ fn prepare(call: Call) -> Result<Job> {
     // A method line without `$job_pid` (Open Cluster Scheduler's, see sge-conf) leaves it to
     // the spool, where the shepherd recorded it.
     let pid = pid.or_else(|| proven.proof.spooled().and_then(|job| job.job_pid));
+    let group = proven.proof.spooled().map(|job| job.group);
     let key = proven.key;
     let containerised = env
         .get(&config.job.image_variable)
@@ -101,6 +104,7 @@ fn prepare(call: Call) -> Result<Job> {
     Ok(Job {
         key,
         pid,
+        group,
         containerised,
         config,
     })
@@ -263,6 +267,17 @@ fn terminate_without_engine(job: &Job, e: Error) -> Result<()> {
         job.key,
         job.key.container_name()
     ));
+    // The container's processes are outside the job's process group, but hold its group:
+    // killed here, as Grid Engine's ENABLE_ADDGRP_KILL would (off by default in Open Cluster
+    // Scheduler), nothing of the job runs on while the engine is away.
+    if let Some(group) = job.group {
+        let uid = nix::unistd::getuid().as_raw();
+        let killed = process::kill_group_holders(uid, group, &crate::lineage::ancestry());
+        report::log(&format!(
+            "job {}: {killed} processes holding its group {group} killed",
+            job.key
+        ));
+    }
     signal_job(job, Signal::SIGKILL)
 }
 

@@ -1458,7 +1458,12 @@ fn setpriv(user: User, groups: &str) -> Command {
 /// capabilities, only `PATH` in the environment, in `/`, leading a process group of its own
 /// (as the shepherd starts a job).
 pub fn as_user(user: User, argv: &[&str]) -> Command {
-    let mut command = setpriv(user, &format!("--groups={},{JOB_GROUP}", user.gid));
+    as_user_holding(user, JOB_GROUP, argv)
+}
+
+/// [`as_user`] with another job's additional group than [`JOB_GROUP`].
+pub fn as_user_holding(user: User, group: u32, argv: &[&str]) -> Command {
+    let mut command = setpriv(user, &format!("--groups={},{group}", user.gid));
     command
         .args(argv)
         .env_clear()
