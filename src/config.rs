@@ -95,6 +95,41 @@ pub struct GridEngineConfig {
     /// Accept callers that are no Grid Engine job: for trying qdock outside Grid Engine only.
     /// Anyone can then run containers, and act on any job of their own uid.
     pub unsafe_skip_job_proof: bool,
+    /// More cells whose execds run on this host (`[[gridengine.cells]]`): each job is proven
+    /// against the spool of the cell that runs it, which names it.
+    pub cells: Vec<CellSpool>,
+}
+
+/// One cell's execd spool on this host: the keys of `[gridengine]` that say where a job of
+/// that cell is proven.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CellSpool {
+    pub cell: String,
+    pub execd_spool_dir: PathBuf,
+    #[serde(default)]
+    pub spool_host: String,
+    #[serde(default = "default_admin_user")]
+    pub admin_user: String,
+}
+
+fn default_admin_user() -> String {
+    GridEngineConfig::default().admin_user
+}
+
+impl GridEngineConfig {
+    /// Every cell's spool, this host's main cell (the section's own keys) first.
+    pub fn spools(&self) -> Vec<CellSpool> {
+        let main = CellSpool {
+            cell: self.cell.clone(),
+            execd_spool_dir: self.execd_spool_dir.clone(),
+            spool_host: self.spool_host.clone(),
+            admin_user: self.admin_user.clone(),
+        };
+        std::iter::once(main)
+            .chain(self.cells.iter().cloned())
+            .collect()
+    }
 }
 
 impl Default for GridEngineConfig {
@@ -105,6 +140,7 @@ impl Default for GridEngineConfig {
             spool_host: String::new(),
             admin_user: "sgeadmin".into(),
             unsafe_skip_job_proof: false,
+            cells: Vec::new(),
         }
     }
 }
@@ -352,20 +388,15 @@ impl Config {
         if !self.usage.record.is_absolute() {
             return Err("usage.record must be an absolute path".into());
         }
-        if !is_cell_name(&self.gridengine.cell) {
-            return Err(format!(
-                "gridengine.cell {:?} must be a cell name (letters, digits, _ . -, at most 64)",
-                self.gridengine.cell
-            ));
-        }
-        if !self.gridengine.execd_spool_dir.is_absolute() {
-            return Err("gridengine.execd_spool_dir must be an absolute path".into());
-        }
-        let host = &self.gridengine.spool_host;
-        if host.starts_with('.') || host.contains('/') {
-            return Err(format!(
-                "gridengine.spool_host {host:?} must be a host name, not a path"
-            ));
+        let spools = self.gridengine.spools();
+        for (i, spool) in spools.iter().enumerate() {
+            validate_spool(spool)?;
+            if spools[..i].iter().any(|other| other.cell == spool.cell) {
+                return Err(format!(
+                    "gridengine.cells: cell {:?} is named twice",
+                    spool.cell
+                ));
+            }
         }
         for rule in &self.mounts.user_allow {
             if !rule.prefix.is_absolute() || rule.prefix == Path::new("/") {
@@ -444,6 +475,25 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
     }
 }
 
+fn validate_spool(spool: &CellSpool) -> std::result::Result<(), String> {
+    if !is_cell_name(&spool.cell) {
+        return Err(format!(
+            "gridengine.cell {:?} must be a cell name (letters, digits, _ . -, at most 64)",
+            spool.cell
+        ));
+    }
+    if !spool.execd_spool_dir.is_absolute() {
+        return Err("gridengine.execd_spool_dir must be an absolute path".into());
+    }
+    let host = &spool.spool_host;
+    if host.starts_with('.') || host.contains('/') {
+        return Err(format!(
+            "gridengine.spool_host {host:?} must be a host name, not a path"
+        ));
+    }
+    Ok(())
+}
+
 /// A cell name that is safe in a container name and a label: Grid Engine's own are plain.
 pub fn is_cell_name(cell: &str) -> bool {
     cell.len() <= 64
@@ -476,6 +526,28 @@ mod tests {
         let c = parse(example).unwrap();
         let d = Config::default();
         assert_eq!(format!("{c:?}"), format!("{d:?}"));
+    }
+
+    #[test]
+    fn more_cells_on_this_host_have_spools_of_their_own() {
+        let c = parse(
+            "[gridengine]\n[[gridengine.cells]]\ncell = \"ocs\"\nexecd_spool_dir = \"/opt/ocs/spool\"\n",
+        )
+        .unwrap();
+        let spools = c.gridengine.spools();
+        assert_eq!(spools.len(), 2);
+        assert_eq!(spools[0].cell, "default");
+        assert_eq!(spools[1].cell, "ocs");
+        assert_eq!(spools[1].admin_user, "sgeadmin");
+        for (bad, needle) in [
+            ("cell = \"default\"", "named twice"),
+            ("cell = \"../x\"", "cell name"),
+            ("cell = \"x\"\nspool_host = \"a/b\"", "host name"),
+        ] {
+            let text = format!("[[gridengine.cells]]\n{bad}\nexecd_spool_dir = \"/s\"\n");
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(e.contains(needle), "{text}: {e}");
+        }
     }
 
     #[test]

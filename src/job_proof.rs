@@ -15,7 +15,7 @@ use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::config::GridEngineConfig;
+use crate::config::{CellSpool, GridEngineConfig};
 use crate::error::{Error, Result};
 use crate::job::{JobClaim, Kind};
 use crate::privilege::Identity;
@@ -173,17 +173,41 @@ pub fn prove(claim: &JobClaim, config: &GridEngineConfig, who: &Identity) -> Res
         crate::report::log("job proof skipped (gridengine.unsafe_skip_job_proof)");
         return Ok(skipped());
     }
-    let refuse = |problem: String| Error::NotAJob {
+    // Job ids are per cell: where several cells run jobs here, the cell whose spool proves
+    // the caller is the job's. Otherwise the first entry that refused the caller says why,
+    // or, when no cell has the job, the first cell.
+    let (mut refused, mut missing) = (None, None);
+    for spool in config.spools() {
+        match prove_in(claim, &spool, who) {
+            Ok(proven) => return Ok(proven),
+            Err(Refusal::NotTheCaller(p)) => refused = refused.or(Some(p)),
+            Err(Refusal::NoEntry(p)) => missing = missing.or(Some(p)),
+        }
+    }
+    Err(Error::NotAJob {
         job: claim.to_string(),
-        problem,
-    };
-    let entry = SpoolEntry::locate(claim, config).map_err(refuse)?;
-    let group = parse_group(
-        &entry
-            .read("addgrpid")
-            .map_err(|p| refuse(format!("Grid Engine runs no such job on this host ({p})")))?,
-    )
-    .map_err(refuse)?;
+        problem: refused.or(missing).unwrap_or_default(),
+    })
+}
+
+/// Why one cell's spool does not prove the caller.
+enum Refusal {
+    /// It has no entry for the job: another cell's may.
+    NoEntry(String),
+    /// It has one, and it says the caller is not that job.
+    NotTheCaller(String),
+}
+
+fn prove_in(
+    claim: &JobClaim,
+    spool: &CellSpool,
+    who: &Identity,
+) -> std::result::Result<Proven, Refusal> {
+    let entry = SpoolEntry::locate(claim, spool).map_err(Refusal::NoEntry)?;
+    let group = entry.read("addgrpid").map_err(|p| {
+        Refusal::NoEntry(format!("Grid Engine runs no such job on this host ({p})"))
+    })?;
+    let group = parse_group(&group).map_err(Refusal::NotTheCaller)?;
     // A `qrsh -inherit` task holds its own group, not the job's.
     let task = if who.groups.contains(&group) {
         None
@@ -191,11 +215,11 @@ pub fn prove(claim: &JobClaim, config: &GridEngineConfig, who: &Identity) -> Res
         entry.task_held_by(who)
     };
     let (entry, group) = task.unwrap_or((entry, group));
-    let job = spooled(&entry, group).map_err(refuse)?;
-    check_holder(&job, who, || entry.started_by_shepherd()).map_err(refuse)?;
+    let job = spooled(&entry, group).map_err(Refusal::NotTheCaller)?;
+    check_holder(&job, who, || entry.started_by_shepherd()).map_err(Refusal::NotTheCaller)?;
     Ok(Proven {
         key: JobKey {
-            cell: job.cell.clone().unwrap_or_else(|| config.cell.clone()),
+            cell: job.cell.clone().unwrap_or_else(|| spool.cell.clone()),
             claim: *claim,
         },
         proof: Proof::Spooled(Box::new(job)),
@@ -242,8 +266,14 @@ fn spooled(entry: &SpoolEntry, group: u32) -> std::result::Result<SpooledJob, St
 /// What kind of job the execd's spool says `key` is, and whether it is a qrsh job; a job
 /// Grid Engine does not run here (a starter tried by hand) is a batch script job.
 pub fn spooled_kind(claim: &JobClaim, config: &GridEngineConfig) -> (Kind, bool) {
-    SpoolEntry::locate(claim, config)
-        .and_then(|entry| entry.read("config"))
+    config
+        .spools()
+        .iter()
+        .find_map(|spool| {
+            SpoolEntry::locate(claim, spool)
+                .and_then(|entry| entry.read("config"))
+                .ok()
+        })
         .map(|text| {
             let spooled = parse_config(&text);
             (kind_of(&spooled), is_qrsh_job(&spooled))
@@ -275,12 +305,12 @@ struct SpoolEntry {
 }
 
 impl SpoolEntry {
-    fn locate(claim: &JobClaim, config: &GridEngineConfig) -> std::result::Result<Self, String> {
-        let host = host_dir(config)?;
+    fn locate(claim: &JobClaim, spool: &CellSpool) -> std::result::Result<Self, String> {
+        let host = host_dir(spool)?;
         Ok(SpoolEntry {
             dir: host.join("active_jobs").join(task_dir_name(claim)),
             host: host_name(&host),
-            owners: trusted_owners(config),
+            owners: owners_of(spool),
             pe_task: None,
         })
     }
@@ -345,11 +375,11 @@ impl SpoolEntry {
     }
 }
 
-/// This host's directory in the spool (its name), and every run the execd's spool holds
-/// there: each job task's entry and each of its `qrsh -inherit` tasks' entries below it. A run
-/// not among them is over.
-pub fn live_runs(config: &GridEngineConfig) -> std::result::Result<(String, Vec<RunId>), String> {
-    let host = host_dir(config)?;
+/// This host's directory in a cell's spool (its name), and every run that spool holds there:
+/// each job task's entry and each of its `qrsh -inherit` tasks' entries below it. A run not
+/// among them is over.
+pub fn live_runs(spool: &CellSpool) -> std::result::Result<(String, Vec<RunId>), String> {
+    let host = host_dir(spool)?;
     let active = host.join("active_jobs");
     let entries = |dir: &Path| -> Vec<PathBuf> {
         fs::read_dir(dir)
@@ -429,8 +459,17 @@ fn parse_config(text: &str) -> HashMap<String, String> {
         .collect()
 }
 
+/// Root and every cell's Grid Engine admin: who alone may own what proves a job, or a
+/// directory on a mount source's path.
 pub(crate) fn trusted_owners(config: &GridEngineConfig) -> Vec<u32> {
-    let admin = nix::unistd::User::from_name(&config.admin_user)
+    let mut owners: Vec<u32> = config.spools().iter().flat_map(owners_of).collect();
+    owners.dedup();
+    owners
+}
+
+/// Root and the cell's Grid Engine admin.
+fn owners_of(spool: &CellSpool) -> Vec<u32> {
+    let admin = nix::unistd::User::from_name(&spool.admin_user)
         .ok()
         .flatten()
         .map(|u| u.uid.as_raw());
@@ -439,7 +478,7 @@ pub(crate) fn trusted_owners(config: &GridEngineConfig) -> Vec<u32> {
 
 /// This host's spool directory: the one the admin named, else the only one with an
 /// `active_jobs` directory, else the one named after this host.
-fn host_dir(config: &GridEngineConfig) -> std::result::Result<PathBuf, String> {
+fn host_dir(config: &CellSpool) -> std::result::Result<PathBuf, String> {
     let spool = &config.execd_spool_dir;
     if !config.spool_host.is_empty() {
         return Ok(spool.join(&config.spool_host));

@@ -55,7 +55,13 @@ pub fn first_starter(proven: &Proven) -> Result<bool> {
 /// Removes the marks of runs the spool no longer holds (`qdock gc`); returns how many went,
 /// or would go with `dry_run`.
 pub fn sweep(config: &GridEngineConfig, dry_run: bool) -> std::result::Result<usize, String> {
-    let (host, live) = crate::job_proof::live_runs(config)?;
+    let mut hosts = Vec::new();
+    let mut live = Vec::new();
+    for spool in config.spools() {
+        let (host, runs) = crate::job_proof::live_runs(&spool)?;
+        hosts.push(host);
+        live.extend(runs);
+    }
     let names = match fs::read_dir(DIR) {
         Ok(entries) => entries
             .flatten()
@@ -63,7 +69,7 @@ pub fn sweep(config: &GridEngineConfig, dry_run: bool) -> std::result::Result<us
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(format!("cannot read {DIR} ({e})")),
     };
-    let stale = stale(names, &host, &live);
+    let stale = stale(names, &hosts, &live);
     if !dry_run {
         for name in &stale {
             // A name is one path component (read_dir's), so nothing outside DIR goes.
@@ -120,12 +126,20 @@ fn take_in(dir: &Path, name: &str) -> Taken {
     }
 }
 
-/// The marks of `host` whose run is not among `live` (the runs its spool holds): free to go.
-/// Other hosts' marks and names no starter makes are left alone.
-pub fn stale(names: impl IntoIterator<Item = String>, host: &str, live: &[RunId]) -> Vec<String> {
+/// The marks of `hosts` (this host's directories in its cells' spools) whose run is not
+/// among `live` (the runs those spools hold): free to go. Other hosts' marks and names no
+/// starter makes are left alone.
+pub fn stale(
+    names: impl IntoIterator<Item = String>,
+    hosts: &[String],
+    live: &[RunId],
+) -> Vec<String> {
     names
         .into_iter()
-        .filter(|name| run_of(name).is_some_and(|(h, run)| h == host && !live.contains(&run)))
+        .filter(|name| {
+            run_of(name)
+                .is_some_and(|(h, run)| hosts.iter().any(|x| x == h) && !live.contains(&run))
+        })
         .collect()
 }
 
@@ -181,6 +195,9 @@ mod tests {
             name(&key, "node1", gone),
             "README".into(),
         ];
-        assert_eq!(stale(names, "vm", &[RUN]), vec![name(&key, "vm", gone)]);
+        assert_eq!(
+            stale(names, &["vm".into()], &[RUN]),
+            vec![name(&key, "vm", gone)]
+        );
     }
 }

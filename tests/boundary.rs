@@ -709,3 +709,49 @@ fn a_jobs_own_process_is_no_method() {
     let out = fs::read_to_string(job.file("err")).expect("the method's stderr");
     assert!(out.contains("descends from the job's own process"), "{out}");
 }
+
+/// Two cells on one host (an Open Cluster Scheduler cell beside Son of Grid Engine's): job
+/// ids are per cell, so one id can run in both. Each job is proven against its own cell's
+/// spool and named after that cell; the other cell's job of the same id is not the caller.
+#[test]
+fn two_cells_on_one_host_prove_each_job_against_its_own_spool() {
+    require_engine!();
+    let job = Job::new("echo ran");
+    let (uid, gid) = spool_owner();
+    let write_entry = |entry: &Path, group: u32, owner: &str, queue: &str| {
+        make_dir(entry, uid, gid, 0o755);
+        write_file(
+            &entry.join("addgrpid"),
+            format!("{group}\n"),
+            uid,
+            gid,
+            0o644,
+        );
+        let config = format!(
+            "job_owner={owner}\ntmpdir={}\nqueue={queue}\n",
+            job.tmpdir.display()
+        );
+        write_file(&entry.join("config"), config, uid, gid, 0o644);
+    };
+    // In the default cell, this job id is bob's.
+    write_entry(&job.spool_entry(), BOBS_GROUP, "bob", "all.q");
+    // In the second cell, it is alice's: the one she runs.
+    let spool = job.dir.join("second-spool");
+    make_dir(&spool, uid, gid, 0o755);
+    make_dir(&spool.join("vm"), uid, gid, 0o755);
+    make_dir(&spool.join("vm/active_jobs"), uid, gid, 0o755);
+    let entry = spool.join("vm/active_jobs").join(format!("{}.1", job.id));
+    write_entry(&entry, JOB_GROUP, "alice", "second.q");
+    let config = format!(
+        "[[gridengine.cells]]\ncell = \"second\"\nexecd_spool_dir = \"{}\"\n",
+        spool.display()
+    );
+    let job = job.with_config(&config);
+    let out = job.run();
+    out.assert_code(0).assert_stdout("ran\n");
+    out.assert_qdock_line(&["as container", &format!("qdock-second-{}-0", job.id)]);
+    let records = records_of(&job);
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["cell"], "second", "{records:?}");
+    assert_eq!(records[0]["queue"], "second.q", "{records:?}");
+}

@@ -486,7 +486,7 @@ fn remove_dead_test_entries(active_jobs: &Path) {
 }
 
 /// The Grid Engine admin user, who owns the spool.
-fn spool_owner() -> (u32, u32) {
+pub fn spool_owner() -> (u32, u32) {
     let meta = fs::metadata(EXECD_SPOOL).expect("the execd spool");
     use std::os::unix::fs::MetadataExt;
     (meta.uid(), meta.gid())
