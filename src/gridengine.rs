@@ -118,12 +118,79 @@ pub fn findings() -> Vec<(bool, String)> {
         )];
     };
     let mut out = vec![(true, format!("Grid Engine: {implementation}"))];
+    if matches!(implementation, Implementation::OpenClusterScheduler(_)) {
+        // The host's own configuration overrides the global one: both count, in that order.
+        let host = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let params = [qconf(&["-sconf"]), qconf(&["-sconf", &host])]
+            .into_iter()
+            .flatten()
+            .map(|conf| execd_params(&conf))
+            .collect::<Vec<_>>()
+            .join(",");
+        let systemd = std::path::Path::new("/run/systemd/system").is_dir();
+        out.push(group_finding(&params, systemd));
+    }
     let queues = qconf(&["-sql"]).unwrap_or_default();
     for queue in queues.split_whitespace() {
         let conf = qconf(&["-sq", queue]).unwrap_or_default();
         out.extend(queue_findings(&implementation, queue, &conf));
     }
     out
+}
+
+/// The `execd_params` value of a configuration (`qconf -sconf`).
+fn execd_params(conf: &str) -> String {
+    conf.replace("\\\n", " ")
+        .lines()
+        .find_map(|l| l.strip_prefix("execd_params"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Does Open Cluster Scheduler give this host's jobs an additional group? It gives none
+/// (`addgrpid` 0) unless the execd collects usage with PDC (its default, but not where
+/// systemd runs and collects it) or kills by group (`exec_job.cc`,
+/// `ocs_common_systemd.cc`); without one, qdock cannot prove a job and refuses it.
+fn group_finding(execd_params: &str, systemd: bool) -> (bool, String) {
+    let param = |key: &str| {
+        execd_params
+            .split([',', ' ', '\t'])
+            .filter_map(|p| p.split_once('='))
+            .rfind(|(k, _)| k.trim().eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.trim().to_ascii_uppercase())
+    };
+    let kill = param("ENABLE_ADDGRP_KILL").is_some_and(|v| v == "TRUE" || v == "1");
+    let usage = param("USAGE_COLLECTION");
+    let pdc = match usage.as_deref() {
+        Some("NONE") => false,
+        Some("PDC") | Some("HYBRID") => true,
+        _ => !systemd,
+    };
+    if kill || pdc {
+        return (
+            true,
+            format!(
+                "jobs get an additional group here ({}){}",
+                if kill {
+                    "ENABLE_ADDGRP_KILL"
+                } else {
+                    "usage collected with PDC"
+                },
+                if kill {
+                    ""
+                } else {
+                    "; ENABLE_ADDGRP_KILL is off, so qdock-terminate kills a job's group itself when the engine is away"
+                }
+            ),
+        );
+    }
+    (
+        false,
+        "jobs get no additional group here (usage collected through systemd, or none), so qdock refuses every job it cannot prove; fix: qconf -mconf, execd_params ENABLE_ADDGRP_KILL=TRUE (or USAGE_COLLECTION=PDC or HYBRID)".into(),
+    )
 }
 
 /// The method lines of a queue configuration (`qconf -sq`), continuation lines joined.
@@ -204,6 +271,27 @@ mod tests {
             let line = format!("/usr/local/bin/qdock-resume {}", imp.method_arguments());
             assert_eq!(imp.check_method_line(&line), Ok(()), "{imp}");
         }
+    }
+
+    #[test]
+    fn ocs_gives_a_group_only_with_pdc_or_kill_by_group() {
+        let conf =
+            "execd_params                 ENABLE_ADDGRP_KILL=TRUE, \\\n   KEEP_ACTIVE=true\n";
+        // The continuation line is joined: both parameters are there.
+        let params = execd_params(conf);
+        assert!(params.starts_with("ENABLE_ADDGRP_KILL=TRUE,"), "{params}");
+        assert!(params.ends_with(" KEEP_ACTIVE=true"), "{params}");
+        assert!(
+            group_finding("none", false).0,
+            "PDC is the default without systemd"
+        );
+        let (ok, text) = group_finding("none", true);
+        assert!(!ok && text.contains("ENABLE_ADDGRP_KILL=TRUE"), "{text}");
+        assert!(group_finding("enable_addgrp_kill=true", true).0);
+        assert!(group_finding("USAGE_COLLECTION=HYBRID", true).0);
+        assert!(!group_finding("USAGE_COLLECTION=NONE", false).0);
+        // The host's own configuration comes last and wins.
+        assert!(!group_finding("ENABLE_ADDGRP_KILL=TRUE,ENABLE_ADDGRP_KILL=FALSE", true).0);
     }
 
     #[test]
