@@ -127,11 +127,15 @@ async fn run_gc(
     let (_, mut failures) = stdio_gc::sweep(cell, dry_run);
     match crate::run_mark::sweep(&config.gridengine, dry_run) {
         Ok(0) => {}
-        Ok(n) => println!(
-            "{} {n} marks of ended job runs in {}",
-            if dry_run { "would remove" } else { "removed" },
+        // Housekeeping, not an orphan: said to syslog, and listed only when asked what would go.
+        Ok(n) if dry_run => println!(
+            "would remove {n} marks of ended job runs in {}",
             crate::run_mark::DIR
         ),
+        Ok(n) => crate::report::log(&format!(
+            "removed {n} marks of ended job runs in {}",
+            crate::run_mark::DIR
+        )),
         Err(problem) => failures.push(problem),
     }
     let engine = Engine::connect(&config.engine).await?;
