@@ -53,8 +53,14 @@ pub fn exec(job: &JobContext) -> Error {
             c.arg0(&argv0);
             match std::fs::File::open(&job.script) {
                 Ok(f) => c.stdin(Stdio::from(f)),
+                // As in a container: a script the caller cannot open never runs (Eqw), and
+                // a requeue (99) would only bring the job back to the same refusal.
                 Err(e) => {
-                    return Error::io(format!("open the job script {}", job.script.display()), e);
+                    return Error::ScriptUnusable {
+                        script: job.script.clone(),
+                        problem: "cannot be opened",
+                        source: Some(e),
+                    };
                 }
             };
             c
