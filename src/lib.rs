@@ -26,6 +26,7 @@ pub mod pull_progress;
 pub mod report;
 pub mod signals;
 pub mod spec;
+pub mod start_command;
 pub mod stdio_dir;
 pub mod trust;
 pub mod usage;

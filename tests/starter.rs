@@ -415,6 +415,21 @@ fn script_from_stdin_may_exit_before_reading_it_all() {
         .expect(4, "early\n");
 }
 
+/// A login shell is told so by its argv[0] (`-sh`), natively as in the image, as Grid
+/// Engine's builtin starter tells it; the shell reading the script on stdin shows it in `$0`.
+#[test]
+fn a_login_shell_starts_alike_natively_and_in_the_image() {
+    require_engine!();
+    for native in [false, true] {
+        let job = Job::new("echo \"$0\" \"$1\"\n")
+            .env("SGE_STARTER_SHELL_START_MODE", "script_from_stdin")
+            .env("SGE_STARTER_USE_LOGIN_SHELL", "true")
+            .arg("x");
+        let job = if native { job.native() } else { job };
+        job.expect(0, "-sh x\n");
+    }
+}
+
 /// A native job whose script the caller cannot open can never run as submitted: 100 (`Eqw`),
 /// as in a container, not 99, which would requeue it again and again.
 #[test]
