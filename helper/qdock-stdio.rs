@@ -40,6 +40,7 @@ fn main() -> ExitCode {
 fn redirect(path: &OsString, target: i32) -> std::io::Result<()> {
     let file: OwnedFd = std::fs::OpenOptions::new().write(true).open(path)?.into();
     // SAFETY: dup2 onto fds 1 and 2, which this process owns; the opened fd closes on drop.
+    // (std has no dup2, and the helper links nothing but std.)
     if unsafe { dup2(file.as_raw_fd(), target) } < 0 {
         return Err(std::io::Error::last_os_error());
     }

@@ -11,7 +11,8 @@ use crate::error::{Error, Result};
 /// True when the kernel marked this exec as secure (setuid/setgid/capabilities): then the
 /// caller is not the one we work for, and their environment is hostile input.
 pub fn is_secure() -> bool {
-    // SAFETY: getauxval only reads the auxiliary vector the kernel passed at exec.
+    // SAFETY: getauxval only reads the auxiliary vector the kernel passed at exec. (Neither std
+    // nor nix wraps it.)
     unsafe { nix::libc::getauxval(nix::libc::AT_SECURE) != 0 }
 }
 
