@@ -143,7 +143,6 @@ pub struct JobContext {
     pub by_qrsh_starter: bool,
     /// The slots of the job on this host: `NSLOTS` until the execd's spool says better.
     pub nslots: Option<u32>,
-    pub home: Option<PathBuf>,
     pub tmpdir: Option<PathBuf>,
     /// The image the job asked for, unparsed; `None` runs the job natively.
     pub image: Option<String>,
@@ -202,7 +201,6 @@ impl JobContext {
                 .get("SGE_STARTER_SHELL_PATH")
                 .is_some_and(|p| p.is_empty()),
             nslots: env.get_str("NSLOTS").and_then(|n| n.parse().ok()),
-            home: env.get("HOME").filter(|p| !p.is_empty()).map(PathBuf::from),
             tmpdir: env
                 .get("TMPDIR")
                 .filter(|p| !p.is_empty())
