@@ -1,7 +1,8 @@
-//! `qdock-stdio OUT ERR PROGRAM [ARG...]`: runs inside the job's container, under docker-init.
-//! Opens the FIFOs `OUT` and `ERR` (bind-mounted from the starter's private directory) as
-//! fds 1 and 2 and execs PROGRAM with its arguments exactly as given, searching `PATH` when
-//! PROGRAM has no slash, as the engine would. The job's output then flows through kernel
+//! `qdock-stdio OUT ERR ARGV0 PROGRAM [ARG...]`: runs inside the job's container, under
+//! docker-init. Opens the FIFOs `OUT` and `ERR` (bind-mounted from the starter's private
+//! directory) as fds 1 and 2 and execs PROGRAM with ARGV0 as its argv[0] (`-bash` for a login
+//! shell, as Grid Engine's builtin starter gives one) and its arguments exactly as given,
+//! searching `PATH` when PROGRAM has no slash, as the engine would. The job's output then flows through kernel
 //! pipes that the starter reads, never through the engine, so an engine restart cannot
 //! drop a byte of it (see src/methods/starter/stdio.rs).
 //!
@@ -16,8 +17,10 @@ use std::process::{Command, ExitCode};
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1);
-    let (Some(out), Some(err), Some(program)) = (args.next(), args.next(), args.next()) else {
-        eprintln!("usage: qdock-stdio OUT ERR PROGRAM [ARG...]");
+    let (Some(out), Some(err), Some(argv0), Some(program)) =
+        (args.next(), args.next(), args.next(), args.next())
+    else {
+        eprintln!("usage: qdock-stdio OUT ERR ARGV0 PROGRAM [ARG...]");
         return ExitCode::from(2);
     };
     // stderr first: from then on, failures are said where the job's stderr goes.
@@ -26,7 +29,7 @@ fn main() -> ExitCode {
         return ExitCode::from(126);
     }
     let rest: Vec<OsString> = args.collect();
-    let e = Command::new(&program).args(&rest).exec();
+    let e = Command::new(&program).arg0(&argv0).args(&rest).exec();
     eprintln!("qdock-stdio: cannot run {}: {e}", program.to_string_lossy());
     // A shell's codes: 127 not found, 126 found but not runnable.
     ExitCode::from(if e.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 })
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
 fn redirect(path: &OsString, target: i32) -> std::io::Result<()> {
     let file: OwnedFd = std::fs::OpenOptions::new().write(true).open(path)?.into();
     // SAFETY: dup2 onto fds 1 and 2, which this process owns; the opened fd closes on drop.
+    // (std has no dup2, and the helper links nothing but std.)
     if unsafe { dup2(file.as_raw_fd(), target) } < 0 {
         return Err(std::io::Error::last_os_error());
     }

@@ -24,7 +24,8 @@ fn exec_environment() -> Option<Env> {
         return None;
     }
     // SAFETY: [env_start, env_end) is this process's own environment block, mapped readable
-    // on the initial stack for the life of the process and never freed or moved.
+    // on the initial stack for the life of the process and never freed or moved. (The safe
+    // way, /proc/self/environ, is root's once a setgid exec made the process undumpable.)
     let block = unsafe { std::slice::from_raw_parts(start as *const u8, end - start) };
     let pairs = block
         .split(|&b| b == 0)

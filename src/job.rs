@@ -140,7 +140,6 @@ pub struct JobContext {
     /// `NSLOTS`: the caller's word, used only where no spool can say (see
     /// [`crate::job_proof::Proven::slots`]).
     pub nslots: Option<u32>,
-    pub home: Option<PathBuf>,
     pub tmpdir: Option<PathBuf>,
     /// The image the job asked for, unparsed; `None` runs the job natively.
     pub image: Option<String>,
@@ -194,7 +193,6 @@ impl JobContext {
                 .get("SGE_STARTER_SHELL_PATH")
                 .is_some_and(|p| p.is_empty()),
             nslots: env.get_str("NSLOTS").and_then(|n| n.parse().ok()),
-            home: env.get("HOME").filter(|p| !p.is_empty()).map(PathBuf::from),
             tmpdir: env
                 .get("TMPDIR")
                 .filter(|p| !p.is_empty())

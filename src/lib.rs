@@ -29,6 +29,7 @@ pub mod report;
 pub mod run_mark;
 pub mod signals;
 pub mod spec;
+pub mod start_command;
 pub mod stdio_dir;
 pub mod trust;
 pub mod usage;

@@ -2,12 +2,17 @@
 //! engine (docker group = root), so while privileged nothing from the caller's environment or
 //! command line may choose the config, the socket or the engine.
 
-use nix::unistd::{Gid, Uid, getegid, geteuid, getgid, getgroups, getuid};
+use std::future::Future;
+
+use nix::unistd::{Gid, Uid, getegid, geteuid, getgid, getgroups, getresgid, getuid, setegid};
+
+use crate::error::{Error, Result};
 
 /// True when the kernel marked this exec as secure (setuid/setgid/capabilities): then the
 /// caller is not the one we work for, and their environment is hostile input.
 pub fn is_secure() -> bool {
-    // SAFETY: getauxval only reads the auxiliary vector the kernel passed at exec.
+    // SAFETY: getauxval only reads the auxiliary vector the kernel passed at exec. (Neither std
+    // nor nix wraps it.)
     unsafe { nix::libc::getauxval(nix::libc::AT_SECURE) != 0 }
 }
 
@@ -70,4 +75,48 @@ pub fn as_caller<T>(f: impl FnOnce() -> T) -> T {
     let result = f();
     nix::unistd::setfsgid(getegid());
     result
+}
+
+/// Puts the setgid group down for now: from here on the process acts with the caller's own
+/// rights (files, directories, sockets), and only [`with_key`] takes the group up again. The
+/// saved set-group-ID keeps it (setegid changes the effective group alone).
+pub fn lower() -> Result<()> {
+    setegid(getgid()).map_err(|e| Error::io("put down the setgid group", e.into()))
+}
+
+/// Runs `work` holding the setgid group (the saved set-group-ID), then puts it down again:
+/// for the moment something must reach what only the group may (the engine socket, the usage
+/// record). Not setgid, the saved group is the caller's own, and this changes nothing.
+pub async fn with_key<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
+    let _key = Key::take()?;
+    // A caller's timeout may drop `work` half-way: the key goes down with it all the same.
+    work.await
+}
+
+/// [`with_key`] for work that does not wait.
+pub fn with_key_now<T>(work: impl FnOnce() -> Result<T>) -> Result<T> {
+    let _key = Key::take()?;
+    work()
+}
+
+/// The setgid group, held up while this lives.
+struct Key(());
+
+impl Key {
+    fn take() -> Result<Key> {
+        let saved = getresgid()
+            .map_err(|e| Error::io("read the saved group", e.into()))?
+            .saved;
+        setegid(saved).map_err(|e| Error::io("take up the setgid group", e.into()))?;
+        Ok(Key(()))
+    }
+}
+
+impl Drop for Key {
+    fn drop(&mut self) {
+        // Going on with the group the caller must not have is worse than any ending.
+        if lower().is_err() {
+            std::process::abort();
+        }
+    }
 }

@@ -75,7 +75,8 @@ impl ProcessId {
 /// whatever process holds `pid` at the call: callers check afterwards that it is theirs.
 pub fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
     // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor (close-on-exec)
-    // or -1; it touches no memory of ours.
+    // or -1; it touches no memory of ours. (nix 0.30 has no wrapper, and std's PidFd serves
+    // only children it spawned.)
     let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());

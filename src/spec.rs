@@ -10,7 +10,7 @@ use crate::binding;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::image_ref::ImageRef;
-use crate::job::{JobContext, Kind, StartMode, binary_command_line};
+use crate::job::JobContext;
 use crate::job_proof::Proven;
 use crate::labels::{self, Label};
 use crate::limits::Limits;
@@ -18,6 +18,7 @@ use crate::mount::MountSpec;
 use crate::policy::env_passes;
 use crate::privilege::Identity;
 use crate::process::ProcessId;
+use crate::start_command::start_command;
 
 /// The image as the engine resolved it: what actually runs, not what was asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +67,7 @@ pub fn terminal_for(job: &JobContext, size: Option<WindowSize>) -> Option<Window
 }
 
 fn script_on_stdin(job: &JobContext) -> bool {
-    job.kind == Kind::Script && job.shell.mode == StartMode::Stdin
+    start_command(job.kind, &job.shell, &job.script, &[]).script_on_stdin
 }
 
 /// A terminal's size in character cells; zero when nobody set it (as `TIOCGWINSZ` says).
@@ -197,44 +198,29 @@ pub struct Inputs<'a> {
 
 pub fn build(i: &Inputs) -> Result<(ContainerSpec, Notes)> {
     let (job, config) = (i.job, i.config);
-    let script = utf8_path(&job.script, "the job script path")?;
-    let args = job
-        .args
-        .iter()
-        .map(|a| utf8(a, "a job argument"))
-        .collect::<Result<Vec<_>>>()?;
-    let shell = utf8_path(&job.shell.path, "the job shell path")?;
-    let login: &[String] = if job.shell.login {
-        &[String::from("-l")]
-    } else {
-        &[]
-    };
-    let (entrypoint, cmd) = match (job.kind, job.shell.mode) {
-        (Kind::Binary, _) => (
-            [&[shell], login].concat(),
-            vec!["-c".to_string(), binary_command_line(&script, &args)],
-        ),
-        (Kind::BinaryNoShell, _) => (vec![script.clone()], args),
-        (Kind::Script, StartMode::Posix) => (
-            [&[shell], login].concat(),
-            [vec![script.clone()], args].concat(),
-        ),
-        (Kind::Script, StartMode::Unix) => (vec![script.clone()], args),
-        (Kind::Script, StartMode::Stdin) => (
-            [&[shell], login].concat(),
-            [vec!["-s".to_string()], args].concat(),
-        ),
-    };
-
-    // The helper opens the pipes onto fds 1 and 2, then execs the job's command as it is.
+    // The engine's API carries only UTF-8: every part of the command must be.
+    utf8_path(&job.script, "the job script path")?;
+    for arg in &job.args {
+        utf8(arg, "a job argument")?;
+    }
+    utf8_path(&job.shell.path, "the job shell path")?;
+    let start = start_command(job.kind, &job.shell, &job.script, &job.args);
+    let text = |s: &OsStr| s.to_string_lossy().into_owned();
+    let program = text(&start.program);
     let entrypoint = match i.host.output {
+        // The helper opens the pipes onto fds 1 and 2, then execs the job's command as it
+        // is, argv[0] included.
         Output::Pipes(_) => [STDIO_HELPER, STDIO_STDOUT, STDIO_STDERR]
             .map(String::from)
             .into_iter()
-            .chain(entrypoint)
+            .chain([text(&start.argv0), program])
             .collect(),
-        Output::Terminal(_) => entrypoint,
+        // The engine execs the program with its path as argv[0]. A login shell is lost here,
+        // but Grid Engine starts none with a terminal: qrsh_starter, the only one handing the
+        // starter a terminal, sets SGE_STARTER_USE_LOGIN_SHELL=false.
+        Output::Terminal(_) => vec![program],
     };
+    let cmd: Vec<String> = start.args.iter().map(|a| text(a)).collect();
 
     let mut notes = Notes::default();
     let mut env = Vec::new();
@@ -471,7 +457,7 @@ fn utf8_path(path: &Path, what: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::Env;
+    use crate::job::{Env, Kind};
     use crate::job_proof::{JobKey, Proof, RunId, SpooledJob};
     use std::ffi::OsString;
     use std::os::unix::ffi::OsStringExt;
@@ -538,7 +524,8 @@ mod tests {
         }
     }
 
-    /// The job's own command: what follows the output helper and its pipes.
+    /// The job's own command: what follows the output helper and its pipes (argv[0] and the
+    /// program), and its arguments.
     fn command(spec: &ContainerSpec) -> (Vec<String>, Vec<String>) {
         let (helper, job) = spec.entrypoint.split_at(3);
         assert_eq!(helper, [STDIO_HELPER, STDIO_STDOUT, STDIO_STDERR]);
@@ -611,7 +598,7 @@ mod tests {
         assert_eq!(
             command(&spec),
             (
-                vec!["/bin/sh".into()],
+                vec!["sh".into(), "/bin/sh".into()],
                 vec!["/spool/job_scripts/42".into(), "in.fq".into()]
             )
         );
@@ -724,7 +711,13 @@ mod tests {
         let (spec, _) = build_with(&unix, &Config::default());
         assert_eq!(
             command(&spec),
-            (vec!["/spool/job_scripts/42".into()], vec!["in.fq".into()])
+            (
+                vec![
+                    "/spool/job_scripts/42".into(),
+                    "/spool/job_scripts/42".into()
+                ],
+                vec!["in.fq".into()]
+            )
         );
         let stdin = job(&[
             ("SGE_STARTER_SHELL_START_MODE", "script_from_stdin"),
@@ -734,7 +727,7 @@ mod tests {
         assert_eq!(
             command(&spec),
             (
-                vec!["/bin/sh".into(), "-l".into()],
+                vec!["-sh".into(), "/bin/sh".into()],
                 vec!["-s".into(), "in.fq".into()]
             )
         );
@@ -825,7 +818,7 @@ mod tests {
         assert_eq!(
             command(&spec),
             (
-                vec!["/bin/sh".into()],
+                vec!["sh".into(), "/bin/sh".into()],
                 vec!["-c".into(), "echo in.fq ".into()]
             )
         );
@@ -833,7 +826,10 @@ mod tests {
         binary.kind = Kind::BinaryNoShell;
         let spec = build(&binary);
         // No shell: the helper execs the command as it is.
-        assert_eq!(command(&spec), (vec!["echo".into()], vec!["in.fq".into()]));
+        assert_eq!(
+            command(&spec),
+            (vec!["echo".into(), "echo".into()], vec!["in.fq".into()])
+        );
     }
 
     /// A mount of the admin's or the job's cannot take the place of the output pipes: the

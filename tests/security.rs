@@ -803,3 +803,46 @@ fn the_output_pipes_are_out_of_the_users_reach() {
     assert_eq!(out.job_stderr(), "to-stderr\n", "{out:?}");
     job.assert_no_container();
 }
+
+/// `qdock check --config PATH` examines PATH with the caller's rights: run setgid, it used to
+/// look with the docker group's and so told alice which names exist in the pipes' directory,
+/// which she cannot list. A name there and a name that is not must read alike.
+#[test]
+fn qdock_check_tells_alice_nothing_of_names_she_cannot_see() {
+    require_engine!();
+    let existing = Path::new(STDIO_DIR).join(format!("qdock-test-oracle-{}", std::process::id()));
+    let missing = Path::new(STDIO_DIR).join(format!("qdock-test-absent-{}", std::process::id()));
+    write_file(&existing, "", 0, 0, 0o644);
+    let qdock = installed_bin("qdock");
+    let check = |path: &Path| {
+        let out = as_user(
+            ALICE,
+            &[
+                qdock.to_str().unwrap(),
+                "check",
+                "--config",
+                path.to_str().unwrap(),
+            ],
+        )
+        .output()
+        .expect("run qdock check");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        // The engine it still reaches: the group is put down, not lost.
+        assert!(stdout.contains("\nok      engine at "), "{out:?}");
+        let shown = path.display().to_string();
+        let line = stdout
+            .lines()
+            .find(|l| l.contains(&shown))
+            .unwrap_or_else(|| panic!("no line names {shown}: {out:?}"))
+            .replace(&shown, "PATH");
+        (out.status.code(), line)
+    };
+    let (seen, unseen) = (check(&existing), check(&missing));
+    fs::remove_file(&existing).unwrap();
+    assert_eq!(
+        seen,
+        unseen,
+        "alice can tell that {} exists",
+        existing.display()
+    );
+}

@@ -415,6 +415,39 @@ fn script_from_stdin_may_exit_before_reading_it_all() {
         .expect(4, "early\n");
 }
 
+/// A login shell is told so by its argv[0] (`-sh`), natively as in the image, as Grid
+/// Engine's builtin starter tells it; the shell reading the script on stdin shows it in `$0`.
+#[test]
+fn a_login_shell_starts_alike_natively_and_in_the_image() {
+    require_engine!();
+    for native in [false, true] {
+        let job = Job::new("echo \"$0\" \"$1\"\n")
+            .env("SGE_STARTER_SHELL_START_MODE", "script_from_stdin")
+            .env("SGE_STARTER_USE_LOGIN_SHELL", "true")
+            .arg("x");
+        let job = if native { job.native() } else { job };
+        job.expect(0, "-sh x\n");
+    }
+}
+
+/// A native job whose script the caller cannot open can never run as submitted: 100 (`Eqw`),
+/// as in a container, not 99, which would requeue it again and again.
+#[test]
+fn a_native_script_the_caller_cannot_open_is_never_requeued() {
+    require_engine!();
+    for mode in ["script_from_stdin", "unix_behavior"] {
+        let job = Job::new("echo ran\n")
+            .native()
+            .env("SGE_STARTER_SHELL_START_MODE", mode);
+        write_file(&job.script_path, &job.script, 0, 0, 0o700);
+        let command = job.command("qdock-starter", &[job.script_path.clone().into()]);
+        let out =
+            Running::spawn(command, format!("unreadable script, {mode}")).wait(DEFAULT_TIMEOUT);
+        assert_eq!(out.stdout_text(), "", "{mode}: {out:?}");
+        job.assert_refused(&out, 100, &[&job.script_path.display().to_string()]);
+    }
+}
+
 #[test]
 fn unix_behavior_start_mode_uses_the_shebang() {
     require_engine!();

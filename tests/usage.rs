@@ -201,6 +201,36 @@ fn native_jobs_are_recorded_without_an_image() {
     assert_eq!(records[0]["container"], Value::Null);
 }
 
+/// Writing the record must not change the job's limits: every rlimit a native job sees is
+/// the one it sees without qdock. The soft file size limit is below the record's line, so
+/// the write has to raise it (and put it back); the others are there so that any limit
+/// qdock touched shows.
+#[test]
+fn a_native_job_keeps_every_limit_the_shepherd_set() {
+    require_engine!();
+    let job = Job::new("cat /proc/self/limits\n")
+        .native()
+        .rlimit("fsize", 100, 1 << 30)
+        .rlimit("nofile", 512, 4096)
+        .rlimit("core", 1024, 1 << 21)
+        .rlimit("stack", 4 << 20, 16 << 20)
+        .rlimit("cpu", 3600, 7200);
+    let with_qdock = job.run_expecting(0).stdout_text();
+    let without = job
+        .command_for("/bin/cat", &["/proc/self/limits".into()])
+        .output()
+        .expect("run cat");
+    assert!(without.status.success(), "{without:?}");
+    let without = String::from_utf8_lossy(&without.stdout);
+    assert!(
+        without.contains("Max file size             100 "),
+        "the limits were not set: {without}"
+    );
+    let written = records(ALICE, &job);
+    assert_eq!(written.len(), 1, "the record was not written: {written:?}");
+    assert_eq!(with_qdock, without);
+}
+
 #[test]
 fn users_can_neither_write_to_the_record_nor_remove_it() {
     require_engine!();

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # sourced: the scripts that source it use these
 # The execution hosts node1…nodeN that `bin/setup-cluster --hosts N` adds beside this one
 # (README, "Several execution hosts on one machine"): where each one's state lives and how
 # to enter it. Sourced by bin/setup-cluster, bin/on-host, bin/install and bin/bench-cluster.
@@ -46,7 +47,7 @@ host_nsenter() {
 host_pids() {
     local ns pid pids
     ns=mnt:[$(stat -L -c %i "$hosts_run/$1/mnt" 2>/dev/null)] || return 0
-    if [[ -n ${2:-} ]]; then pids=$(pgrep -x "$2"); else pids=$(ls /proc | grep -E '^[0-9]+$'); fi
+    if [[ -n ${2:-} ]]; then pids=$(pgrep -x "$2"); else pids=$(find /proc -mindepth 1 -maxdepth 1 -name '[0-9]*' -printf '%f\n'); fi
     for pid in $pids; do
         [[ "$(readlink "/proc/$pid/ns/mnt" 2>/dev/null)" == "$ns" ]] && echo "$pid"
     done

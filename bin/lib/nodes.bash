@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2154 # sourced: bin/setup-cluster sets what it uses
 # bin/setup-cluster's part for the execution hosts node1…nodeN (README, "Several execution
 # hosts on one machine"). Sourced by bin/setup-cluster after bin/lib/hosts.bash; uses its
 # log, die, wait_for, alive, qc, apply_conf, clean_env, $repo, $host, $queue and $tmp.
@@ -67,6 +68,7 @@ create_namespaces() {
     # The copy of this machine's mounts drops what lives under /run (other namespaces'
     # files, the system engine's state) and everything below the system engine's data
     # root: a copy would keep them busy. Then the host's own directories go on top.
+    # shellcheck disable=SC2016 # the inner shell expands them
     nsenter "--net=/run/netns/$n" unshare "--uts=$r/uts" "--mount=$r/mnt" --propagation private \
         sh -euc '
             n=$1 s=$2

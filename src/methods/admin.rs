@@ -1,5 +1,9 @@
 //! `qdock`: the admin's tool. `check` validates an installation, `gc` removes orphaned
 //! containers, `ps` shows what qdock runs on this host, `usage` what a job ran and used.
+//!
+//! Installed setgid docker like the methods, yet run by anyone: every subcommand acts with
+//! the caller's own rights, and takes up the docker group ([`privilege::with_key`]) only
+//! around its use of the engine or the usage record.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -11,7 +15,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::labels::{Label, Labelled};
 use crate::methods::{gc, jsv, load_sensor, stdio_gc, usage, watch};
-use crate::report;
+use crate::{privilege, report};
 
 pub const BINARIES: [&str; 5] = [
     "qdock",
@@ -66,7 +70,7 @@ enum Command {
 pub fn main() -> u8 {
     report::init("qdock");
     let cli = Cli::parse();
-    let result = match cli.command {
+    let result = privilege::lower().and_then(|()| match cli.command {
         // These two speak line protocols on stdin/stdout for the life of a Grid Engine daemon.
         Command::Jsv => Config::load(cli.config).and_then(|(c, _)| serve_protocol(jsv::serve(&c))),
         Command::LoadSensor => Config::load(cli.config)
@@ -85,7 +89,7 @@ pub fn main() -> u8 {
                 }
             })
         }),
-    };
+    });
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -158,15 +162,18 @@ async fn run_gc(
 /// user names are not theirs to see.
 async fn ps(config: Option<PathBuf>) -> Result<u8> {
     let (config, _) = Config::load(config)?;
-    let engine = Engine::connect(&config.engine).await?;
+    // bollard connects on a request, not at connect, and again whenever its pool holds no
+    // live connection: so the group is held around the whole use of the engine, and the
+    // printing after it is the caller's alone.
+    let containers =
+        privilege::with_key(async { Engine::connect(&config.engine).await?.list_qdock().await })
+            .await?;
     let caller = nix::unistd::getuid();
     println!(
         "{:<32} {:<12} {:<10} {:<8} {:<8} IMAGE",
         "CONTAINER", "JOB", "OWNER", "STATE", "STARTER"
     );
-    let visible = engine
-        .list_qdock()
-        .await?
+    let visible = containers
         .into_iter()
         .filter(|c| caller.is_root() || c.owner_uid() == Some(caller.as_raw()));
     for c in visible {
@@ -235,17 +242,25 @@ async fn check(requested: Option<PathBuf>) -> Result<u8> {
             Config::default()
         }
     };
-    match Engine::connect(&config.engine).await {
-        Ok(engine) => {
+    // The engine is what the setgid binaries are for: check reaches it as they do.
+    let reached = privilege::with_key(async {
+        let engine = Engine::connect(&config.engine).await?;
+        Ok((
+            engine.version().await?,
+            engine.image_references().await?.tags,
+        ))
+    })
+    .await;
+    match reached {
+        Ok((version, tags)) => {
             finding(
                 true,
                 format!(
-                    "engine at {} answers: {}",
-                    config.engine.socket.display(),
-                    engine.version().await?
+                    "engine at {} answers: {version}",
+                    config.engine.socket.display()
                 ),
             );
-            check_images(&engine, &config, &mut finding).await?;
+            check_images(&tags, &config, &mut finding);
         }
         Err(e) => finding(false, e.to_string()),
     }
@@ -284,12 +299,7 @@ fn check_binary(path: &Path, docker_gid: Option<u32>) -> (bool, String) {
     }
 }
 
-async fn check_images(
-    engine: &Engine,
-    config: &Config,
-    finding: &mut impl FnMut(bool, String),
-) -> Result<()> {
-    let tags = engine.image_references().await?.tags;
+fn check_images(tags: &[String], config: &Config, finding: &mut impl FnMut(bool, String)) {
     if config.images.allow.is_empty() {
         finding(
             true,
@@ -298,7 +308,7 @@ async fn check_images(
                 tags.len()
             ),
         );
-        return Ok(());
+        return;
     }
     for pattern in &config.images.allow {
         let local: Vec<&String> = tags
@@ -314,5 +324,4 @@ async fn check_images(
             text,
         );
     }
-    Ok(())
 }

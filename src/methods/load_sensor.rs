@@ -120,12 +120,15 @@ fn report_host() -> String {
 }
 
 async fn measure(config: &Config) -> Measure {
-    let Ok(engine) = Engine::connect(&config.engine).await else {
-        return Measure::default();
-    };
-    let (containers, images) = tokio::join!(engine.list_qdock(), engine.image_references());
-    match (containers, images) {
-        (Ok(list), Ok(images)) => Measure {
+    // The group only while the engine is asked (see `qdock ps`).
+    let reached = crate::privilege::with_key(async {
+        let engine = Engine::connect(&config.engine).await?;
+        let (containers, images) = tokio::join!(engine.list_qdock(), engine.image_references());
+        Ok((containers?, images?))
+    })
+    .await;
+    match reached {
+        Ok((list, images)) => Measure {
             up: true,
             running: list
                 .iter()
@@ -133,7 +136,7 @@ async fn measure(config: &Config) -> Measure {
                 .count(),
             references: images.tags.into_iter().chain(images.digests).collect(),
         },
-        _ => Measure::default(),
+        Err(_) => Measure::default(),
     }
 }
 

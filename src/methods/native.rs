@@ -2,78 +2,41 @@
 //! extra process stays between the shepherd and the job.
 
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use crate::error::Error;
-use crate::job::{JobContext, Kind, StartMode, binary_command_line};
+use crate::job::JobContext;
+use crate::start_command::start_command;
 
 /// Replaces this process with the job; returns only on failure.
 pub fn exec(job: &JobContext) -> Error {
     if let Err(e) = crate::privilege::drop_privilege() {
         return Error::io("drop the setgid group before running the job", e);
     }
-    let shell = &job.shell;
-    let name = shell
-        .path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // A login shell is told so by a leading '-' in argv[0], as login(1) does.
-    let argv0 = if shell.login {
-        format!("-{name}")
-    } else {
-        name
-    };
-    let mut command = match (job.kind, shell.mode) {
-        (Kind::Binary, _) => {
-            let args: Vec<String> = job
-                .args
-                .iter()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect();
-            let line = binary_command_line(&job.script.to_string_lossy(), &args);
-            let mut c = Command::new(&shell.path);
-            c.arg0(&argv0).arg("-c").arg(line);
-            c
-        }
-        (Kind::BinaryNoShell, _) => {
-            let mut c = Command::new(&job.script);
-            c.args(&job.args);
-            c
-        }
-        (Kind::Script, StartMode::Posix) => {
-            let mut c = Command::new(&shell.path);
-            c.arg0(&argv0).arg(&job.script);
-            c
-        }
-        (Kind::Script, StartMode::Unix) => Command::new(&job.script),
-        (Kind::Script, StartMode::Stdin) => {
-            let mut c = Command::new(&shell.path);
-            c.arg0(&argv0);
-            match std::fs::File::open(&job.script) {
-                Ok(f) => c.stdin(Stdio::from(f)),
-                Err(e) => {
-                    return Error::io(format!("open the job script {}", job.script.display()), e);
-                }
-            };
-            c
-        }
-    };
-    if job.kind == Kind::Script {
-        command.args(&job.args);
+    let start = start_command(job.kind, &job.shell, &job.script, &job.args);
+    let mut command = Command::new(&start.program);
+    command.arg0(&start.argv0).args(&start.args);
+    if start.script_on_stdin {
+        match std::fs::File::open(&job.script) {
+            Ok(f) => command.stdin(Stdio::from(f)),
+            // As in a container: a script the caller cannot open never runs (Eqw), and
+            // a requeue (99) would only bring the job back to the same refusal.
+            Err(e) => {
+                return Error::ScriptUnusable {
+                    script: job.script.clone(),
+                    problem: "cannot be opened",
+                    source: Some(e),
+                };
+            }
+        };
     }
     command
         .env_clear()
         .envs(job.env.0.iter().map(|(k, v)| (k, v)));
     let e = command.exec();
-    let program = if shell.mode == StartMode::Unix || job.kind == Kind::BinaryNoShell {
-        job.script.as_path()
-    } else {
-        Path::new(&shell.path)
-    };
     Error::NativeExec {
-        program: program.to_path_buf(),
+        program: PathBuf::from(start.program),
         source: e,
     }
 }

@@ -1,6 +1,6 @@
 //! `qdock usage JOB[.TASK]`: a job's lines in this host's usage record. Root sees every
 //! job's; anyone else only their own (the record is readable through the setgid docker
-//! group only, and filtered by the caller's real uid here).
+//! group only, held just for reading it, and filtered by the caller's real uid here).
 
 use std::path::PathBuf;
 
@@ -38,7 +38,7 @@ pub fn show(config: Option<PathBuf>, wanted: &str, json: bool) -> Result<u8> {
     let (config, _) = Config::load(config)?;
     let caller = nix::unistd::getuid();
     let path = &config.usage.record;
-    let records: Vec<_> = ledger::read(path)?
+    let records: Vec<_> = crate::privilege::with_key_now(|| ledger::read(path))?
         .into_iter()
         .filter(|r| r.job == wanted.job && wanted.task.is_none_or(|t| r.task == t))
         .filter(|r| caller.is_root() || r.uid == caller.as_raw())

@@ -34,29 +34,33 @@ fn try_append(path: &Path, line: &str) -> std::result::Result<(), String> {
         .open(path)
         .map_err(|e| format!("{e} (an admin creates it with bin/install)"))?;
     let size = file.metadata().map_err(|e| e.to_string())?.size();
-    make_room(size + line.len() as u64)?;
+    let limit = make_room(size + line.len() as u64)?;
     // One write: with O_APPEND the kernel puts the whole line at the end at once.
-    match file.write(line.as_bytes()) {
+    let written = match file.write(line.as_bytes()) {
         Ok(n) if n == line.len() => Ok(()),
         Ok(n) => Err(format!("only {n} of {} bytes written", line.len())),
         Err(e) => Err(e.to_string()),
-    }
+    };
+    // A native job is exec'ed next and must run with the limit the shepherd gave it.
+    let restored = setrlimit(Resource::RLIMIT_FSIZE, limit.0, limit.1)
+        .map_err(|e| format!("the job's file size limit not restored: {e}"));
+    written.and(restored)
 }
 
 /// The caller sets the starter's file size limit (`-l h_fsize`, ulimit): a line cut at the
 /// limit would be lost, and the write past it would kill the starter (SIGXFSZ). The soft
-/// limit is ours to raise up to the hard one.
-fn make_room(needed: u64) -> std::result::Result<(), String> {
+/// limit is ours to raise up to the hard one. Returns the limit as it was (soft, hard).
+fn make_room(needed: u64) -> std::result::Result<(u64, u64), String> {
     let (soft, hard) = getrlimit(Resource::RLIMIT_FSIZE).map_err(|e| e.to_string())?;
-    if needed <= soft {
-        return Ok(());
-    }
     if needed > hard {
         return Err(format!(
             "the job's file size limit ({hard} bytes) is below the record's size"
         ));
     }
-    setrlimit(Resource::RLIMIT_FSIZE, hard, hard).map_err(|e| e.to_string())
+    if needed > soft {
+        setrlimit(Resource::RLIMIT_FSIZE, hard, hard).map_err(|e| e.to_string())?;
+    }
+    Ok((soft, hard))
 }
 
 /// Every record in the file.

@@ -523,8 +523,9 @@ pub struct Job {
     pub args: Vec<OsString>,
     /// Extra variables, set after (so overriding) the Grid Engine ones.
     pub env: Vec<(String, String)>,
-    /// `RLIMIT_AS` for the starter (`-l h_vmem`), applied with `prlimit`.
-    pub rlimit_as: Option<u64>,
+    /// The starter's rlimits as `prlimit` options (`--as=300:300`), as Grid Engine's `-l`
+    /// limits and the shepherd's own arrive.
+    pub rlimits: Vec<String>,
     pub cell: String,
     pub nslots: u32,
     /// Root-owned `/var/lib/qdock-test/job-<pid>-<n>/`: spool and configs.
@@ -555,7 +556,7 @@ impl Job {
             script: script.into(),
             args: Vec::new(),
             env: Vec::new(),
-            rlimit_as: None,
+            rlimits: Vec::new(),
             cell: "default".into(),
             nslots: 1,
             script_path: dir.join("job_scripts").join(id.to_string()),
@@ -701,8 +702,13 @@ impl Job {
     }
 
     /// Limits the starter's address space as `-l h_vmem=bytes` would.
-    pub fn rlimit_as(mut self, bytes: u64) -> Job {
-        self.rlimit_as = Some(bytes);
+    pub fn rlimit_as(self, bytes: u64) -> Job {
+        self.rlimit("as", bytes, bytes)
+    }
+
+    /// Sets the starter's `resource` limit (a `prlimit` option name: `fsize`, `nofile` …).
+    pub fn rlimit(mut self, resource: &str, soft: u64, hard: u64) -> Job {
+        self.rlimits.push(format!("--{resource}={soft}:{hard}"));
         self
     }
 
@@ -771,12 +777,17 @@ impl Job {
             Mode::Installed => installed_bin(name),
             Mode::Config(_) | Mode::Root(_) => cargo_bin(name),
         };
+        self.command_for(binary, args)
+    }
+
+    /// The command that runs `program` with `args` as qdock's binaries run for this job: the
+    /// same user, groups, limits, cwd, environment and process group. `program` is any
+    /// program: what a job sees without qdock.
+    pub fn command_for(&self, program: impl Into<OsString>, args: &[OsString]) -> Command {
         let mut argv: Vec<OsString> = Vec::new();
-        if let Some(bytes) = self.rlimit_as {
-            argv.extend([
-                "/usr/bin/prlimit".into(),
-                format!("--as={bytes}:{bytes}").into(),
-            ]);
+        if !self.rlimits.is_empty() {
+            argv.push("/usr/bin/prlimit".into());
+            argv.extend(self.rlimits.iter().map(OsString::from));
             argv.push("--".into());
         }
         if !matches!(self.mode, Mode::Root(_)) {
@@ -796,7 +807,7 @@ impl Job {
                 .map(OsString::from),
             );
         }
-        argv.push(binary.into());
+        argv.push(program.into());
         argv.extend(args.iter().cloned());
         let mut command = Command::new(&argv[0]);
         command

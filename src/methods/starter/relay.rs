@@ -70,10 +70,10 @@ fn read_stdin() -> Result<mpsc::Receiver<Vec<u8>>> {
     std::thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
-            let stdin = terminal::stdin();
+            let stdin = std::io::stdin();
             let mut buf = vec![0u8; 16 << 10];
             loop {
-                match nix::unistd::read(stdin, &mut buf) {
+                match nix::unistd::read(&stdin, &mut buf) {
                     Ok(0) => return,
                     Ok(n) => {
                         if sender.blocking_send(buf[..n].to_vec()).is_err() {

@@ -1,6 +1,6 @@
 //! The job's output, from the engine to the job's `.o` and `.e` files.
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 
 use crate::engine::Chunk;
 
@@ -22,8 +22,13 @@ impl Sink {
         if self.broken[index] {
             return;
         }
-        // SAFETY: fds 1 and 2 stay open for the whole life of the process.
-        let fd = unsafe { BorrowedFd::borrow_raw(index as i32 + 1) };
+        // std's handles for fds 1 and 2, written to with write(2), past std's buffer.
+        let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
+        let fd: BorrowedFd = if index == 0 {
+            stdout.as_fd()
+        } else {
+            stderr.as_fd()
+        };
         while !bytes.is_empty() {
             match nix::unistd::write(fd, bytes) {
                 Ok(n) => bytes = &bytes[n..],

@@ -5,11 +5,11 @@
 //! is echoed twice.
 
 use std::io::IsTerminal;
-use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
 use nix::sys::termios::{self, OutputFlags, SetArg, Termios};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -31,7 +31,7 @@ impl Terminal {
         if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
             return None;
         }
-        termios::tcgetattr(stdin())
+        termios::tcgetattr(std::io::stdin())
             .ok()
             .map(|saved| Terminal { saved })
     }
@@ -55,7 +55,8 @@ pub fn size() -> WindowSize {
         ws_xpixel: 0,
         ws_ypixel: 0,
     };
-    // SAFETY: TIOCGWINSZ writes one winsize into the struct it is given.
+    // SAFETY: TIOCGWINSZ writes one winsize into the struct it is given. (nix 0.30 has no
+    // tcgetwinsize; its ioctl macros make unsafe functions all the same.)
     let asked = unsafe { nix::libc::ioctl(0, nix::libc::TIOCGWINSZ, &mut ws) };
     if asked != 0 {
         return WindowSize::default();
@@ -89,24 +90,15 @@ fn raw_mode(saved: &Termios) -> Termios {
 
 /// Now, not after the output drained: a terminal nobody reads would hold the starter.
 fn set(mode: &Termios) -> std::io::Result<()> {
-    // The starter may not be in the terminal's foreground process group: unignored, SIGTTOU
-    // would stop it at tcsetattr. Ignoring it is what changing the mode takes.
-    let ignore = nix::sys::signal::SigAction::new(
-        nix::sys::signal::SigHandler::SigIgn,
-        nix::sys::signal::SaFlags::empty(),
-        nix::sys::signal::SigSet::empty(),
-    );
-    // SAFETY: only the disposition of SIGTTOU changes, and it is put back below.
-    let before = unsafe { nix::sys::signal::sigaction(nix::sys::signal::SIGTTOU, &ignore) }?;
-    let set = termios::tcsetattr(stdin(), SetArg::TCSANOW, mode);
-    // SAFETY: as above.
-    unsafe { nix::sys::signal::sigaction(nix::sys::signal::SIGTTOU, &before) }?;
+    // The starter may not be in the terminal's foreground process group: then tcsetattr
+    // sends SIGTTOU, which would stop it, unless the caller blocks or ignores the signal.
+    // Blocked in this thread and for this call alone, the other threads' signals untouched.
+    let ttou = SigSet::from_iter([Signal::SIGTTOU]);
+    let mut before = SigSet::empty();
+    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&ttou), Some(&mut before))?;
+    let set = termios::tcsetattr(std::io::stdin(), SetArg::TCSANOW, mode);
+    pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&before), None)?;
     Ok(set?)
-}
-
-pub(super) fn stdin() -> BorrowedFd<'static> {
-    // SAFETY: fd 0 stays open for the whole life of the process.
-    unsafe { BorrowedFd::borrow_raw(0) }
 }
 
 /// How long the terminal's writer may sit in one write(2) before the starter takes it that
