@@ -129,8 +129,13 @@ pub struct JobContext {
     /// The job the caller says this is (see [`JobClaim`]).
     pub claim: JobClaim,
     pub name: String,
-    /// A script, or for a binary job the command.
+    /// A script, or for a binary job the command. Empty when Grid Engine handed the script
+    /// on stdin ([`JobContext::script_on_stdin`]) until the spool names it.
     pub script: PathBuf,
+    /// `script_from_stdin`: the shepherd hands a starter `-s` where the script would be, and
+    /// the script (for a binary job, the command's file) as its stdin, as it would hand the
+    /// shell (`builtin_starter.c`); the spool's `script_file` names what it is.
+    pub script_on_stdin: bool,
     pub kind: Kind,
     pub args: Vec<OsString>,
     pub shell: Shell,
@@ -182,10 +187,17 @@ impl JobContext {
             login: env.get_str("SGE_STARTER_USE_LOGIN_SHELL").as_deref() == Some("true"),
         };
         let nonempty = |name: &str| env.get_str(name).filter(|v| !v.is_empty());
+        let script_on_stdin = mode == StartMode::Stdin && script.as_os_str() == "-s";
+        let script = if script_on_stdin {
+            PathBuf::new()
+        } else {
+            script
+        };
         Ok(JobContext {
             claim,
             name: nonempty("JOB_NAME").unwrap_or_default(),
             script,
+            script_on_stdin,
             kind: Kind::Script,
             args: argv.collect(),
             shell,
@@ -312,6 +324,29 @@ mod tests {
             }
         );
         assert!(parse(&[("JOB_ID", "1"), ("SGE_STARTER_SHELL_START_MODE", "weird")]).is_err());
+    }
+
+    #[test]
+    fn script_from_stdin_hands_dash_s_where_the_script_would_be() {
+        let stdin = |argv: &[&str]| {
+            JobContext::parse(
+                env(&[
+                    ("JOB_ID", "1"),
+                    ("SGE_STARTER_SHELL_START_MODE", "script_from_stdin"),
+                ]),
+                argv.iter().map(OsString::from).collect(),
+                "IMAGE",
+                "QDOCK_MOUNTS",
+            )
+            .unwrap()
+        };
+        let j = stdin(&["-s", "a", "-s"]);
+        assert!(j.script_on_stdin);
+        assert_eq!(j.script, PathBuf::new());
+        assert_eq!(j.args, vec![OsString::from("a"), OsString::from("-s")]);
+        // Only script_from_stdin hands it so: elsewhere `-s` is a script's name.
+        let posix = parse(&[("JOB_ID", "1")]).unwrap();
+        assert!(!posix.script_on_stdin);
     }
 
     #[test]

@@ -98,6 +98,8 @@ pub struct SpooledJob {
     /// The per-job TMPDIR the execd created.
     pub tmpdir: Option<PathBuf>,
     pub kind: Kind,
+    /// The job script in the spool, or a binary job's command (`script_file`).
+    pub script_file: Option<PathBuf>,
     /// The queue the job runs in: `QUEUE` in the environment is the caller's to set.
     pub queue: Option<String>,
     /// Submitted with qrsh (not a batch job that a `qrsh -inherit` task belongs to).
@@ -255,6 +257,7 @@ fn spooled(entry: &SpoolEntry, group: u32) -> std::result::Result<SpooledJob, St
             .filter(|t| t.starts_with('/'))
             .map(PathBuf::from),
         kind: kind_of(&spooled),
+        script_file: script_file(&spooled),
         queue: spooled.get("queue").cloned(),
         qrsh_job: is_qrsh_job(&spooled),
         host_slots: spooled.get("host_slots").and_then(|n| n.parse().ok()),
@@ -263,9 +266,17 @@ fn spooled(entry: &SpoolEntry, group: u32) -> std::result::Result<SpooledJob, St
     })
 }
 
-/// What kind of job the execd's spool says `key` is, and whether it is a qrsh job; a job
-/// Grid Engine does not run here (a starter tried by hand) is a batch script job.
-pub fn spooled_kind(claim: &JobClaim, config: &GridEngineConfig) -> (Kind, bool) {
+/// How the execd's spool says job `claim` starts, read to start a native job as Grid Engine
+/// would (it proves nothing): a job Grid Engine does not run here (a starter tried by hand)
+/// is a batch script job.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Start {
+    pub kind: Kind,
+    pub qrsh_job: bool,
+    pub script_file: Option<PathBuf>,
+}
+
+pub fn spooled_start(claim: &JobClaim, config: &GridEngineConfig) -> Start {
     config
         .spools()
         .iter()
@@ -276,9 +287,20 @@ pub fn spooled_kind(claim: &JobClaim, config: &GridEngineConfig) -> (Kind, bool)
         })
         .map(|text| {
             let spooled = parse_config(&text);
-            (kind_of(&spooled), is_qrsh_job(&spooled))
+            Start {
+                kind: kind_of(&spooled),
+                qrsh_job: is_qrsh_job(&spooled),
+                script_file: script_file(&spooled),
+            }
         })
         .unwrap_or_default()
+}
+
+fn script_file(spooled: &HashMap<String, String>) -> Option<PathBuf> {
+    spooled
+        .get("script_file")
+        .filter(|f| !f.is_empty())
+        .map(PathBuf::from)
 }
 
 /// The execd writes qrsh's settings (`qrsh_pid_file` …) into the config of qrsh jobs only.
@@ -572,6 +594,7 @@ mod tests {
             owner: owner.into(),
             tmpdir: None,
             kind: Kind::Script,
+            script_file: None,
             queue: None,
             qrsh_job: false,
             host_slots: None,

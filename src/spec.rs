@@ -552,6 +552,7 @@ mod tests {
                 owner: "alice".into(),
                 tmpdir: None,
                 kind: Kind::Script,
+                script_file: None,
                 queue: Some("all.q".into()),
                 qrsh_job: false,
                 host_slots: Some(host_slots),

@@ -662,3 +662,29 @@ fn qdock_check_names_the_grid_engine_and_checks_the_method_lines() {
     }
     assert!(!text.contains("PROBLEM"), "{text}");
 }
+
+/// A queue with `shell_start_mode script_from_stdin`: the shepherd hands a starter `-s` where
+/// the script would be and the script as its stdin (`builtin_starter.c`). Scripts and binary
+/// jobs run there natively and in the image, with their arguments, as without qdock (before,
+/// every job of such a queue went to `Eqw`: "the job script -s cannot be opened").
+#[test]
+fn a_script_from_stdin_queue_runs_every_job() {
+    require_cell!();
+    let case = Case::exclusive("stdin");
+    let _mode = QueueAttr::set("all.q", "shell_start_mode", "script_from_stdin");
+    case.script("args.sh", "echo \"$# $1 $IMAGE\"\n");
+    let image = case.qsub_image(IMAGE, &["args.sh", "a b"]);
+    let native = case.qsub(&["-cwd", "args.sh", "x"]);
+    let binary = case.qsub_image(IMAGE, &["-b", "y", "/bin/echo", "bin"]);
+    for job in [image, native, binary] {
+        let acct = case.wait_done(job, 1);
+        assert_eq!(acct[0].exit_status(), 0, "{acct:?}");
+    }
+    assert_eq!(
+        case.read(format!("args.sh.o{image}")),
+        format!("1 a b {IMAGE}\n")
+    );
+    assert_eq!(case.read(format!("args.sh.o{native}")), "1 x \n");
+    assert_eq!(case.read(format!("echo.o{binary}")), "bin\n");
+    case.assert_clean();
+}

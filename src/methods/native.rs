@@ -17,7 +17,8 @@ pub fn exec(job: &JobContext) -> Error {
     let start = start_command(job.kind, &job.shell, &job.script, &job.args);
     let mut command = Command::new(&start.program);
     command.arg0(&start.argv0).args(&start.args);
-    if start.script_on_stdin {
+    // Handed on stdin already (script_from_stdin under a starter method): it stays there.
+    if start.script_on_stdin && !job.script_on_stdin {
         match std::fs::File::open(&job.script) {
             Ok(f) => command.stdin(Stdio::from(f)),
             // As in a container: a script the caller cannot open never runs (Eqw), and

@@ -751,3 +751,47 @@ fn restore_socket() {
         }
     }
 }
+
+/// A queue attribute set for one test (`qconf -mattr`, as root), put back when dropped,
+/// whatever the test did. Hold it only in a [`Case::exclusive`] test: the queue serves the
+/// file's other tests too.
+pub struct QueueAttr {
+    queue: &'static str,
+    attr: &'static str,
+    old: String,
+}
+
+impl QueueAttr {
+    pub fn set(queue: &'static str, attr: &'static str, value: &str) -> QueueAttr {
+        let conf = qconf_root(&["-sq", queue]);
+        let old = conf
+            .lines()
+            .find_map(|l| l.strip_prefix(attr))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("{queue} has no {attr}: {conf}"));
+        qconf_root(&["-mattr", "queue", attr, value, queue]);
+        QueueAttr { queue, attr, old }
+    }
+}
+
+impl Drop for QueueAttr {
+    fn drop(&mut self) {
+        qconf_root(&["-mattr", "queue", self.attr, &self.old, self.queue]);
+    }
+}
+
+/// `qconf ARGS` as root (a manager); its stdout.
+fn qconf_root(args: &[&str]) -> String {
+    let out = Command::new("qconf")
+        .args(args)
+        .env("SGE_ROOT", SGE_ROOT)
+        .env("SGE_CELL", SGE_CELL)
+        .output()
+        .expect("run qconf");
+    assert!(
+        out.status.success(),
+        "qconf {args:?}: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}

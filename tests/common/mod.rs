@@ -605,9 +605,10 @@ impl Job {
             0o644,
         );
         let mut config = format!(
-            "job_owner={}\ntmpdir={}\nqueue=all.q\n",
+            "job_owner={}\ntmpdir={}\nqueue=all.q\nscript_file={}\n",
             self.user.name,
-            self.tmpdir.display()
+            self.tmpdir.display(),
+            self.script_path.display()
         );
         // A test cell is stated as Open Cluster Scheduler's execd states it; without it the
         // cell is the config's (`default`), as on 8.1.9.
@@ -828,9 +829,24 @@ impl Job {
     /// Starts `qdock-starter SCRIPT ARGS…` in the background.
     pub fn spawn(&self) -> Running {
         self.write_script();
-        let mut argv = vec![self.script_path.clone().into_os_string()];
+        // script_from_stdin: the shepherd hands a starter `-s` and the script as its stdin,
+        // as it would the shell (`builtin_starter.c`).
+        let on_stdin = self
+            .env
+            .iter()
+            .any(|(k, v)| k == "SGE_STARTER_SHELL_START_MODE" && v == "script_from_stdin");
+        let mut argv = vec![if on_stdin {
+            "-s".into()
+        } else {
+            self.script_path.clone().into_os_string()
+        }];
         argv.extend(self.args.iter().cloned());
-        Running::spawn(self.command("qdock-starter", &argv), self.describe())
+        let mut command = self.command("qdock-starter", &argv);
+        if on_stdin {
+            let script = fs::File::open(&self.script_path).expect("open the job script");
+            command.stdin(script);
+        }
+        Running::spawn(command, self.describe())
     }
 
     /// Runs the starter to its end (at most [`DEFAULT_TIMEOUT`]).

@@ -62,8 +62,13 @@ fn start(argv: Vec<OsString>) -> Result<u8> {
     )?;
     report::set_job(job.claim);
     let Some(requested) = job.image.clone() else {
-        let (kind, qrsh_job) = crate::job_proof::spooled_kind(&job.claim, &config.gridengine);
-        job.kind = kind.handed(job.by_qrsh_starter, qrsh_job);
+        let start = crate::job_proof::spooled_start(&job.claim, &config.gridengine);
+        job.kind = start.kind.handed(job.by_qrsh_starter, start.qrsh_job);
+        if job.script_on_stdin {
+            // The shell keeps the script on the stdin it was handed; a binary job's command
+            // is the spool's.
+            job.script = start.script_file.unwrap_or_default();
+        }
         account::native(&job, &config)?;
         return Err(crate::methods::native::exec(&job));
     };

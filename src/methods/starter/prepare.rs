@@ -77,6 +77,18 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
     let kind = proof.spooled().map_or(Kind::Script, |j| {
         j.kind.handed(job.by_qrsh_starter, j.qrsh_job)
     });
+    // Handed on stdin (script_from_stdin): the spool names the same script, which is read
+    // from there as any other (a binary job's command likewise).
+    let handed;
+    let job = if job.script_on_stdin {
+        handed = JobContext {
+            script: handed_script(proof)?,
+            ..job.clone()
+        };
+        &handed
+    } else {
+        job
+    };
     // Before anything exists: a starter run again from inside the job creates nothing.
     crate::run_mark::first_starter(&proven)?;
     let paths = privilege::as_caller(|| CallerPaths::check(job, kind, config, &who, proof))?;
@@ -236,6 +248,18 @@ impl Anchoring {
             problem,
         })
     }
+}
+
+/// The job script (or command) Grid Engine handed on stdin, as the spool names it.
+fn handed_script(proof: &Proof) -> Result<PathBuf> {
+    proof
+        .spooled()
+        .and_then(|j| j.script_file.clone())
+        .ok_or_else(|| Error::ScriptUnusable {
+            script: "-s".into(),
+            problem: "came on stdin (script_from_stdin), and no execd spool names it",
+            source: None,
+        })
 }
 
 fn passwd_home(uid: u32) -> Option<PathBuf> {
