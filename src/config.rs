@@ -193,6 +193,9 @@ impl Default for JobConfig {
                 "XAUTHORITY",
                 "DBUS_SESSION_BUS_ADDRESS",
                 "SGE_STARTER_*",
+                // qrsh_starter's own: the command line joined by 0xff bytes (not UTF-8,
+                // so it only cost a line in every qrsh job's .e on Open Cluster Scheduler).
+                "QRSH_COMMAND",
             ]
             .map(String::from)
             .to_vec(),
