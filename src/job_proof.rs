@@ -181,7 +181,10 @@ pub fn prove(claim: &JobClaim, config: &GridEngineConfig, who: &Identity) -> Res
     let (mut refused, mut missing) = (None, None);
     for spool in config.spools() {
         match prove_in(claim, &spool, who) {
-            Ok(proven) => return Ok(proven),
+            Ok(proven) => {
+                crate::report::set_cell(proven.key.cell());
+                return Ok(proven);
+            }
             Err(Refusal::NotTheCaller(p)) => refused = refused.or(Some(p)),
             Err(Refusal::NoEntry(p)) => missing = missing.or(Some(p)),
         }

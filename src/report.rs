@@ -11,6 +11,8 @@ use crate::error::Error;
 struct Reporter {
     program: &'static str,
     job: Mutex<Option<String>>,
+    /// The proven job's cell: job ids are per cell, and a host may run several.
+    cell: Mutex<Option<String>>,
     syslog: Mutex<Option<Option<Logger<LoggerBackend, Formatter3164>>>>,
 }
 
@@ -36,6 +38,7 @@ fn reporter() -> &'static Reporter {
     REPORTER.get_or_init(|| Reporter {
         program: "qdock",
         job: Mutex::new(None),
+        cell: Mutex::new(None),
         syslog: Mutex::new(None),
     })
 }
@@ -45,6 +48,7 @@ pub fn init(program: &'static str) {
     let _ = REPORTER.set(Reporter {
         program,
         job: Mutex::new(None),
+        cell: Mutex::new(None),
         syslog: Mutex::new(None),
     });
 }
@@ -52,6 +56,11 @@ pub fn init(program: &'static str) {
 /// Names the job in every later syslog line.
 pub fn set_job(job: impl std::fmt::Display) {
     *reporter().job.lock().unwrap_or_else(|e| e.into_inner()) = Some(job.to_string());
+}
+
+/// Names the proven job's cell in syslog from now on (only a proof knows it).
+pub fn set_cell(cell: &str) {
+    *reporter().cell.lock().unwrap_or_else(|e| e.into_inner()) = Some(cell.to_string());
 }
 
 #[derive(Clone, Copy)]
@@ -95,6 +104,10 @@ fn emit(level: Level, message: &str, to_stderr: bool) {
             format!("job {job}: {message}")
         }
         _ => message.to_string(),
+    };
+    let line = match &*r.cell.lock().unwrap_or_else(|e| e.into_inner()) {
+        Some(cell) => format!("cell {cell}: {line}"),
+        None => line,
     };
     let mut slot = r.syslog.lock().unwrap_or_else(|e| e.into_inner());
     let logger = slot.get_or_insert_with(|| {

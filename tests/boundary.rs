@@ -622,14 +622,20 @@ fn under_shepherd(job: &Job) -> shepherd::Shepherd {
     shepherd::Shepherd::start(job, &starter)
 }
 
+/// A container job of alice's under the shepherd, waiting in [`UNTIL_GO`] once it runs.
+fn waiting_under_shepherd() -> (Job, shepherd::Shepherd) {
+    let job = Job::new(format!("{UNTIL_GO}echo done\n"));
+    let shepherd = under_shepherd(&job);
+    job.wait_for_container(TIMEOUT);
+    (job, shepherd)
+}
+
 /// OCS's shepherd starts the methods as the job owner without the job's group: they prove
 /// themselves by descent (src/lineage.rs), and drive the container as on 8.1.9.
 #[test]
 fn methods_the_shepherd_starts_without_the_group_drive_the_container() {
     require_engine!();
-    let job = Job::new(format!("{UNTIL_GO}echo done\n"));
-    let mut shepherd = under_shepherd(&job);
-    job.wait_for_container(TIMEOUT);
+    let (job, mut shepherd) = waiting_under_shepherd();
     let state = || inspect(&job.container_name(), "{{.State.Status}}");
     assert_eq!(shepherd.method(ALICE, &ocs_line("qdock-suspend", &job)), 0);
     assert_eq!(state(), "paused");
@@ -650,9 +656,7 @@ fn methods_the_shepherd_starts_without_the_group_drive_the_container() {
 #[test]
 fn methods_not_started_by_the_shepherd_as_the_owner_are_refused() {
     require_engine!();
-    let job = Job::new(format!("{UNTIL_GO}echo done\n"));
-    let mut shepherd = under_shepherd(&job);
-    job.wait_for_container(TIMEOUT);
+    let (job, mut shepherd) = waiting_under_shepherd();
     let running = || inspect(&job.container_name(), "{{.State.Status}}") == "running";
 
     // By hand, from alice's login session (her own groups), with the job's environment.

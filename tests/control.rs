@@ -327,15 +327,21 @@ fn methods_drive_a_starter_that_has_no_container_yet() {
 // ---------------------------------------------------------------------------------------------
 // The engine is gone or hangs: terminate must still end the job
 
-#[test]
-fn terminate_without_the_engine_kills_the_job_and_leaves_the_container_to_gc() {
-    require_engine!();
-    let job = Job::new("").group(65386);
+/// A job holding `group` (of its own: see [`sleep_group_holding`]) whose config names an
+/// engine socket that does not exist.
+fn job_without_engine(group: u32) -> Job {
+    let job = Job::new("").group(group);
     let config = format!(
         "[engine]\nsocket = \"{}\"\n",
         job.dir.join("missing.sock").display()
     );
-    let job = job.with_config(&config);
+    job.with_config(&config)
+}
+
+#[test]
+fn terminate_without_the_engine_kills_the_job_and_leaves_the_container_to_gc() {
+    require_engine!();
+    let job = job_without_engine(65386);
     let group = sleep_group_holding(ALICE, job.group);
     let out = method(&job, "terminate", group.pid);
     out.assert_code(0);
@@ -352,12 +358,7 @@ fn terminate_without_the_engine_kills_the_job_and_leaves_the_container_to_gc() {
 #[test]
 fn terminate_without_the_engine_kills_every_process_holding_the_jobs_group() {
     require_engine!();
-    let job = Job::new("").group(65389);
-    let config = format!(
-        "[engine]\nsocket = \"{}\"\n",
-        job.dir.join("missing.sock").display()
-    );
-    let job = job.with_config(&config);
+    let job = job_without_engine(65389);
     let group = sleep_group_holding(ALICE, job.group);
     // Stands for a container's process: the job's group, another process group.
     let holder = Running::spawn(
