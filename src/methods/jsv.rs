@@ -126,6 +126,12 @@ impl<'a> Jsv<'a> {
                 answer.push(format!("PARAM {name} {}", list.render()));
             }
         }
+        // `-w e` judges a job without load values, so it would refuse every request of ours
+        // ("no suitable queues"), and libdrmaa submits every job with it: it becomes `-w w`,
+        // which says the same as a warning and lets the job in.
+        if hard.changed && self.params.get("w").is_some_and(|w| w == "e") {
+            answer.push("PARAM w w".into());
+        }
         answer.push("RESULT STATE CORRECT".into());
         answer
     }
@@ -279,6 +285,30 @@ mod tests {
 
     /// Which host may pull is each host's own config (its sensor's `+pull`): the submit
     /// host's policy changes nothing.
+    #[test]
+    fn error_verification_becomes_a_warning_for_the_requests_it_cannot_judge() {
+        let job = |w: &str, image: &str| {
+            let mut lines = vec!["START", "PARAM CMDNAME job.sh"];
+            lines.extend([w, image, "BEGIN"].into_iter().filter(|l| !l.is_empty()));
+            session(&Config::default(), &lines)
+        };
+        let answer = job("PARAM w e", "ENV ADD IMAGE qdock/busybox:1");
+        assert!(answer.contains(&"PARAM w w".to_string()), "{answer:?}");
+        // Other levels, and jobs without an image, stay as they are.
+        for w in ["PARAM w v", "PARAM w n", ""] {
+            let answer = job(w, "ENV ADD IMAGE qdock/busybox:1");
+            assert!(
+                !answer.iter().any(|l| l.starts_with("PARAM w")),
+                "{answer:?}"
+            );
+        }
+        let answer = job("PARAM w e", "");
+        assert!(
+            !answer.iter().any(|l| l.starts_with("PARAM w")),
+            "{answer:?}"
+        );
+    }
+
     #[test]
     fn the_submit_hosts_pull_policy_does_not_choose() {
         let job = ["START", "ENV ADD IMAGE busybox", "BEGIN"];

@@ -48,12 +48,11 @@ def main():
         template.remoteCommand = spec["command"]
         template.args = spec.get("args", [])
         template.jobEnvironment = spec.get("env", {})
-        # Pinned like the harness's qsub: the test looks at this machine's engine. libdrmaa
-        # verifies with -w e, which ignores load values, so the JSV's requests on the load
-        # sensor's qdock_engine and qdock_images would make it refuse every IMAGE job
-        # ("no suitable queues"): -w n, as qsub's default (README, Job kinds: DRMAA).
+        # Pinned like the harness's qsub: the test looks at this machine's engine. Nothing
+        # else: libdrmaa verifies with -w e as it always does (the JSV turns it into -w w
+        # for the requests of its own that -w e cannot judge).
         native = spec.get("native", "")
-        template.nativeSpecification = f"-w n -q {spec['queue']} {native}"
+        template.nativeSpecification = f"-q {spec['queue']} {native}"
         template.jobName = spec["name"]
         template.workingDirectory = spec["wd"]
         # ":path" is DRMAA's "any host" form; one file for both streams.
