@@ -13,7 +13,7 @@ use bollard::models::{
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, CreateImageOptions, EventsOptions,
     KillContainerOptions, ListContainersOptions, RemoveContainerOptions, ResizeContainerTTYOptions,
-    StopContainerOptions, WaitContainerOptions,
+    StopContainerOptions, UploadToContainerOptions, WaitContainerOptions,
 };
 use bollard::{ClientVersion, Docker};
 use futures_util::{Stream, StreamExt};
@@ -23,6 +23,7 @@ use tokio::net::UnixStream;
 use crate::config::EngineConfig;
 use crate::error::{Cause, Error, Result};
 use crate::labels::{Label, Labelled};
+use crate::rootfs;
 use crate::spec::{ContainerSpec, Stdin, WindowSize};
 
 pub struct Engine {
@@ -44,6 +45,8 @@ pub struct LocalReferences {
 pub struct Image {
     pub id: String,
     pub repo_digests: Vec<String>,
+    /// `Config.Env`: what the image's author set (`ENV`), `NAME=value`.
+    pub env: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,6 +171,7 @@ impl Engine {
             Ok(i) => Ok(Some(Image {
                 id: i.id.unwrap_or_default(),
                 repo_digests: i.repo_digests.unwrap_or_default(),
+                env: i.config.and_then(|c| c.env).unwrap_or_default(),
             })),
             Err(e) if status(&e) == Some(404) => Ok(None),
             Err(e) => Err(self.fail(&format!("look up image {reference}"), e)),
@@ -233,6 +237,25 @@ impl Engine {
                 Err(self.refused(&action, "check the job's request and the qdock config", e))
             }
         }
+    }
+
+    /// Puts `entries` into the created container's own filesystem, before it starts.
+    pub async fn put_rootfs(&self, id: &str, entries: &[rootfs::Entry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let options = UploadToContainerOptions {
+            path: "/".into(),
+            ..Default::default()
+        };
+        let tar = bollard::body_full(rootfs::archive(entries).into());
+        self.docker
+            .upload_to_container(id, Some(options), tar)
+            .await
+            .map_err(|e| {
+                let action = format!("put qdock's files into container {}", short(id));
+                self.refused(&action, "check that the image has a usable / and /tmp", e)
+            })
     }
 
     /// Attaches to the container's stdin, before start. (Its output takes another way: see

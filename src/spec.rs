@@ -18,6 +18,7 @@ use crate::mount::MountSpec;
 use crate::policy::env_passes;
 use crate::privilege::Identity;
 use crate::process::ProcessId;
+use crate::rootfs;
 use crate::start_command::start_command;
 
 /// The image as the engine resolved it: what actually runs, not what was asked for.
@@ -29,6 +30,8 @@ pub struct ResolvedImage {
     pub id: String,
     /// `repository@sha256:…` when the image came from a registry.
     pub repo_digest: Option<String>,
+    /// The image's own environment (`Config.Env`, `NAME=value`): the job's baseline.
+    pub env: Vec<String>,
 }
 
 /// Facts about the host the spec depends on.
@@ -120,12 +123,26 @@ pub struct Sources {
     pub home: Option<PathBuf>,
     /// Covers the working directory.
     pub cwd: Option<PathBuf>,
-    /// Covers the per-job TMPDIR the execd created (from its spool, never `$TMPDIR`).
-    pub tmpdir: Option<PathBuf>,
+    /// The per-job TMPDIR the execd created (from its spool, never `$TMPDIR`).
+    pub tmpdir: Option<Anchored>,
     /// A parallel job's `$PE_HOSTFILE`, read-only: the execd's own file in its spool, never
     /// the path the environment names.
     pub pe_hostfile: Option<PathBuf>,
 }
+
+/// A path and its anchor (see `mount_source`), the directory the engine mounts for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchored {
+    pub path: PathBuf,
+    pub anchor: PathBuf,
+}
+
+/// Where a TMPDIR that lies in the host's /tmp is mounted, hidden from the job's own /tmp.
+pub const HOST_TMP: &str = "/.qdock/tmp";
+
+/// Sourced by a login shell after the image's /etc/profile reset PATH: first of
+/// /etc/profile.d/*.sh, so the image's other scripts build on the image's environment.
+pub const IMAGE_ENV_PROFILE: &str = "/etc/profile.d/00-qdock-image-env.sh";
 
 /// Every decision about the container in one place, so that one test sees them all: the
 /// engine layer only translates this to the API.
@@ -166,6 +183,8 @@ pub struct ContainerSpec {
     pub pids_limit: Option<i64>,
     pub ulimits: Vec<(String, i64, i64)>,
     pub stop_grace_secs: u64,
+    /// Put into the container's own filesystem before it starts.
+    pub rootfs: Vec<rootfs::Entry>,
 }
 
 /// What the build noticed but did not refuse.
@@ -221,6 +240,9 @@ pub fn build(i: &Inputs) -> Result<(ContainerSpec, Notes)> {
         Output::Terminal(_) => vec![program],
     };
     let cmd: Vec<String> = start.args.iter().map(|a| text(a)).collect();
+    // Only through the helper does the shell get its argv[0], and with it a login.
+    let login_shell = matches!(i.host.output, Output::Pipes(_))
+        && start.argv0.as_encoded_bytes().starts_with(b"-");
 
     let mut notes = Notes::default();
     let mut env = Vec::new();
@@ -235,6 +257,11 @@ pub fn build(i: &Inputs) -> Result<(ContainerSpec, Notes)> {
         }
     }
 
+    let (mounts, private_tmp) = mounts(i, &mut notes)?;
+    let mut rootfs = private_tmp.map(private_tmp_entries).unwrap_or_default();
+    if login_shell {
+        rootfs.extend(image_env_profile(&i.image.env, &env));
+    }
     let spec = ContainerSpec {
         name: i.proven.key.container_name(),
         image: i.image.id.clone(),
@@ -251,7 +278,7 @@ pub fn build(i: &Inputs) -> Result<(ContainerSpec, Notes)> {
         hostname: (config.container.network != "host").then(|| i.host.hostname.clone()),
         env,
         labels: labels(i),
-        mounts: mounts(i, &mut notes)?,
+        mounts,
         network: config.container.network.clone(),
         init: config.container.init,
         cap_drop: vec!["ALL".into()],
@@ -270,6 +297,7 @@ pub fn build(i: &Inputs) -> Result<(ContainerSpec, Notes)> {
         pids_limit: (config.container.pids_limit > 0).then_some(config.container.pids_limit),
         ulimits: i.limits.ulimits.clone(),
         stop_grace_secs: config.container.stop_grace_secs,
+        rootfs,
     };
     Ok((spec, notes))
 }
@@ -306,7 +334,8 @@ fn labels(i: &Inputs) -> BTreeMap<String, String> {
 
 /// Identity files, home, cwd, TMPDIR and the job script at the same paths as on the host, so
 /// the job sees the files it would see natively; then the admin's and the job's own mounts.
-fn mounts(i: &Inputs, notes: &mut Notes) -> Result<Vec<MountSpec>> {
+/// A TMPDIR in the host's /tmp is the exception (see [`private_tmp`]); returned when it is.
+fn mounts<'a>(i: &'a Inputs, notes: &mut Notes) -> Result<(Vec<MountSpec>, Option<&'a Anchored>)> {
     let m = &i.config.mounts;
     let src = &i.host.sources;
     let same = |p: &Path, read_only: bool| MountSpec {
@@ -340,15 +369,27 @@ fn mounts(i: &Inputs, notes: &mut Notes) -> Result<Vec<MountSpec>> {
         out.push(same(Path::new("/etc/passwd"), true));
         out.push(same(Path::new("/etc/group"), true));
     }
-    let defaults = [
-        (m.home, &src.home),
-        (m.cwd, &src.cwd),
-        (m.tmpdir, &src.tmpdir),
-    ];
+    let defaults = [(m.home, &src.home), (m.cwd, &src.cwd)];
     let mut defaults: Vec<MountSpec> = defaults
         .into_iter()
         .filter_map(|(wanted, source)| source.as_ref().filter(|_| wanted).map(|p| same(p, false)))
         .collect();
+    let tmpdir = src.tmpdir.as_ref().filter(|_| m.tmpdir);
+    let others = || {
+        out.iter()
+            .chain(&defaults)
+            .chain(&m.extra)
+            .chain(i.user_mounts)
+    };
+    let private = tmpdir.filter(|t| private_tmp(t, others()));
+    defaults.extend(tmpdir.map(|t| match private {
+        Some(_) => MountSpec {
+            source: t.anchor.clone(),
+            target: HOST_TMP.into(),
+            read_only: false,
+        },
+        None => same(&t.anchor, false),
+    }));
     let mut user_mounts = i.user_mounts.to_vec();
     let mut covers = keep_read_only(&m.extra, &mut defaults, None)?;
     covers.extend(keep_read_only(&m.extra, &mut user_mounts, Some(notes))?);
@@ -361,7 +402,79 @@ fn mounts(i: &Inputs, notes: &mut Notes) -> Result<Vec<MountSpec>> {
     for mount in &out {
         utf8_path(&mount.source, "a mount path")?;
     }
-    Ok(out)
+    Ok((out, private))
+}
+
+const TMP: &str = "/tmp";
+
+/// Does the job get a /tmp of its own? Natively, jobs share the host's /tmp, but each also
+/// sees every other process of the host: a JVM's `/tmp/hsperfdata_<user>/<pid>` is unique
+/// there. Containers each number their processes from 1, so in one shared /tmp two jobs'
+/// JVMs take the same file, and so do lock files and sockets named by pid. A TMPDIR in the
+/// host's /tmp is anchored at /tmp itself (the execd makes it the user's, in a sticky
+/// directory), so it is mounted out of the way at [`HOST_TMP`] and reached by a link at its
+/// own path, while the rest of /tmp is the container's (its writable layer, gone with it).
+/// Only when nothing else the container mounts lies in /tmp: then /tmp stays the host's.
+fn private_tmp<'a>(tmpdir: &Anchored, mut others: impl Iterator<Item = &'a MountSpec>) -> bool {
+    let tmp = Path::new(TMP);
+    tmpdir.anchor == tmp
+        && tmpdir.path != tmp
+        && !others.any(|m| m.source.starts_with(tmp) || m.target.starts_with(tmp))
+}
+
+/// The container's own /tmp, and TMPDIR's link through [`HOST_TMP`] (its first step below
+/// /tmp, so that the link needs nothing from the image).
+fn private_tmp_entries(tmpdir: &Anchored) -> Vec<rootfs::Entry> {
+    let below = tmpdir.path.strip_prefix(TMP).ok();
+    let first = below.and_then(|p| p.components().next());
+    let mut entries = vec![rootfs::Entry::Dir {
+        path: TMP.into(),
+        mode: 0o1777,
+    }];
+    entries.extend(first.map(|first| rootfs::Entry::Symlink {
+        path: Path::new(TMP).join(first),
+        target: Path::new(HOST_TMP).join(first),
+    }));
+    entries
+}
+
+/// For a login shell, whose /etc/profile (Debian's, Ubuntu's) resets PATH: the image's
+/// environment again, each variable as the container starts with it (the job's value where
+/// it passes one, else the image's), before the user's own ~/.profile adds to it as it would
+/// natively. Empty when the image declares nothing.
+fn image_env_profile(image_env: &[String], job_env: &[String]) -> Option<rootfs::Entry> {
+    let value_in = |env: &'_ [String], name: &str| -> Option<String> {
+        env.iter()
+            .find_map(|e| e.strip_prefix(name)?.strip_prefix('=').map(str::to_string))
+    };
+    let mut script = String::from(
+        "# qdock: the image's environment, again after /etc/profile (see qdock's README)\n",
+    );
+    let mut any = false;
+    for (name, value) in image_env.iter().filter_map(|e| e.split_once('=')) {
+        if !is_shell_name(name) {
+            continue;
+        }
+        let value = value_in(job_env, name).unwrap_or_else(|| value.to_string());
+        script.push_str(&format!(
+            "export {name}='{}'\n",
+            value.replace('\'', "'\\''")
+        ));
+        any = true;
+    }
+    any.then(|| rootfs::Entry::File {
+        path: IMAGE_ENV_PROFILE.into(),
+        mode: 0o644,
+        contents: script,
+    })
+}
+
+fn is_shell_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// The admin's read-only mounts (`mounts.extra` with `:ro`) stay read-only whatever the job
@@ -489,6 +602,10 @@ mod tests {
             reference: ImageRef::parse("fastqc:0.11.5").unwrap(),
             id: "sha256:abc".into(),
             repo_digest: None,
+            env: vec![
+                "PATH=/opt/tool/bin:/usr/bin:/bin".into(),
+                "TOOL_HOME=/opt/t'x".into(),
+            ],
         }
     }
 
@@ -504,7 +621,10 @@ mod tests {
                 home: Some("/home/alice".into()),
                 // The anchors of cwd and home coincide: one mount.
                 cwd: Some("/home/alice".into()),
-                tmpdir: Some("/tmp/42.1.all.q".into()),
+                tmpdir: Some(Anchored {
+                    path: "/tmp/42.1.all.q".into(),
+                    anchor: "/tmp".into(),
+                }),
                 pe_hostfile: None,
             },
             seccomp_profile: None,
@@ -641,14 +761,16 @@ mod tests {
                 "/etc/passwd",
                 "/etc/group",
                 "/home/alice",
-                "/tmp/42.1.all.q"
+                HOST_TMP
             ]
         );
         let (stdio, mounts) = spec.mounts.split_at(3);
         assert!(stdio.iter().all(|m| m.read_only));
         assert_eq!(stdio[0].source, pipes().helper);
         assert!(mounts[0].read_only && mounts[1].read_only && !mounts[3].read_only);
-        assert!(mounts.iter().all(|m| m.source == m.target));
+        let (tmp, same) = mounts.split_last().unwrap();
+        assert!(same.iter().all(|m| m.source == m.target));
+        assert_eq!((tmp.source.to_str(), tmp.read_only), (Some("/tmp"), false));
         // The hardening, all of it decided here.
         assert_eq!(spec.security_opt, vec!["no-new-privileges:true"]);
         assert_eq!(spec.cap_drop, vec!["ALL"]);
@@ -779,7 +901,7 @@ mod tests {
             !terminal
                 .mounts
                 .iter()
-                .any(|m| m.target.starts_with("/.qdock"))
+                .any(|m| m.target.starts_with("/.qdock") && m.target != Path::new(HOST_TMP))
         );
     }
 
@@ -982,5 +1104,90 @@ mod tests {
         config.container.network = "host".into();
         let (spec, _) = build_with(&job(&[]), &config);
         assert_eq!(spec.hostname, None);
+    }
+
+    /// TMPDIR in the host's /tmp: the host's /tmp out of the way, the job's own /tmp, and a
+    /// link at TMPDIR's path; with anything else in /tmp, /tmp stays the host's.
+    #[test]
+    fn a_tmpdir_in_the_hosts_tmp_gets_the_job_a_tmp_of_its_own() {
+        let (spec, _) = build_with(&job(&[]), &Config::default());
+        assert_eq!(
+            spec.rootfs[..2],
+            [
+                rootfs::Entry::Dir {
+                    path: "/tmp".into(),
+                    mode: 0o1777
+                },
+                rootfs::Entry::Symlink {
+                    path: "/tmp/42.1.all.q".into(),
+                    target: "/.qdock/tmp/42.1.all.q".into()
+                }
+            ]
+        );
+        let mut config = Config::default();
+        config.mounts.extra.push(MountSpec {
+            source: "/tmp/ref".into(),
+            target: "/ref".into(),
+            read_only: true,
+        });
+        let (shared, _) = build_with(&job(&[]), &config);
+        assert!(
+            shared
+                .mounts
+                .iter()
+                .any(|m| m.source == m.target && m.target == Path::new("/tmp"))
+        );
+        assert!(
+            !shared
+                .mounts
+                .iter()
+                .any(|m| m.target == Path::new(HOST_TMP))
+        );
+        assert!(!shared.rootfs.iter().any(|e| e.path().starts_with("/tmp")));
+    }
+
+    /// A login shell gets the image's environment back after /etc/profile, the job's own
+    /// values where it passed them; other start modes need nothing.
+    #[test]
+    fn a_login_shell_gets_the_images_environment_back() {
+        let login = job(&[
+            ("SGE_STARTER_USE_LOGIN_SHELL", "true"),
+            ("SGE_STARTER_SHELL_PATH", "/bin/sh"),
+            ("TOOL_HOME", "/mine"),
+        ]);
+        let (spec, _) = build_with(&login, &Config::default());
+        let profile = spec
+            .rootfs
+            .iter()
+            .find(|e| e.path() == Path::new(IMAGE_ENV_PROFILE));
+        match profile {
+            Some(rootfs::Entry::File { contents, mode, .. }) => {
+                assert_eq!(*mode, 0o644);
+                assert!(
+                    contents.contains("export PATH='/opt/tool/bin:/usr/bin:/bin'\n"),
+                    "{contents}"
+                );
+                assert!(
+                    contents.contains("export TOOL_HOME='/mine'\n"),
+                    "{contents}"
+                );
+            }
+            other => panic!("{other:?} in {:?}", spec.rootfs),
+        }
+        let (plain, _) = build_with(&job(&[]), &Config::default());
+        assert!(
+            !plain
+                .rootfs
+                .iter()
+                .any(|e| e.path() == Path::new(IMAGE_ENV_PROFILE))
+        );
+        let quoted = image_env_profile(&["A=it's".into(), "1BAD=x".into()], &[]);
+        match quoted {
+            Some(rootfs::Entry::File { contents, .. }) => {
+                assert!(contents.ends_with("export A='it'\\''s'\n"), "{contents}");
+                assert!(!contents.contains("1BAD"), "{contents}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -688,3 +688,85 @@ fn a_script_from_stdin_queue_runs_every_job() {
     assert_eq!(case.read(format!("echo.o{binary}")), "bin\n");
     case.assert_clean();
 }
+
+/// A Debian-based image whose tool lives only in /opt/tool/bin, on the image's own PATH
+/// (examples/images/debian-tool). The cell's `login_shells` holds `sh`, so a script job's
+/// shell is a login shell, and Debian's /etc/profile resets PATH: the image's Env must still
+/// be the job's, in every job kind, as `docker run IMAGE mytool` has it.
+#[test]
+fn a_tool_on_the_image_path_is_found_in_every_job_kind() {
+    require_cell!();
+    const TOOL_IMAGE: &str = "qdock/debian-tool:1";
+    let case = Case::new("image-path");
+    case.script("tool.sh", "mytool\necho \"home=$TOOL_HOME\"\n");
+    let login = case.qsub_image(TOOL_IMAGE, &["tool.sh"]);
+    let unix = case.qsub_image(TOOL_IMAGE, &["-shell", "no", "tool.sh"]);
+    let binary = case.qsub_image(TOOL_IMAGE, &["-b", "y", "mytool"]);
+    let no_shell = case.qsub_image(TOOL_IMAGE, &["-b", "y", "-shell", "no", "mytool"]);
+    for (job, out, want) in [
+        (login, "tool.sh", "mytool from /opt/tool\nhome=/opt/tool\n"),
+        (unix, "tool.sh", "mytool from /opt/tool\nhome=/opt/tool\n"),
+        (binary, "mytool", "mytool from /opt/tool\n"),
+        (no_shell, "mytool", "mytool from /opt/tool\n"),
+    ] {
+        let acct = case.wait_done(job, 1);
+        let output = format!("{out}.o{job}");
+        let stderr = case.read(format!("{out}.e{job}"));
+        assert_eq!(acct[0].exit_status(), 0, "job {job}: {stderr}");
+        assert_eq!(case.read(output), want, "job {job}: {stderr}");
+    }
+    case.assert_clean();
+}
+
+/// Two container jobs on one host each make the same pid-named entry in /tmp, as two JVMs
+/// make `/tmp/hsperfdata_<user>/<pid>` (each container numbers its processes from 1): each
+/// job has a /tmp of its own, so neither takes the other's. TMPDIR is still the execd's
+/// per-job directory on the host, at its own path, and the host's other /tmp files are not
+/// the job's /tmp.
+#[test]
+fn container_jobs_on_one_host_each_have_their_own_tmp() {
+    require_cell!();
+    let case = Case::new("own-tmp");
+    let pid = std::process::id();
+    let host_file = format!("/tmp/qdock-host-file-{pid}");
+    fs::write(&host_file, "host\n").expect("host file");
+    case.script(
+        "jvm.sh",
+        &format!(
+            "echo \"$TMPDIR\" > tmpdir.$JOB_ID\n\
+             echo here > \"$TMPDIR/probe\"\n\
+             touch started.$JOB_ID\n\
+             while [ ! -e go ]; do sleep 0.1; done\n\
+             mkdir -p /tmp/hsperfdata_alice && mkdir /tmp/hsperfdata_alice/1-{pid} || exit 3\n\
+             [ -e {host_file} ] && exit 4\n\
+             exit 0\n"
+        ),
+    );
+    let jobs = [
+        case.qsub_image(IMAGE, &["jvm.sh"]),
+        case.qsub_image(IMAGE, &["jvm.sh"]),
+    ];
+    case.wait_until("both jobs running", Duration::from_secs(60), || {
+        jobs.iter()
+            .all(|j| case.path(&format!("started.{j}")).exists())
+    });
+    for job in jobs {
+        let tmpdir = case.read(format!("tmpdir.{job}"));
+        let tmpdir = Path::new(tmpdir.trim_end());
+        assert!(tmpdir.starts_with("/tmp"), "{tmpdir:?}");
+        assert_eq!(
+            case.read(tmpdir.join("probe")),
+            "here\n",
+            "job {job}'s TMPDIR on the host"
+        );
+    }
+    fs::write(case.path("go"), "").expect("go");
+    for job in jobs {
+        let acct = case.wait_done(job, 1);
+        let stderr = case.read(format!("jvm.sh.e{job}"));
+        assert_eq!(acct[0].exit_status(), 0, "job {job}: {stderr}");
+    }
+    let _ = fs::remove_file(&host_file);
+    let _ = fs::remove_dir(format!("/tmp/hsperfdata_alice/1-{pid}"));
+    case.assert_clean();
+}

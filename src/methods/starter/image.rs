@@ -38,6 +38,7 @@ pub async fn resolve(
         reference: reference.clone(),
         repo_digest: repo_digest_of(reference, &image.repo_digests),
         id: image.id,
+        env: image.env,
     })
 }
 

@@ -126,6 +126,7 @@ async fn execute(
     let setup = async move {
         let id = leftover::create(engine, spec).await?;
         created.replace(Some(id.clone()));
+        engine.put_rootfs(&id, &spec.rootfs).await?;
         // Said once the container exists, so a job refused before has one line only: why.
         report::info(&announcement);
         let (output, writers, input) = match &mut *io {

@@ -14,7 +14,7 @@ use crate::job_proof::{self, Proof, Proven};
 use crate::mount::MountSpec;
 use crate::policy;
 use crate::privilege::{self, Identity};
-use crate::spec::{self, ContainerSpec, Host, Output, ResolvedImage, Sources};
+use crate::spec::{self, Anchored, ContainerSpec, Host, Output, ResolvedImage, Sources};
 use crate::{limits, mount_source, report};
 
 use super::stdio::Pipes;
@@ -203,7 +203,7 @@ impl CallerPaths {
         };
         let tmpdir = tmpdir
             .and_then(|t| std::fs::canonicalize(t).ok())
-            .map(|t| anchored(&t))
+            .map(|path| anchored(&path).map(|anchor| Anchored { path, anchor }))
             .transpose()?;
         let sources = Sources {
             script: script_source,
