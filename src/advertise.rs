@@ -13,7 +13,7 @@
 //! own pull policy decides, not the submit host's. `+` is no character of an image reference.
 
 use crate::image_ref::ImageRef;
-use crate::pattern::ImagePattern;
+use crate::pattern::{ImagePattern, glob_match};
 
 /// The longest value Grid Engine 8.1.9 takes. Son of Grid Engine 8.1.9's execd reads a load
 /// sensor's line with `fscanf(file, "%[^\n]\n", input)` into `char input[10000]` and splits it
@@ -109,6 +109,15 @@ pub fn request(image: &ImageRef, patterns: &[ImagePattern]) -> Option<Request> {
     })
 }
 
+/// Whether a host advertising `value` satisfies `request`, as the scheduler decides: its
+/// alternatives split at `|` (sge_eval_expression.c), each matched by fnmatch, which for the
+/// requests made here (no `?` or `[`: no image reference holds them) is [`glob_match`].
+pub fn satisfies(request: &str, value: &str) -> bool {
+    request
+        .split('|')
+        .any(|alternative| glob_match(alternative, value))
+}
+
 /// The pattern matching a value that holds `entry`.
 fn finding(entry: &str) -> String {
     format!("*{SEPARATOR}{entry}{SEPARATOR}*")
@@ -117,7 +126,6 @@ fn finding(entry: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pattern::glob_match;
 
     fn patterns(list: &[&str]) -> Vec<ImagePattern> {
         list.iter()
@@ -131,18 +139,9 @@ mod tests {
 
     const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
-    /// What the scheduler does with `-l qdock_images=<request>`: alternatives split by `|`
-    /// (sge_eval_expression.c), each matched by fnmatch without flags, which for requests
-    /// without `?` and `[` is `glob_match`.
-    fn scheduler_matches(request: &str, value: &str) -> bool {
-        request
-            .split('|')
-            .any(|alternative| glob_match(alternative, value))
-    }
-
     fn finds(value: &str, image: &str) -> bool {
         let image = ImageRef::parse(image).unwrap();
-        scheduler_matches(&request(&image, &patterns(&["*"])).unwrap().present, value)
+        satisfies(&request(&image, &patterns(&["*"])).unwrap().present, value)
     }
 
     #[test]
@@ -277,15 +276,12 @@ mod tests {
         let holding = advertise(&refs(&["fastqc:0.11.9"]), &patterns(&["*"]), false);
         let neither = advertise(&refs(&["other:1"]), &patterns(&["*"]), false);
         // Where the job can start: the image is there, or the host fetches it.
-        assert!(scheduler_matches(&wanted.present_or_pulled, &pulling.value));
-        assert!(scheduler_matches(&wanted.present_or_pulled, &holding.value));
-        assert!(!scheduler_matches(
-            &wanted.present_or_pulled,
-            &neither.value
-        ));
+        assert!(satisfies(&wanted.present_or_pulled, &pulling.value));
+        assert!(satisfies(&wanted.present_or_pulled, &holding.value));
+        assert!(!satisfies(&wanted.present_or_pulled, &neither.value));
         // Where it is already: only the holder.
-        assert!(!scheduler_matches(&wanted.present, &pulling.value));
-        assert!(scheduler_matches(&wanted.present, &holding.value));
+        assert!(!satisfies(&wanted.present, &pulling.value));
+        assert!(satisfies(&wanted.present, &holding.value));
         // The mark is no image: a reference spelled like it is refused, not advertised.
         assert_eq!(
             advertise(&refs(&["+pull"]), &patterns(&["*"]), false).value,

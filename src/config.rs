@@ -53,6 +53,8 @@ pub struct SchedulingConfig {
     pub image_request: ImageRequest,
     /// Whether `qdock jsv` adds `-l qdock_engine=1` to every job with an image.
     pub engine_request: bool,
+    /// What `qdock jsv` does with a job whose hard image request no host can satisfy.
+    pub image_unavailable: Unavailable,
 }
 
 impl Default for SchedulingConfig {
@@ -61,8 +63,22 @@ impl Default for SchedulingConfig {
             advertise: vec![ImagePattern::parse("*").expect("a valid pattern")],
             image_request: ImageRequest::Auto,
             engine_request: true,
+            image_unavailable: Unavailable::Refuse,
         }
     }
+}
+
+/// A job whose image no execution host holds, and none may pull, by their load reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Unavailable {
+    /// `qsub` fails, saying why: the job would wait in `qw` for ever.
+    #[default]
+    Refuse,
+    /// The job is let in and waits; the reason goes to the JSV's log.
+    Warn,
+    /// Not looked at: the JSV never asks the qmaster.
+    Ignore,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -326,6 +342,28 @@ impl Config {
             source,
         })?;
         Ok((Config::parse(&text, &path)?, path))
+    }
+
+    /// Reads the config at `path` again, for a process that lives long (the load sensor, the
+    /// server JSV) so an admin's change counts without a restart. One that cannot be trusted
+    /// or read leaves the one in force; the problem is returned once, for the log, not at
+    /// every reload.
+    pub fn reload(&mut self, path: &Path, last_problem: &mut Option<String>) -> Option<String> {
+        match Config::load(Some(path.to_path_buf())) {
+            Ok((fresh, _)) => {
+                *self = fresh;
+                *last_problem = None;
+                None
+            }
+            Err(e) => {
+                let problem = e.to_string();
+                if last_problem.as_ref() == Some(&problem) {
+                    return None;
+                }
+                *last_problem = Some(problem.clone());
+                Some(problem)
+            }
+        }
     }
 
     fn validate(&self) -> std::result::Result<(), String> {

@@ -83,6 +83,9 @@ pub struct Container {
     pub memory_limit: Option<i64>,
     /// The host pid of the container's first process while it runs.
     pub pid: Option<i32>,
+    /// When it last started and exited, as the engine's inspect gives them (RFC 3339, UTC).
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
 }
 
 impl Labelled for Container {
@@ -430,6 +433,8 @@ impl Engine {
                 .pid
                 .and_then(|p| i32::try_from(p).ok())
                 .filter(|&p| p > 0),
+            started_at: state.started_at,
+            finished_at: state.finished_at,
         }))
     }
 
@@ -558,6 +563,8 @@ impl Engine {
                 state: State::parse(&c.state.map(|s| s.to_string()).unwrap_or_default()),
                 labels: c.labels.unwrap_or_default(),
                 oom_killed: false,
+                started_at: None,
+                finished_at: None,
                 memory_limit: None,
                 pid: None,
             })
@@ -596,6 +603,8 @@ impl Engine {
                 state: State::Created,
                 labels,
                 oom_killed: false,
+                started_at: None,
+                finished_at: None,
                 memory_limit: None,
                 pid: None,
             })

@@ -111,6 +111,16 @@ pub enum Error {
     )]
     ImageAbsent { image: String },
 
+    /// Refused at `qsub` by the JSV: by the hosts' load reports the job would wait for ever.
+    #[error(
+        "no execution host {wanted} image {image} (their reports: {hosts}); ask for an image a host holds, or ask an admin to pull this one there"
+    )]
+    ImageNowhere {
+        image: String,
+        wanted: &'static str,
+        hosts: String,
+    },
+
     #[error("image {image} cannot be pulled: {cause}; check the name, tag and digest")]
     PullRefused {
         image: String,
@@ -251,6 +261,7 @@ impl Error {
             | Error::ImageNotAllowed { .. }
             | Error::DigestRequired { .. }
             | Error::ImageAbsent { .. }
+            | Error::ImageNowhere { .. }
             | Error::PullRefused { .. }
             | Error::MountRefused { .. }
             | Error::EngineRefused { .. }

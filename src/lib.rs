@@ -11,6 +11,7 @@ pub mod engine;
 pub mod environ;
 pub mod error;
 pub mod gridengine;
+pub mod host_images;
 pub mod image_ref;
 pub mod job;
 pub mod job_proof;

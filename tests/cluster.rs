@@ -287,16 +287,6 @@ fn an_array_spreads_over_the_hosts_each_in_its_own_engine() {
     case.assert_clean();
 }
 
-/// No host pulls, so a job runs only where its image is: every host's sensor says so (a
-/// test that let one pull may have restored its config a report ago).
-fn wait_until_no_host_pulls() {
-    for host in [this_host().as_str(), NODE1.name, NODE2.name] {
-        wait_for_load_value(host, "qdock_images", |v| {
-            !advertised_images(v).contains(&PULL_MARK)
-        });
-    }
-}
-
 /// The JSV sends a job to the one host that advertises its image.
 #[test]
 fn a_job_for_an_image_only_node2_holds_runs_on_node2() {
@@ -321,19 +311,25 @@ fn a_job_for_an_image_only_node2_holds_runs_on_node2() {
     case.assert_clean();
 }
 
+/// No host holds the image and none may pull it: qsub refuses the job at once, with one line
+/// naming what each of the three hosts holds, instead of leaving it in `qw` for ever.
 #[test]
-fn a_job_for_an_image_no_host_holds_stays_pending_with_the_reason() {
+fn a_job_for_an_image_no_host_holds_is_refused_naming_what_each_host_holds() {
     require_hosts!();
     wait_until_no_host_pulls();
     let case = Case::cluster("nowhere");
     case.script("never.sh", "echo must-not-run\n");
     let absent = format!("qdock/absent-cluster-{}:404", std::process::id());
-    let job = case.qsub_image(&absent, &["never.sh"]);
-    let shown = case.wait_for_reason(job, "qdock_images");
-    assert!(shown.contains(&image_request(&absent)), "{shown}");
-    assert_eq!(case.states(job), ["qw"], "{shown}");
-    assert!(case.acct(job).is_empty());
-    case.delete(job);
+    let said = case.qsub_refused(&absent, &["never.sh"]);
+    let line = refusal_line(&said, &absent);
+    for host in [this_host().as_str(), NODE1.name, NODE2.name] {
+        assert!(
+            line.split([' ', ';', '('])
+                .any(|word| word.trim_end_matches(':') == host),
+            "{host} not named: {line}"
+        );
+    }
+    assert!(line.contains(IMAGE), "{line}");
     case.assert_clean();
 }
 

@@ -27,6 +27,24 @@ impl Session {
     /// Submits the job `spec` (a JSON job template, see drive.py) and lets the driver apply
     /// `actions` to it, one per [`Session::go`].
     fn submit(case: &Case, spec: &str, actions: &[&str]) -> Session {
+        let mut session = Session::start(case, spec, actions);
+        let submitted = session.expect("submitted ");
+        session.job = submitted.parse().expect("a job id");
+        case.adopt(session.job);
+        session
+    }
+
+    /// Submits the job `spec`, which Grid Engine must refuse: returns the error DRMAA gave
+    /// (its class, then its message).
+    fn refused(case: &Case, spec: &str) -> String {
+        let mut session = Session::start(case, spec, &[]);
+        let refused = session.expect("refused ");
+        let status = session.child.wait().expect("the driver's exit");
+        assert!(status.success(), "the driver failed: {status}");
+        refused
+    }
+
+    fn start(case: &Case, spec: &str, actions: &[&str]) -> Session {
         let mut args = vec![DRIVER, spec];
         args.extend_from_slice(actions);
         let mut child = case
@@ -49,16 +67,12 @@ impl Session {
                 }
             }
         });
-        let mut session = Session {
+        Session {
             child,
             input,
             lines,
             job: 0,
-        };
-        let submitted = session.expect("submitted ");
-        session.job = submitted.parse().expect("a job id");
-        case.adopt(session.job);
-        session
+        }
     }
 
     /// The driver's next line, which must start with `prefix`; returns the rest.
@@ -207,5 +221,21 @@ fn drmaa_control_pauses_resumes_and_terminates_the_container() {
     let aborted = "{\"hasExited\": false, \"exitStatus\": 0, \"hasSignaled\": false, \"terminatedSignal\": \"\", \"wasAborted\": true}";
     assert_eq!(native_result, aborted, "natively");
     assert_eq!(image_result, native_result, "in the image as natively");
+    case.assert_clean();
+}
+
+/// A job whose image no host holds and none may pull: `runJob` fails with the JSV's one line,
+/// as `qsub` does, instead of a job that waits for ever.
+#[test]
+fn drmaa_gets_the_refusal_of_an_image_no_host_has_as_an_error() {
+    require_cell!();
+    wait_until_no_host_pulls();
+    let case = Case::new("drmaa-refused");
+    let absent = format!("qdock/absent-drmaa-{}:404", std::process::id());
+    let env = format!(", \"env\": {{\"IMAGE\": {absent:?}}}");
+    let said = Session::refused(&case, &spec(&case, "refused", "/bin/true", &[], &env));
+    // python3-drmaa's class for DRMAA_ERRNO_DENIED_BY_DRM.
+    assert!(said.starts_with("DeniedByDrmException: "), "{said}");
+    refusal_line(&said, &absent);
     case.assert_clean();
 }

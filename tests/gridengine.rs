@@ -23,7 +23,7 @@ fn split_first_line(text: &str) -> (&str, &str) {
         Some((job, last)) => (&rest[..job.len() + 1], last),
         None => ("", body),
     };
-    // "cpu …", or "not measured: …" for a job that ended before its cgroup was found.
+    // "wall …, cpu …", or what was not measured and why.
     assert!(last.starts_with("qdock: usage: "), "last .e line: {text:?}");
     (first, job)
 }
@@ -500,14 +500,14 @@ fn qrsh_runs_commands_natively_and_in_the_image() {
 // ---------------------------------------------------------------------------------------------
 // Usage and provenance
 
-/// The seconds after `label` in the `.e` file's usage line (`qdock: usage: cpu 1.234 s …`).
+/// The CPU seconds in the `.e` file's usage line (`qdock: usage: wall 2.0 s, cpu 1.234 s …`).
 fn usage_cpu(stderr: &str) -> f64 {
     let line = stderr
         .lines()
         .last()
-        .filter(|l| l.starts_with("qdock: usage: cpu "))
+        .filter(|l| l.starts_with("qdock: usage: ") && l.contains(", cpu "))
         .unwrap_or_else(|| panic!("no usage line last in {stderr:?}"));
-    line["qdock: usage: cpu ".len()..]
+    line[line.find(", cpu ").expect("cpu") + ", cpu ".len()..]
         .split_whitespace()
         .next()
         .and_then(|s| s.parse().ok())

@@ -7,6 +7,7 @@
 mod common;
 
 use common::cell::*;
+use common::hosts::set_config_value;
 use common::*;
 
 /// The lines of `qstat -j` output that name a job's `-l` requests (8.1.9 writes
@@ -132,15 +133,63 @@ fn the_jsv_adds_the_engine_and_image_requests_and_keeps_the_jobs_own() {
     case.assert_clean();
 }
 
+/// No host holds the image and none may pull it: refused at `qsub`, exit status not 0, with
+/// one line naming the image and what the hosts hold.
 #[test]
-fn a_job_for_an_image_present_nowhere_stays_pending_with_the_reason() {
+fn a_job_for_an_image_no_host_holds_or_may_pull_is_refused_at_qsub() {
+    require_cell!();
+    wait_until_no_host_pulls();
+    let case = Case::new("sched-refused");
+    case.script("never.sh", "echo must-not-run\n");
+    let absent = format!("qdock/absent-sched-e2e-{}:404", std::process::id());
+    let said = case.qsub_refused(&absent, &["never.sh"]);
+    let line = refusal_line(&said, &absent);
+    assert!(line.contains(&format!("{}: ", this_host())), "{line}");
+    assert!(line.contains(IMAGE), "{line}");
+    case.assert_clean();
+}
+
+/// An image only this machine's engine holds (the other hosts have engines of their own):
+/// the JSV lets the job in, and it runs here.
+#[test]
+fn a_job_for_an_image_one_host_holds_is_accepted() {
+    require_cell!();
+    wait_until_no_host_pulls();
+    let host = this_host();
+    let name = format!("qdock/sched-e2e-{}-one:1", std::process::id());
+    let tag = Tag::new(&name);
+    wait_for_load_value(&host, "qdock_images", |v| {
+        advertised_images(v).contains(&name.as_str())
+    });
+    let case = Case::new("sched-one");
+    case.script("marker.sh", "cat /qdock-image-marker\n");
+    let job = case.qsub_image(&name, &["marker.sh"]);
+    let acct = case.wait_done(job, 1);
+    assert_eq!(acct[0].exit_status(), 0, "{acct:?}");
+    assert_eq!(acct[0].get("hostname"), host, "{acct:?}");
+    case.assert_clean();
+    drop(tag);
+}
+
+/// With `image_unavailable = "warn"` the admin lets such a job in: it waits in `qw`, and
+/// `qstat -j` gives the scheduler's reason, as before the JSV looked.
+#[test]
+fn with_warn_a_job_for_an_image_present_nowhere_waits_with_the_reason() {
     require_cell!();
     assert_eq!(
         pull_policy(),
         "never",
         "this test needs images.pull = \"never\" in {SYSTEM_CONFIG}, as the example has"
     );
-    let case = Case::new("sched-nowhere");
+    wait_until_no_host_pulls();
+    // Exclusive: the other tests here expect the refusal.
+    let case = Case::exclusive("sched-nowhere");
+    let _warn = set_config_value(
+        std::path::Path::new(SYSTEM_CONFIG),
+        "scheduling",
+        "image_unavailable",
+        "\"warn\"",
+    );
     case.script("never.sh", "echo must-not-run\n");
     let absent = "qdock/absent-sched-e2e:404";
     let job = case.qsub_image(absent, &["never.sh"]);

@@ -101,7 +101,8 @@ fn the_last_line_says_what_the_engine_counted_and_the_record_keeps_it() {
     job.assert_no_container();
 
     let last = out.stderr.lines().last().unwrap_or_default().to_string();
-    assert!(last.starts_with("qdock: usage: cpu "), "{out:?}");
+    assert!(last.starts_with("qdock: usage: wall "), "{out:?}");
+    assert!(figure(&last, "wall ") >= figure(&last, "cpu "), "{last}");
     assert!(!last.contains("missing"), "not exact: {last}");
     let engine_cpu = number(&stats, "/cpu_stats/cpu_usage/total_usage") / 1e9;
     let cpu = figure(&last, "cpu ");
@@ -154,6 +155,7 @@ fn the_last_line_says_what_the_engine_counted_and_the_record_keeps_it() {
     assert_eq!(c["name"], job.container_name());
     assert_eq!(c["exit"], 0);
     assert_eq!(c["usage"]["exact"], true);
+    assert!((number(c, "/wall_ns") / 1e9 - figure(&last, "wall ")).abs() < 0.001);
     let recorded_cpu = number(c, "/usage/cpu_ns");
     assert!((recorded_cpu / 1e9 - cpu).abs() < 0.001, "{c} vs {last}");
     // The line rounds to 0.1 MiB.
@@ -188,6 +190,33 @@ fn a_bad_job_argument_is_a_usage_error() {
         said.starts_with("qdock: \"12x\" is not a job") && said.lines().count() == 1,
         "{said}"
     );
+}
+
+/// A job over within milliseconds: the cgroup is found while the engine starts the
+/// container, before the job can end, so its figures are exact; the engine gives the wall
+/// time. Three in a row: none may be missed.
+#[test]
+fn a_job_over_in_milliseconds_is_measured_exactly_with_its_wall_time() {
+    require_engine!();
+    for _ in 0..3 {
+        let job = Job::new("true\n");
+        let out = job.spawn().wait(secs(60));
+        out.assert_code(0);
+        let last = out.stderr.lines().last().unwrap_or_default().to_string();
+        assert!(last.starts_with("qdock: usage: wall "), "{out:?}");
+        for absent in ["not measured", "missing", "not known"] {
+            assert!(!last.contains(absent), "{last}");
+        }
+        let wall = figure(&last, "wall ");
+        assert!(wall > 0.0 && wall < 10.0, "{last}");
+        assert!(figure(&last, "cpu ") > 0.0, "{last}");
+        let records = records(ALICE, &job);
+        assert_eq!(records.len(), 1, "{records:?}");
+        let c = &records[0]["container"];
+        assert!((number(c, "/wall_ns") / 1e9 - wall).abs() < 0.001, "{c}");
+        assert_eq!(c["usage"]["exact"], true, "{c}");
+        assert!(number(c, "/usage/cpu_ns") > 0.0, "{c}");
+    }
 }
 
 #[test]

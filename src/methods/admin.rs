@@ -72,7 +72,9 @@ pub fn main() -> u8 {
     let cli = Cli::parse();
     let result = privilege::lower().and_then(|()| match cli.command {
         // These two speak line protocols on stdin/stdout for the life of a Grid Engine daemon.
-        Command::Jsv => Config::load(cli.config).and_then(|(c, _)| serve_protocol(jsv::serve(&c))),
+        Command::Jsv => {
+            Config::load(cli.config).and_then(|(c, path)| serve_protocol(jsv::serve(c, path)))
+        }
         Command::LoadSensor => Config::load(cli.config)
             .and_then(|(c, path)| serve_protocol(load_sensor::serve(c, path))),
         Command::Usage { job, json } => usage::show(cli.config, &job, json),

@@ -7,14 +7,21 @@
 //! hard request takes a host holding the image or one whose own config pulls it (each host's
 //! load sensor says which), and a soft one prefers the holders: the execution hosts' pull
 //! policies decide, not this one's.
+//!
+//! A job whose hard request no host can satisfy by the hosts' current reports would wait in
+//! `qw` for ever: it is refused at `qsub`, with what the hosts hold ([`CellImages`]), or let
+//! in with a warning (`[scheduling] image_unavailable`).
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
+use std::path::PathBuf;
 
-use crate::advertise;
-use crate::config::{Config, ImageRequest};
+use super::cell_images::CellImages;
+use crate::config::{Config, ImageRequest, Unavailable};
+use crate::error::Error;
+use crate::host_images::Finding;
 use crate::image_ref::ImageRef;
-use crate::policy;
+use crate::{advertise, policy, report};
 
 /// The complexes of sge-conf/qdock-complexes.conf, by name and shortcut: a job that names one
 /// itself keeps its own request.
@@ -22,16 +29,23 @@ const ENGINE_COMPLEX: [&str; 2] = ["qdock_engine", "qde"];
 const IMAGES_COMPLEX: [&str; 2] = ["qdock_images", "qdi"];
 
 /// The protocol of jsv(1): START, then PARAM and ENV lines, then BEGIN, per job; QUIT ends.
-pub struct Jsv<'a> {
-    config: &'a Config,
+pub struct Jsv {
+    config: Config,
+    /// Read again at each job: a server JSV lives as long as the qmaster.
+    path: Option<PathBuf>,
+    config_problem: Option<String>,
+    cell: CellImages,
     env: HashMap<String, String>,
     params: HashMap<String, String>,
 }
 
-impl<'a> Jsv<'a> {
-    pub fn new(config: &'a Config) -> Self {
+impl Jsv {
+    pub fn new(config: Config, path: Option<PathBuf>, cell: CellImages) -> Self {
         Jsv {
             config,
+            path,
+            config_problem: None,
+            cell,
             env: HashMap::new(),
             params: HashMap::new(),
         }
@@ -48,7 +62,10 @@ impl<'a> Jsv<'a> {
         let answer = match command {
             "QUIT" => return None,
             // The job's -v variables come only when asked for.
-            "START" => vec!["SEND ENV".into(), "STARTED".into()],
+            "START" => {
+                self.reload();
+                vec!["SEND ENV".into(), "STARTED".into()]
+            }
             "PARAM" => {
                 self.params.insert(second.into(), rest.into());
                 vec![]
@@ -72,6 +89,13 @@ impl<'a> Jsv<'a> {
         Some(answer)
     }
 
+    fn reload(&mut self) {
+        let Some(path) = &self.path else { return };
+        if let Some(problem) = self.config.reload(path, &mut self.config_problem) {
+            report::log(&format!("jsv: keeps the config read before: {problem}"));
+        }
+    }
+
     fn image(&self) -> Option<String> {
         let name = &self.config.job.image_variable;
         self.env.get(name).cloned().or_else(|| {
@@ -87,14 +111,14 @@ impl<'a> Jsv<'a> {
         })
     }
 
-    fn verdict(&self) -> Vec<String> {
+    fn verdict(&mut self) -> Vec<String> {
         let accept = vec!["RESULT STATE ACCEPT".to_string()];
         let Some(image) = self.image() else {
             return accept;
         };
         let image = match policy::check_image(&image, &self.config.images) {
             Ok(image) => image,
-            Err(e) => return vec![format!("RESULT STATE REJECT qdock: {e}")],
+            Err(e) => return vec![reject(&e)],
         };
         let mut hard = ResourceList::parse(self.params.get("l_hard"));
         let mut soft = ResourceList::parse(self.params.get("l_soft"));
@@ -103,12 +127,20 @@ impl<'a> Jsv<'a> {
             hard.names_any(names) || soft.names_any(names)
         };
         let mut changed = false;
+        let mut answer = Vec::new();
         if self.config.scheduling.engine_request && !named(&ENGINE_COMPLEX, &hard, &soft) {
             hard.push(ENGINE_COMPLEX[0], "1");
             changed = true;
         }
         if !named(&IMAGES_COMPLEX, &hard, &soft) {
             let (hard_image, soft_image) = self.image_requests(&image);
+            if let Some(request) = &hard_image {
+                match self.availability(&image, request) {
+                    Ok(()) => {}
+                    Err(Verdict::Refuse(e)) => return vec![reject(&e)],
+                    Err(Verdict::Warn(line)) => answer.push(line),
+                }
+            }
             for (list, request) in [(&mut hard, hard_image), (&mut soft, soft_image)] {
                 if let Some(request) = request {
                     list.push(IMAGES_COMPLEX[0], &request);
@@ -117,10 +149,10 @@ impl<'a> Jsv<'a> {
             }
         }
         if !changed {
-            return accept;
+            answer.extend(accept);
+            return answer;
         }
         // PARAM l_hard replaces the job's whole list (sge_jsv_script.c): send it complete.
-        let mut answer = Vec::new();
         for (name, list) in [("l_hard", &hard), ("l_soft", &soft)] {
             if list.changed {
                 answer.push(format!("PARAM {name} {}", list.render()));
@@ -136,6 +168,43 @@ impl<'a> Jsv<'a> {
         answer
     }
 
+    /// Whether a host can ever take the job, by the hosts' current reports: refused or warned
+    /// of (`[scheduling] image_unavailable`) when no reporting host satisfies its hard
+    /// `request`. When the qmaster cannot be asked the job is let in, as before.
+    fn availability(&mut self, image: &ImageRef, request: &str) -> Result<(), Verdict> {
+        let how = self.config.scheduling.image_unavailable;
+        if how == Unavailable::Ignore {
+            return Ok(());
+        }
+        let hosts = match self.cell.find(request) {
+            Ok(Finding::Nowhere(hosts)) => hosts,
+            Ok(Finding::Found | Finding::Unknown) => return Ok(()),
+            Err(problem) => {
+                report::log(&format!(
+                    "jsv: cannot tell whether a host has {}: {problem}; the job is let in",
+                    image.familiar()
+                ));
+                return Ok(());
+            }
+        };
+        let e = Error::ImageNowhere {
+            image: image.familiar(),
+            wanted: if request.contains(advertise::PULL_MARK) {
+                "holds or may pull"
+            } else {
+                "holds"
+            },
+            hosts,
+        };
+        Err(match how {
+            Unavailable::Warn => Verdict::Warn(format!(
+                "LOG WARNING qdock: {}; the job waits",
+                report::one_line(&e.to_string())
+            )),
+            _ => Verdict::Refuse(e),
+        })
+    }
+
     /// The job's hard and soft `qdock_images` requests, as the admin chose.
     fn image_requests(&self, image: &ImageRef) -> (Option<String>, Option<String>) {
         let Some(request) = advertise::request(image, &self.config.scheduling.advertise) else {
@@ -148,6 +217,21 @@ impl<'a> Jsv<'a> {
             ImageRequest::Auto => (Some(request.present_or_pulled), Some(request.present)),
         }
     }
+}
+
+enum Verdict {
+    Refuse(Error),
+    /// A `LOG` line: a client JSV prints it to the user, the qmaster writes a server JSV's to
+    /// its messages file.
+    Warn(String),
+}
+
+/// The refusal `qsub` prints: one line.
+fn reject(e: &Error) -> String {
+    format!(
+        "RESULT STATE REJECT qdock: {}",
+        report::one_line(&e.to_string())
+    )
 }
 
 /// A job's `-l` list as the JSV protocol carries it: `name=value,name=value`, `NONE` when
@@ -190,15 +274,16 @@ impl ResourceList {
     }
 }
 
-pub fn serve(config: &Config) -> std::io::Result<()> {
-    talk(config, std::io::stdin().lock(), std::io::stdout().lock())
+/// Serves jobs with the config at `path` (`config` as loaded from it).
+pub fn serve(config: Config, path: PathBuf) -> std::io::Result<()> {
+    let jsv = Jsv::new(config, Some(path), CellImages::qmaster());
+    talk(jsv, std::io::stdin().lock(), std::io::stdout().lock())
 }
 
 /// Lines are bytes, not text: a job's environment (qrsh sends the user's) may hold any value,
 /// and one that is not UTF-8 must not end the JSV, which would reject the job. Lossy is
 /// enough: such a value is never a valid image reference.
-fn talk(config: &Config, mut input: impl BufRead, mut output: impl Write) -> std::io::Result<()> {
-    let mut jsv = Jsv::new(config);
+fn talk(mut jsv: Jsv, mut input: impl BufRead, mut output: impl Write) -> std::io::Result<()> {
     let mut line = Vec::new();
     loop {
         line.clear();
@@ -219,8 +304,17 @@ fn talk(config: &Config, mut input: impl BufRead, mut output: impl Write) -> std
 mod tests {
     use super::*;
 
+    /// No host reports: nothing is known of the hosts' images, the jobs go in as before.
+    fn nothing_known() -> CellImages {
+        CellImages::asking(Box::new(|| Ok(String::new())))
+    }
+
     fn session(config: &Config, lines: &[&str]) -> Vec<String> {
-        let mut jsv = Jsv::new(config);
+        session_with(config, nothing_known(), lines)
+    }
+
+    fn session_with(config: &Config, cell: CellImages, lines: &[&str]) -> Vec<String> {
+        let mut jsv = Jsv::new(config.clone(), None, cell);
         lines
             .iter()
             .map_while(|l| jsv.handle(l))
@@ -433,11 +527,80 @@ mod tests {
         let input: &[u8] =
             b"START\nENV ADD LESSOPEN |\xff\xfe\nENV ADD IMAGE qdock/busybox:1\nBEGIN\nQUIT\n";
         let mut output = Vec::new();
-        talk(&Config::default(), input, &mut output).unwrap();
+        let jsv = Jsv::new(Config::default(), None, nothing_known());
+        talk(jsv, input, &mut output).unwrap();
         assert_eq!(
             String::from_utf8(output).unwrap(),
             "SEND ENV\nSTARTED\nPARAM l_hard qdock_engine=1,qdock_images=*;qdock/busybox:1;*|*;+pull;*\nPARAM l_soft qdock_images=*;qdock/busybox:1;*\nRESULT STATE CORRECT\n"
         );
+    }
+
+    const HOSTS: &str = "\
+vm      lx-amd64 2 1 2 2 0.5 1G 1G 0 0
+    Host Resource(s):      hl:qdock_images=;qdock/busybox:1;
+node1   lx-amd64 2 1 2 2 0.5 1G 1G 0 0
+    Host Resource(s):      hl:qdock_images=;
+node2   lx-amd64 2 1 2 2    - 1G  - 0 -
+";
+
+    fn hosts() -> CellImages {
+        CellImages::asking(Box::new(|| Ok(HOSTS.to_string())))
+    }
+
+    #[test]
+    fn an_image_no_host_holds_or_may_pull_is_refused_naming_what_they_hold() {
+        let job = |image: &str| {
+            let line = format!("ENV ADD IMAGE {image}");
+            session_with(&Config::default(), hosts(), &["START", &line, "BEGIN"])
+        };
+        let out = job("qdock/absent:404");
+        assert_eq!(
+            out[2..],
+            [
+                "RESULT STATE REJECT qdock: no execution host holds or may pull image qdock/absent:404 \
+                 (their reports: vm: qdock/busybox:1; node1: no images; node2: silent (no load report)); \
+                 ask for an image a host holds, or ask an admin to pull this one there"
+            ]
+        );
+        let out = job("qdock/busybox:1");
+        assert_eq!(out.last().unwrap(), "RESULT STATE CORRECT", "{out:?}");
+    }
+
+    #[test]
+    fn the_admin_may_let_such_jobs_wait_or_not_look() {
+        let job = ["START", "ENV ADD IMAGE qdock/absent:404", "BEGIN"];
+        let warn = config("[scheduling]\nimage_unavailable = \"warn\"\n");
+        let out = session_with(&warn, hosts(), &job);
+        assert!(
+            out[2].starts_with(
+                "LOG WARNING qdock: no execution host holds or may pull image qdock/absent:404"
+            ) && out[2].ends_with("; the job waits"),
+            "{out:?}"
+        );
+        assert_eq!(out.last().unwrap(), "RESULT STATE CORRECT", "{out:?}");
+        let ignore = config("[scheduling]\nimage_unavailable = \"ignore\"\n");
+        let never_asked = CellImages::asking(Box::new(|| panic!("asked the qmaster")));
+        let out = session_with(&ignore, never_asked, &job);
+        assert_eq!(out.last().unwrap(), "RESULT STATE CORRECT", "{out:?}");
+        // Only holders count when the admin asks only for them.
+        let hard = config("[images]\npull = \"always\"\n[scheduling]\nimage_request = \"hard\"\n");
+        let out = session_with(&hard, hosts(), &job);
+        assert!(out[2].contains("no execution host holds image"), "{out:?}");
+        // No hard image request, nothing to refuse.
+        let soft = config("[scheduling]\nimage_request = \"soft\"\n");
+        let out = session_with(&soft, hosts(), &job);
+        assert_eq!(out.last().unwrap(), "RESULT STATE CORRECT", "{out:?}");
+    }
+
+    #[test]
+    fn a_qmaster_that_cannot_be_asked_lets_the_job_in() {
+        let failing = CellImages::asking(Box::new(|| Err("qhost gave no answer".into())));
+        let out = session_with(
+            &Config::default(),
+            failing,
+            &["START", "ENV ADD IMAGE qdock/absent:404", "BEGIN"],
+        );
+        assert_eq!(out.last().unwrap(), "RESULT STATE CORRECT", "{out:?}");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! every report, so an admin's change counts from the next one, without restarting the execd.
 
 use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::advertise::{self, Advert};
@@ -44,7 +44,11 @@ pub fn serve(mut config: Config, path: PathBuf) -> std::io::Result<()> {
         if line?.trim() == "quit" {
             break;
         }
-        reload(&mut config, &path, &mut config_error);
+        if let Some(problem) = config.reload(&path, &mut config_error) {
+            report::log(&format!(
+                "load sensor: keeps reporting with the config read before: {problem}"
+            ));
+        }
         let measure = runtime
             .block_on(async { tokio::time::timeout(DEADLINE, measure(&config)).await })
             .unwrap_or_default();
@@ -70,26 +74,6 @@ pub fn serve(mut config: Config, path: PathBuf) -> std::io::Result<()> {
         out.flush()?;
     }
     Ok(())
-}
-
-/// Reads the config again. One the sensor cannot trust or read leaves the last good one in
-/// force, and is told to syslog once, not at every report.
-fn reload(config: &mut Config, path: &Path, error_before: &mut Option<String>) {
-    match Config::load(Some(path.to_path_buf())) {
-        Ok((fresh, _)) => {
-            *config = fresh;
-            *error_before = None;
-        }
-        Err(e) => {
-            let message = e.to_string();
-            if error_before.as_ref() != Some(&message) {
-                report::log(&format!(
-                    "load sensor: keeps reporting with the config read before: {message}"
-                ));
-                *error_before = Some(message);
-            }
-        }
-    }
 }
 
 /// One report in the load sensor protocol (`sge_execd(8)`).

@@ -1,6 +1,7 @@
 //! The flows behind each binary.
 
 pub mod admin;
+pub mod cell_images;
 pub mod control;
 pub mod gc;
 pub mod jsv;

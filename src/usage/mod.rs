@@ -84,15 +84,65 @@ impl Usage {
 }
 
 impl Measured {
-    /// The job's last `qdock:` line.
-    pub fn line(&self) -> String {
+    fn describe(&self) -> String {
         let note = if self.exact {
             ""
         } else {
             " (last sample before the end: the rest is missing)"
         };
-        format!("usage: {}{note}", self.usage.describe())
+        format!("{}{note}", self.usage.describe())
     }
+}
+
+/// The job's last `qdock:` line: the wall time the engine measured and what the cgroup said,
+/// each named when it is missing, and why.
+pub fn line(wall_ns: Option<u64>, measured: &Result<Measured, String>) -> String {
+    match (wall_ns, measured) {
+        (Some(wall), Ok(m)) => format!("usage: wall {}, {}", seconds(wall), m.describe()),
+        (None, Ok(m)) => format!("usage: {} (wall time not known)", m.describe()),
+        (Some(wall), Err(problem)) => format!(
+            "usage: wall {}; cpu, memory and block I/O not measured: {problem}",
+            seconds(wall)
+        ),
+        (None, Err(problem)) => format!("usage: not measured: {problem}"),
+    }
+}
+
+/// The container's run time from the engine's `State.StartedAt` and `State.FinishedAt`
+/// (`2026-12-05T10:11:12.123456789Z`: runc's own clock readings, to the nanosecond); None
+/// unless both are times in UTC and the second is not before the first.
+pub fn wall_ns(started_at: &str, finished_at: &str) -> Option<u64> {
+    let (start, end) = (unix_ns(started_at)?, unix_ns(finished_at)?);
+    u64::try_from(end.checked_sub(start)?).ok()
+}
+
+/// Nanoseconds since the epoch of an RFC 3339 time in UTC, as the engine writes it.
+fn unix_ns(text: &str) -> Option<i128> {
+    let text = text.strip_suffix('Z')?;
+    let (date, time) = text.split_once('T')?;
+    let mut date = date.split('-').map(|n| n.parse::<i64>().ok());
+    let (year, month, day) = (date.next()??, date.next()??, date.next()??);
+    let (hms, fraction) = time.split_once('.').unwrap_or((time, ""));
+    let mut hms = hms.split(':').map(|n| n.parse::<i64>().ok());
+    let (hour, minute, second) = (hms.next()??, hms.next()??, hms.next()??);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || fraction.len() > 9 {
+        return None;
+    }
+    let nanos: i64 = if fraction.is_empty() {
+        0
+    } else {
+        format!("{fraction:0<9}").parse().ok()?
+    };
+    // Howard Hinnant's days-from-civil, the inverse of `utc`.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second;
+    Some(i128::from(secs) * 1_000_000_000 + i128::from(nanos))
 }
 
 /// The path of a process's cgroup in the cgroup v1 hierarchy of `controller`, from
@@ -259,17 +309,58 @@ mod tests {
             io_read_bytes: 0,
             io_write_bytes: 12288,
         };
-        let exact = Measured { usage, exact: true };
+        let exact = Ok(Measured { usage, exact: true });
         assert_eq!(
-            exact.line(),
-            "usage: cpu 21.650 s (about 21.448 s user, 0.204 s system), peak memory 64.3 MiB, \
-             block I/O read 0 B, written 12.0 KiB"
+            line(Some(21_700_000_000), &exact),
+            "usage: wall 21.700 s, cpu 21.650 s (about 21.448 s user, 0.204 s system), \
+             peak memory 64.3 MiB, block I/O read 0 B, written 12.0 KiB"
         );
-        let sampled = Measured {
+        let sampled = Ok(Measured {
             usage,
             exact: false,
-        };
-        assert!(sampled.line().ends_with("the rest is missing)"));
+        });
+        assert!(line(Some(1), &sampled).ends_with("the rest is missing)"));
+        assert!(line(None, &exact).ends_with("(wall time not known)"));
+        let missed = Err("the job ended before its cgroup could be found".to_string());
+        assert_eq!(
+            line(Some(4_000_000), &missed),
+            "usage: wall 0.004 s; cpu, memory and block I/O not measured: the job ended before its cgroup could be found"
+        );
+        assert_eq!(
+            line(None, &missed),
+            "usage: not measured: the job ended before its cgroup could be found"
+        );
+    }
+
+    #[test]
+    fn the_engines_start_and_end_give_the_wall_time() {
+        assert_eq!(
+            wall_ns(
+                "2026-12-05T10:11:12.123456789Z",
+                "2026-12-05T10:11:12.127456789Z"
+            ),
+            Some(4_000_000)
+        );
+        // Across a day, a leap day and a year, with the engine's shorter fractions.
+        assert_eq!(
+            wall_ns("2023-12-31T23:59:59.5Z", "2024-03-01T00:00:00Z"),
+            Some((60 * 86_400 + 1) * 1_000_000_000 - 500_000_000)
+        );
+        assert_eq!(unix_ns("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            unix_ns("2026-11-30T14:58:22Z"),
+            Some(1_796_050_702 * 1_000_000_000)
+        );
+        // Never started (the engine's zero time is year 1), or not a UTC time: not known.
+        assert_eq!(
+            wall_ns("2026-12-05T10:11:12Z", "0001-01-01T00:00:00Z"),
+            None
+        );
+        assert_eq!(
+            wall_ns("2026-12-05T10:11:12+01:00", "2026-12-05T10:11:13Z"),
+            None
+        );
+        assert_eq!(wall_ns("", "2026-12-05T10:11:13Z"), None);
     }
 
     #[test]

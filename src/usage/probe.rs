@@ -6,11 +6,18 @@
 //! process of the container. Then every nanosecond of CPU is charged, and the cgroup stays
 //! until the engine has heard of the exit and asked runc to delete it, milliseconds later.
 //! A sample each second stands in when that moment is missed.
+//!
+//! A job over within milliseconds ends before the engine has even answered the start, and
+//! its cgroup may be gone by then. So the cgroup is looked for from the moment the start is
+//! asked for ([`watch_start`]): the engine makes it during the start, at its default place,
+//! and the first process is pinned before it can exit.
 
 use std::fs::File;
+use std::future::Future;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +31,10 @@ use crate::engine::Engine;
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// The fallback's pace: the engine's own stats are no finer.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// How often the cgroup and its first process are looked for while the start is under way:
+/// runc takes milliseconds between making the cgroup and running the job, the engine more
+/// between the job's exit and removing the cgroup.
+const LOOK_EVERY: Duration = Duration::from_millis(1);
 
 /// Follows one container until [`Watch::finish`].
 pub struct Watch {
@@ -31,6 +42,87 @@ pub struct Watch {
     task: Option<tokio::task::JoinHandle<()>>,
     /// Why nothing can be measured, when that was clear from the start.
     problem: Option<String>,
+}
+
+/// Runs `start`, which starts container `id`, and follows the container from the moment it
+/// is asked for; returns what `start` returned and the watch.
+pub async fn watch_start<T>(
+    engine: &Engine,
+    id: &str,
+    start: impl Future<Output = T>,
+) -> (T, Watch) {
+    let latest = Arc::new(Mutex::new(None));
+    let answered = Arc::new(AtomicBool::new(false));
+    let (placed, found) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(early(
+        id.to_string(),
+        latest.clone(),
+        answered.clone(),
+        placed,
+    ));
+    let outcome = start.await;
+    answered.store(true, Ordering::SeqCst);
+    // Within a millisecond: the task looks once more, now that the start has answered.
+    if found.await == Ok(true) {
+        let watch = Watch {
+            latest,
+            task: Some(task),
+            problem: None,
+        };
+        return (outcome, watch);
+    }
+    // Not at a default place: the engine says where.
+    (outcome, watch(engine, id).await)
+}
+
+/// Looks for container `id`'s cgroup at the engine's default places until the start has
+/// `answered`, telling `placed` whether it is there; then pins its first process and
+/// follows it, or reads at once when it has already ended.
+async fn early(
+    id: String,
+    latest: Arc<Mutex<Option<Measured>>>,
+    answered: Arc<AtomicBool>,
+    placed: tokio::sync::oneshot::Sender<bool>,
+) {
+    let path = loop {
+        // Read before looking: a cgroup made before the answer is seen below.
+        let over = answered.load(Ordering::SeqCst);
+        if let Some(path) = default_place(&id) {
+            break path;
+        }
+        if over {
+            let _ = placed.send(false);
+            return;
+        }
+        tokio::time::sleep(LOOK_EVERY).await;
+    };
+    let files = Files::open(&path);
+    let _ = placed.send(true);
+    let Ok(files) = files else { return };
+    loop {
+        let over = answered.load(Ordering::SeqCst);
+        match first_process(&path) {
+            Ok(Some(pidfd)) => {
+                // SAFETY: as in `attach`.
+                if let Ok(pidfd) =
+                    unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
+                {
+                    follow(pidfd, files, latest).await;
+                }
+                return;
+            }
+            // Started and already over: the cgroup holds its final figures.
+            Ok(None) if over => {
+                if let Ok(usage) = files.read() {
+                    *latest.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(Measured { usage, exact: true });
+                }
+                return;
+            }
+            Ok(None) => tokio::time::sleep(LOOK_EVERY).await,
+            Err(_) => return,
+        }
+    }
 }
 
 /// Starts following container `id`, which runs.
@@ -61,15 +153,24 @@ pub async fn watch(engine: &Engine, id: &str) -> Watch {
     }
 }
 
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
 impl Watch {
     /// What the container used, once it ended.
-    pub fn finish(self) -> Result<Measured, String> {
+    pub fn finish(mut self) -> Result<Measured, String> {
         if let Some(task) = &self.task {
             task.abort();
         }
         let latest = self.latest.lock().unwrap_or_else(|e| e.into_inner()).take();
         latest.ok_or_else(|| {
             self.problem
+                .take()
                 .unwrap_or_else(|| "its cgroup could not be read".into())
         })
     }
@@ -83,11 +184,7 @@ const DEFAULT_PLACES: [(&str, &str); 2] = [("docker/", ""), ("system.slice/docke
 /// process. Found without asking the engine when the cgroup is where the engine puts it by
 /// default: a job may be over before the engine answers, its cgroup gone soon after.
 async fn attach(engine: &Engine, id: &str) -> Result<(Option<AsyncFd<OwnedFd>>, Files), String> {
-    let path = match DEFAULT_PLACES
-        .iter()
-        .map(|(before, after)| format!("{before}{id}{after}"))
-        .find(|path| cgroup_dir(path).is_dir())
-    {
+    let path = match default_place(id) {
         Some(path) => path,
         None => path_from_engine(engine, id).await?,
     };
@@ -100,6 +197,14 @@ async fn attach(engine: &Engine, id: &str) -> Result<(Option<AsyncFd<OwnedFd>>, 
     let pidfd = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
         .map_err(|e| format!("cannot poll a pidfd: {e}"))?;
     Ok((Some(pidfd), files))
+}
+
+/// The container's cgroup below each controller, when it is at a default place.
+fn default_place(id: &str) -> Option<String> {
+    DEFAULT_PLACES
+        .iter()
+        .map(|(before, after)| format!("{before}{id}{after}"))
+        .find(|path| cgroup_dir(path).is_dir())
 }
 
 /// The cgroup of the engine's pid for the container (a cgroup parent of the admin's).

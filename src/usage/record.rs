@@ -44,6 +44,10 @@ pub struct Container {
     pub end: i64,
     /// The starter's exit code: the job's, or 128+N after signal N.
     pub exit: u8,
+    /// How long the container ran, by the engine (`State.StartedAt` to `FinishedAt`), in
+    /// nanoseconds; None when the engine could not say (and in records written before).
+    #[serde(default)]
+    pub wall_ns: Option<u64>,
     /// None when it could not be measured (say, the job ended before it could be).
     pub usage: Option<Recorded>,
 }
@@ -100,6 +104,10 @@ impl Record {
                     c.end - self.start
                 ));
                 out.push(format!("  exit         {}", c.exit));
+                out.push(format!(
+                    "  wall         {}",
+                    c.wall_ns.map_or("not known".into(), seconds)
+                ));
                 out.push(format!("  image        {}", c.image));
                 out.push(format!("  image ID     {}", c.image_id));
                 out.push(format!(
@@ -178,6 +186,7 @@ mod tests {
                 repo_digest: None,
                 end: 1_796_050_732,
                 exit: 0,
+                wall_ns: Some(30_000_000_000),
                 usage: Some(Recorded {
                     usage: Usage {
                         cpu_ns: 2_000_000_000,

@@ -241,6 +241,43 @@ pub fn advertised_images(value: &str) -> Vec<&str> {
     value.split(';').filter(|e| !e.is_empty()).collect()
 }
 
+/// The execution hosts of the cell, as `qhost` lists them.
+pub fn execution_hosts() -> Vec<String> {
+    let out = client(Path::new("/"), "qhost", &[]);
+    assert!(out.status.success(), "qhost: {}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with(char::is_whitespace))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|h| !matches!(*h, "HOSTNAME" | "global") && !h.starts_with('-'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// No host pulls, so a job runs only where its image is: every host's sensor says so (a
+/// test that let one pull may have restored its config a report ago).
+pub fn wait_until_no_host_pulls() {
+    for host in execution_hosts() {
+        wait_for_load_value(&host, "qdock_images", |v| {
+            !advertised_images(v).contains(&PULL_MARK)
+        });
+    }
+}
+
+/// The one `qdock:` line of a JSV refusal of `image` in what qsub (or DRMAA) said.
+pub fn refusal_line<'a>(said: &'a str, image: &str) -> &'a str {
+    let lines: Vec<&str> = said.lines().filter(|l| l.contains("qdock:")).collect();
+    assert_eq!(lines.len(), 1, "one qdock: line: {said}");
+    let line = lines[0];
+    assert!(
+        line.contains(&format!(
+            "no execution host holds or may pull image {image} ("
+        )),
+        "{line}"
+    );
+    line
+}
+
 /// The entry of a host whose config pulls missing images (src/advertise.rs).
 pub const PULL_MARK: &str = "+pull";
 
@@ -429,6 +466,24 @@ impl Case {
     /// test's choosing (a DRMAA program, say); register what it submits with [`Case::adopt`].
     pub fn command(&self, program: &str, args: &[&str]) -> Command {
         client_command(&self.dir, program, args)
+    }
+
+    /// `qsub -v IMAGE=<image> -cwd ARGS` as alice, which must be refused: returns what qsub
+    /// said (stdout and stderr).
+    pub fn qsub_refused(&self, image: &str, args: &[&str]) -> String {
+        let image = format!("IMAGE={image}");
+        let mut all = vec!["-terse", "-v", &image, "-cwd"];
+        all.extend_from_slice(args);
+        let out = self.run_client(&self.dir, "qsub", &all);
+        let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        if out.status.success() {
+            // Deleted with the case.
+            if let Some(id) = said.trim().split('.').next().and_then(|i| i.parse().ok()) {
+                self.jobs.borrow_mut().push(id);
+            }
+            panic!("qsub {args:?} was not refused: {said}");
+        }
+        said
     }
 
     /// A job submitted by other means than [`Case::qsub`]: deleted with the case, checked by

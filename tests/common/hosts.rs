@@ -142,28 +142,9 @@ impl Host {
     }
 
     /// Sets `key = value` (TOML) in `[table]` of the host's config until the guard is
-    /// dropped; the config must have the key there already.
+    /// dropped.
     pub fn set_config_value(&self, table: &str, key: &str, value: &str) -> ConfigGuard {
-        let path = self.config_path();
-        let old = fs::read_to_string(&path).expect("the host's qdock.toml");
-        let mut in_table = false;
-        let mut replaced = false;
-        let mut new = String::new();
-        for line in old.lines() {
-            let trimmed = line.trim();
-            if trimmed.starts_with('[') {
-                in_table = trimmed == format!("[{table}]");
-            } else if in_table && trimmed.split('=').next().map(str::trim) == Some(key) {
-                new.push_str(&format!("{key} = {value}\n"));
-                replaced = true;
-                continue;
-            }
-            new.push_str(line);
-            new.push('\n');
-        }
-        assert!(replaced, "{}: no {key} in [{table}]", path.display());
-        write_config(&path, &new);
-        ConfigGuard { path, old }
+        set_config_value(&self.config_path(), table, key, value)
     }
 
     /// The pid of the host's process named `name` (`dockerd`, `sge_execd`), if one runs.
@@ -252,6 +233,44 @@ fn try_restart_missing_daemons() -> Result<(), String> {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     ))
+}
+
+/// Sets `key = value` (TOML) in `[table]` of the config at `path` until the guard is dropped;
+/// a key the config lacks (one installed before the key existed) is added to its table.
+pub fn set_config_value(path: &Path, table: &str, key: &str, value: &str) -> ConfigGuard {
+    let old = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let header = format!("[{table}]");
+    let line = format!("{key} = {value}");
+    let mut in_table = false;
+    let mut replaced = false;
+    let mut new = String::new();
+    for l in old.lines() {
+        let trimmed = l.trim();
+        if trimmed.starts_with('[') {
+            in_table = trimmed == header;
+        } else if in_table && trimmed.split('=').next().map(str::trim) == Some(key) {
+            new.push_str(&line);
+            new.push('\n');
+            replaced = true;
+            continue;
+        }
+        new.push_str(l);
+        new.push('\n');
+    }
+    if !replaced {
+        new = match new.find(&format!("{header}\n")) {
+            Some(at) => {
+                let after = at + header.len() + 1;
+                format!("{}{line}\n{}", &new[..after], &new[after..])
+            }
+            None => format!("{new}{header}\n{line}\n"),
+        };
+    }
+    write_config(path, &new);
+    ConfigGuard {
+        path: path.to_path_buf(),
+        old,
+    }
 }
 
 fn write_config(path: &Path, text: &str) {

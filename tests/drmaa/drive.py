@@ -4,7 +4,7 @@ Usage: drive.py JOB_JSON [ACTION ...]
 
 JOB_JSON describes one job template: {"command": ..., "args": [...], "env": {...},
 "native": "...", "name": "...", "wd": "...", "queue": "all.q@host"}. The job is submitted, and its id printed as
-"submitted ID". Each ACTION (suspend, resume, terminate) first waits for the job to run and
+"submitted ID"; when Grid Engine refuses it, "refused ERROR-CLASS: MESSAGE" (one line). Each ACTION (suspend, resume, terminate) first waits for the job to run and
 for one line on stdin (the test's go-ahead, once it saw what it needed), then calls
 control() and prints "done ACTION STATE". Finally wait() and one JSON line "result {...}"
 with what DRMAA says about the end: hasExited, exitStatus, hasSignaled, terminatedSignal,
@@ -58,7 +58,12 @@ def main():
         # ":path" is DRMAA's "any host" form; one file for both streams.
         template.outputPath = ":" + spec["wd"] + "/" + spec["name"] + ".out"
         template.joinFiles = True
-        job = session.runJob(template)
+        try:
+            job = session.runJob(template)
+        except drmaa.errors.DrmaaException as e:
+            message = " ".join(str(e).split())
+            say("refused", f"{type(e).__name__}: {message}")
+            return
         say("submitted", job)
         for action in actions:
             wait_for_state(session, job, drmaa.JobState.RUNNING

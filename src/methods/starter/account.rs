@@ -1,6 +1,7 @@
 //! The job's usage and provenance: at the container's end, what it used as the `.e` file's
 //! last `qdock:` line (and syslog), and one line in the per-host record (see crate::usage).
 
+use std::future::Future;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::prepare::Prepared;
@@ -21,19 +22,27 @@ pub struct Started {
     watch: Watch,
 }
 
-pub async fn begin(engine: &Engine, id: &str) -> Started {
-    Started {
-        at: now(),
-        watch: probe::watch(engine, id).await,
-    }
+/// Runs `start`, which starts container `id`, and follows the container from then on.
+pub async fn begin<T>(engine: &Engine, id: &str, start: impl Future<Output = T>) -> (T, Started) {
+    let at = now();
+    let (outcome, watch) = probe::watch_start(engine, id, start).await;
+    (outcome, Started { at, watch })
+}
+
+/// How long container `id`, which has exited, ran by the engine's own clock: asked before
+/// the container is removed.
+pub async fn wall_time(engine: &Engine, id: &str) -> Option<u64> {
+    let c = engine.inspect(id).await.ok()??;
+    crate::usage::wall_ns(c.started_at.as_deref()?, c.finished_at.as_deref()?)
 }
 
 /// Once the container is gone: what it used, and the job's record.
-pub fn end(prepared: &Prepared, config: &Config, started: Started, code: u8) {
+pub fn end(prepared: &Prepared, config: &Config, started: Started, code: u8, wall_ns: Option<u64>) {
     let measured = started.watch.finish();
+    let line = crate::usage::line(wall_ns, &measured);
     match &measured {
-        Ok(m) => report::info(&m.line()),
-        Err(problem) => report::warn(&format!("usage: not measured: {problem}")),
+        Ok(_) => report::info(&line),
+        Err(_) => report::warn(&line),
     }
     let image = &prepared.image;
     let container = record::Container {
@@ -43,6 +52,7 @@ pub fn end(prepared: &Prepared, config: &Config, started: Started, code: u8) {
         repo_digest: image.repo_digest.clone(),
         end: now(),
         exit: code,
+        wall_ns,
         usage: measured.ok().map(Into::into),
     };
     let record = record_of(&prepared.proven, started.at, Some(container));

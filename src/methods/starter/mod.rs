@@ -94,6 +94,12 @@ fn start(argv: Vec<OsString>) -> Result<u8> {
         let created = RefCell::new(None);
         let started = RefCell::new(None);
         let outcome = execute(&mut prepared, &created, &started, &mut signals).await;
+        // Only a container that ran has run for a while.
+        let ran = started.borrow().is_some().then(|| created.borrow().clone());
+        let wall_ns = match ran.flatten() {
+            Some(id) => account::wall_time(&prepared.engine, &id).await,
+            None => None,
+        };
         // Whatever happened after create, the container goes: no orphans.
         let removed = remove_own(&prepared.engine, &prepared.spec, created.take()).await;
         let code = outcome?;
@@ -104,7 +110,7 @@ fn start(argv: Vec<OsString>) -> Result<u8> {
             ));
         }
         if let Some(started) = started.take() {
-            account::end(&prepared, &config, started, code);
+            account::end(&prepared, &config, started, code, wall_ns);
         }
         Ok(code)
     })
@@ -141,12 +147,13 @@ async fn execute(
                 (output, Some(writers), engine.attach_stdin(&id).await?)
             }
         };
-        engine.start(&id).await?;
+        let (outcome, watch) = account::begin(engine, &id, engine.start(&id)).await;
+        outcome?;
         if let Io::Pipes(pipes) = io {
             // The container's mounts hold the pipes now: their names can go.
             pipes.unlink();
         }
-        started.replace(Some(account::begin(engine, &id).await));
+        started.replace(Some(watch));
         Ok::<_, Error>((id, output, writers, input))
     };
     tokio::pin!(setup);
