@@ -290,3 +290,31 @@ fn a_terminal_nobody_reads_still_obeys_qmod_and_qdel() {
     assert_ne!(status.code(), Some(0));
     assert_ended(&case, job);
 }
+
+/// Keys typed before the job's shell reads them reach it: typed as soon as the starter says
+/// it created the container (before the container starts), they give the script's output and
+/// exit code, as natively, in 20 of 20 sessions. (Keys typed while Grid Engine still starts
+/// the session, before the starter runs, are lost natively too: qrsh's own window.)
+#[test]
+fn keys_typed_ahead_reach_the_shell_in_the_image() {
+    require_cell!();
+    let case = Case::new("pty-typeahead");
+    let image = format!("IMAGE={IMAGE}");
+    for attempt in 1..=20 {
+        let mut shell = qrsh_shell(&case, &["-v", &image]);
+        shell.expect("as container qdock-");
+        shell.send(b"echo \"typed-$((6*7))\"; exit 4\r");
+        shell.expect("typed-42");
+        let status = shell.wait();
+        let transcript = shell.transcript();
+        let job = transcript
+            .split("as container qdock-")
+            .nth(1)
+            .and_then(|rest| rest.split('-').nth(1))
+            .and_then(|job| job.parse().ok())
+            .unwrap_or_else(|| panic!("no container name in {transcript:?}"));
+        case.track(job);
+        assert_eq!(status.code(), Some(4), "session {attempt}: {transcript}");
+    }
+    case.assert_clean();
+}
