@@ -25,6 +25,8 @@ use crate::error::{Cause, Error, Result};
 use crate::labels::{Label, Labelled};
 use crate::spec::{ContainerSpec, Stdin, WindowSize};
 
+/// Cheap to clone: the clones share one connection pool.
+#[derive(Clone)]
 pub struct Engine {
     docker: Docker,
     socket: String,

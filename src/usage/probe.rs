@@ -27,51 +27,38 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
 /// Follows one container until [`Watch::finish`].
 pub struct Watch {
-    latest: Arc<Mutex<Option<Measured>>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-    /// Why nothing can be measured, when that was clear from the start.
-    problem: Option<String>,
+    latest: Arc<Mutex<Latest>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
-/// Starts following container `id`, which runs.
-pub async fn watch(engine: &Engine, id: &str) -> Watch {
-    let latest = Arc::new(Mutex::new(None));
-    match attach(engine, id).await {
-        Ok((Some(pidfd), files)) => Watch {
-            task: Some(tokio::spawn(follow(pidfd, files, latest.clone()))),
-            latest,
-            problem: None,
-        },
-        // Over already: read now, while the cgroup is still there.
-        Ok((None, files)) => Watch {
-            latest: Arc::new(Mutex::new(
-                files
-                    .read()
-                    .ok()
-                    .map(|usage| Measured { usage, exact: true }),
-            )),
-            task: None,
-            problem: None,
-        },
-        Err(problem) => Watch {
-            latest,
-            task: None,
-            problem: Some(problem),
-        },
-    }
+/// The last figures, or why there are none.
+type Latest = Result<Measured, String>;
+
+/// Starts following container `id`, which runs, in a task of its own: the starter waits for
+/// the job meanwhile. Looking for the cgroup may take an engine round trip (a cgroup parent
+/// of the admin's), and the engine answers that only once it has dealt with an exit under
+/// way: a short job would wait for its own end twice.
+pub fn watch(engine: &Engine, id: &str) -> Watch {
+    let latest = Arc::new(Mutex::new(Err("its cgroup could not be read".into())));
+    let (engine, id, into) = (engine.clone(), id.to_string(), latest.clone());
+    let keep = move |latest: Latest| *into.lock().unwrap_or_else(|e| e.into_inner()) = latest;
+    let task = tokio::spawn(async move {
+        match attach(&engine, &id).await {
+            Ok((Some(pidfd), files)) => follow(pidfd, files, keep).await,
+            // Over already: read now, while the cgroup is still there.
+            Ok((None, files)) => keep(files.read().map(|usage| Measured { usage, exact: true })),
+            Err(problem) => keep(Err(problem)),
+        }
+    });
+    Watch { latest, task }
 }
 
 impl Watch {
     /// What the container used, once it ended.
     pub fn finish(self) -> Result<Measured, String> {
-        if let Some(task) = &self.task {
-            task.abort();
-        }
-        let latest = self.latest.lock().unwrap_or_else(|e| e.into_inner()).take();
-        latest.ok_or_else(|| {
-            self.problem
-                .unwrap_or_else(|| "its cgroup could not be read".into())
-        })
+        self.task.abort();
+        let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::replace(&mut *latest, Err(String::new()))
     }
 }
 
@@ -153,10 +140,7 @@ fn first_process(path: &str) -> Result<Option<OwnedFd>, String> {
     Ok(None)
 }
 
-async fn follow(pidfd: AsyncFd<OwnedFd>, files: Files, latest: Arc<Mutex<Option<Measured>>>) {
-    let keep = |measured: Measured| {
-        *latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(measured);
-    };
+async fn follow(pidfd: AsyncFd<OwnedFd>, files: Files, keep: impl Fn(Latest)) {
     let mut tick = tokio::time::interval(SAMPLE_EVERY);
     loop {
         tokio::select! {
@@ -165,13 +149,13 @@ async fn follow(pidfd: AsyncFd<OwnedFd>, files: Files, latest: Arc<Mutex<Option<
                 // Too late only when this process was not scheduled for the whole time the
                 // engine took to reap the container: then the last sample stands.
                 if let Ok(usage) = files.read() {
-                    keep(Measured { usage, exact: true });
+                    keep(Ok(Measured { usage, exact: true }));
                 }
                 return;
             }
             _ = tick.tick() => {
                 if let Ok(usage) = files.read() {
-                    keep(Measured { usage, exact: false });
+                    keep(Ok(Measured { usage, exact: false }));
                 }
             }
         }

@@ -21,10 +21,10 @@ pub struct Started {
     watch: Watch,
 }
 
-pub async fn begin(engine: &Engine, id: &str) -> Started {
+pub fn begin(engine: &Engine, id: &str) -> Started {
     Started {
         at: now(),
-        watch: probe::watch(engine, id).await,
+        watch: probe::watch(engine, id),
     }
 }
 
