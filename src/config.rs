@@ -223,7 +223,8 @@ impl Default for JobConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ContainerConfig {
-    /// `none`, `bridge`, `host` or the name of a Docker network.
+    /// `host` (the default: the network a native job has), `none`, `bridge` or the name of
+    /// a Docker network.
     pub network: String,
     /// Seconds between the stop signal and SIGKILL on terminate.
     pub stop_grace_secs: u64,
@@ -244,7 +245,9 @@ pub struct ContainerConfig {
 impl Default for ContainerConfig {
     fn default() -> Self {
         ContainerConfig {
-            network: "bridge".into(),
+            // What a native job has: the host's addresses, name, resolver and peers (MPI,
+            // licence servers), and no namespace, veth pair or NAT rules to make per job.
+            network: "host".into(),
             stop_grace_secs: 10,
             init: true,
             cap_add: Vec::new(),
@@ -397,7 +400,7 @@ impl Config {
                 .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
         {
             return Err(format!(
-                "container.network {net:?} is not a network name (none, bridge, host or a Docker network)"
+                "container.network {net:?} is not a network name (host, none, bridge or a Docker network)"
             ));
         }
         if self.container.stop_grace_secs > 3600 {
@@ -559,6 +562,12 @@ mod tests {
         assert_eq!(c.engine.socket, Path::new("/var/run/docker.sock"));
         assert_eq!(c.images.pull, PullPolicy::Never);
         assert!(c.container.init);
+        // A native job's network; the others stay the admin's choice.
+        assert_eq!(c.container.network, "host");
+        for net in ["bridge", "none", "lab-net_1.a"] {
+            let c = parse(&format!("[container]\nnetwork = \"{net}\"\n")).unwrap();
+            assert_eq!(c.container.network, net);
+        }
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub mod signals;
 pub mod spec;
 pub mod start_command;
 pub mod stdio_dir;
+pub mod timing;
 pub mod trust;
 pub mod usage;
 

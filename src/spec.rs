@@ -724,7 +724,9 @@ mod tests {
             )
         );
         assert_eq!(spec.workdir, "/home/alice/run");
-        assert_eq!(spec.hostname.as_deref(), Some("node1"));
+        // The host's network (the default): the engine gives the container the host's name.
+        assert_eq!(spec.network, "host");
+        assert_eq!(spec.hostname, None);
         assert!(spec.env.contains(&"JOB_ID=42".to_string()));
         assert!(
             !spec
@@ -1099,11 +1101,14 @@ mod tests {
     }
 
     #[test]
-    fn host_network_keeps_host_name() {
-        let mut config = Config::default();
-        config.container.network = "host".into();
-        let (spec, _) = build_with(&job(&[]), &config);
-        assert_eq!(spec.hostname, None);
+    fn a_network_of_its_own_still_has_the_host_name() {
+        for network in ["bridge", "none", "lab"] {
+            let mut config = Config::default();
+            config.container.network = network.into();
+            let (spec, _) = build_with(&job(&[]), &config);
+            assert_eq!(spec.network, network);
+            assert_eq!(spec.hostname.as_deref(), Some("node1"), "{network}");
+        }
     }
 
     /// TMPDIR in the host's /tmp: the host's /tmp out of the way, the job's own /tmp, and a

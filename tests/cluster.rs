@@ -521,3 +521,31 @@ fn an_engine_restart_under_a_job_loses_no_line_and_keeps_its_exit_code() {
     assert!(stderr.contains("engine is back"), "{stderr}");
     case.assert_clean();
 }
+
+/// With the host's network (the default), a job in a container on node1, a host of its own
+/// network, name and /etc/hosts, sees what a native job there sees: the same host name,
+/// /etc/hosts, resolver and network interfaces.
+#[test]
+fn a_container_job_sees_the_network_of_a_native_job() {
+    require_hosts!();
+    let case = Case::cluster("network");
+    let _host_network = NODE1.set_config_value("container", "network", "\"host\"");
+    case.script(
+        "net.sh",
+        "hostname\necho ---\ncat /etc/hosts\necho ---\ncat /etc/resolv.conf\necho ---\n\
+         sed -n 's/^ *\\([^:]*\\):.*/\\1/p' /proc/net/dev | sort\n",
+    );
+    let queue = NODE1.queue();
+    let contained = case.qsub_image(IMAGE, &["-q", &queue, "net.sh"]);
+    let native = case.qsub(&["-cwd", "-q", &queue, "net.sh"]);
+    assert_all_ran_well_on(&case.wait_done(contained, 1), NODE1);
+    assert_all_ran_well_on(&case.wait_done(native, 1), NODE1);
+    let seen = case.read(format!("net.sh.o{contained}"));
+    let native_seen = case.read(format!("net.sh.o{native}"));
+    assert!(seen.starts_with("node1\n---\n"), "{seen}");
+    // node1's own interfaces, not this machine's (its bridge to the hosts, qdock0).
+    assert!(seen.lines().any(|l| l == "eth0"), "{seen}");
+    assert!(!seen.lines().any(|l| l == "qdock0"), "{seen}");
+    assert_eq!(seen, native_seen);
+    case.assert_clean();
+}

@@ -132,13 +132,14 @@ fn native_job_runs_without_the_docker_group() {
 #[test]
 fn environment_cannot_choose_engine_or_config() {
     require_engine!();
-    // An evil config alice owns: host network, every capability she could ask for, and a
-    // socket that does not exist (if it were honoured the job could not even start).
+    // An evil config alice owns: no network (the installed config has one), every
+    // capability she could ask for, and a socket that does not exist (if it were honoured
+    // the job could not even start).
     let evil = PathBuf::from(format!("/tmp/qdock-evil-{}.toml", std::process::id()));
     write_file(
         &evil,
         "[engine]\nsocket = \"/nonexistent/docker.sock\"\n\
-         [container]\nnetwork = \"host\"\ncap_add = [\"SYS_ADMIN\", \"NET_ADMIN\"]\n\
+         [container]\nnetwork = \"none\"\ncap_add = [\"SYS_ADMIN\", \"NET_ADMIN\"]\n\
          [mounts]\nextra = [\"/:/host:rw\"]\n",
         ALICE.uid,
         ALICE.gid,
@@ -166,11 +167,16 @@ fn environment_cannot_choose_engine_or_config() {
         text.contains("CapEff:\t0000000000000000"),
         "capabilities: {out:?}"
     );
-    assert!(!text.contains("docker0"), "host network: {out:?}");
-    assert!(text.contains("eth0"), "not the bridge network: {out:?}");
+    // The installed config's network (host or bridge), not the evil one's loopback alone.
+    let interfaces: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .take_while(|l| *l != "end" && *l != "HOST-MOUNTED")
+        .collect();
+    assert!(interfaces.iter().any(|i| *i != "lo"), "no network: {out:?}");
     assert!(!text.contains("HOST-MOUNTED"), "{out:?}");
     assert!(text.ends_with("end\n"), "{out:?}");
-    assert!(settings.starts_with("bridge"), "{settings}");
+    assert!(!settings.starts_with("none"), "{settings}");
     assert!(!settings.contains("SYS_ADMIN"), "{settings}");
     job.assert_no_container();
 }

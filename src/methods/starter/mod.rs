@@ -47,6 +47,9 @@ pub fn run(argv: Vec<OsString>) -> u8 {
             e.exit_code()
         }
     };
+    if let Some(line) = crate::timing::line() {
+        report::info(&line);
+    }
     // A terminal's writer may still hold output and the last lines.
     terminal::finish();
     code
@@ -54,6 +57,7 @@ pub fn run(argv: Vec<OsString>) -> u8 {
 
 fn start(argv: Vec<OsString>) -> Result<u8> {
     let (config, _) = Config::load(None)?;
+    crate::timing::mark("config");
     let mut job = JobContext::parse(
         environ::original(),
         argv,
@@ -85,6 +89,7 @@ fn start(argv: Vec<OsString>) -> Result<u8> {
         .enable_all()
         .build()
         .map_err(|e| Error::io("start the async runtime", e))?;
+    crate::timing::mark("runtime");
     runtime.block_on(async {
         let mut signals = Signals::install()?;
         let mut prepared = tokio::select! {
@@ -102,6 +107,7 @@ fn start(argv: Vec<OsString>) -> Result<u8> {
         };
         // Whatever happened after create, the container goes: no orphans.
         let removed = remove_own(&prepared.engine, &prepared.spec, created.take()).await;
+        crate::timing::mark("removal");
         let code = outcome?;
         if let Err(e) = removed {
             report::warn(&format!(
@@ -111,6 +117,7 @@ fn start(argv: Vec<OsString>) -> Result<u8> {
         }
         if let Some(started) = started.take() {
             account::end(&prepared, &config, started, code, wall_ns);
+            crate::timing::mark("record");
         }
         Ok(code)
     })
@@ -131,6 +138,7 @@ async fn execute(
     let io = &mut prepared.io;
     let setup = async move {
         let id = leftover::create(engine, spec).await?;
+        crate::timing::mark("create");
         created.replace(Some(id.clone()));
         engine.put_rootfs(&id, &spec.rootfs).await?;
         // Said once the container exists, so a job refused before has one line only: why.
@@ -147,8 +155,10 @@ async fn execute(
                 (output, Some(writers), engine.attach_stdin(&id).await?)
             }
         };
+        crate::timing::mark("attach");
         let (outcome, watch) = account::begin(engine, &id, engine.start(&id)).await;
         outcome?;
+        crate::timing::mark("start");
         if let Io::Pipes(pipes) = io {
             // The container's mounts hold the pipes now: their names can go.
             pipes.unlink();

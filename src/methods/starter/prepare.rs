@@ -63,6 +63,7 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
     let reference = policy::check_image(requested, &config.images)?;
     let who = Identity::of_caller();
     let proven = job_proof::prove(&job.claim, &config.gridengine, &who)?;
+    crate::timing::mark("proof");
     let proof = &proven.proof;
     // Its container would take the job's name, and the job's methods act on that, not on
     // the task; and a task holds a group of its own, not the one the job's processes share.
@@ -93,8 +94,11 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
     crate::run_mark::first_starter(&proven)?;
     let paths = privilege::as_caller(|| CallerPaths::check(job, kind, config, &who, proof))?;
     let seccomp_profile = read_seccomp_profile(config)?;
+    crate::timing::mark("paths");
     let engine = Engine::connect(&config.engine).await?;
+    crate::timing::mark("connect");
     let image = super::image::resolve(&engine, &reference, config.images.pull).await?;
+    crate::timing::mark("image");
     let job = JobContext {
         script: paths.script.clone(),
         kind,
@@ -110,6 +114,7 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
             (Output::Pipes(pipes.stdio().clone()), Io::Pipes(pipes))
         }
     };
+    crate::timing::mark("pipes");
     let (affinity, online_cpus) = crate::binding::of_process();
     let host = Host {
         hostname: nix::unistd::gethostname()
@@ -136,6 +141,7 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
         host: &host,
     };
     let (spec, notes) = spec::build(&inputs)?;
+    crate::timing::mark("spec");
     if !notes.skipped_env.is_empty() {
         report::warn(&format!(
             "not passed into the container (values are not UTF-8): {}",

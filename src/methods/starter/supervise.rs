@@ -73,6 +73,7 @@ pub async fn supervise(
             },
             code = &mut wait, if exit.is_none() => {
                 exit = Some(code?);
+                crate::timing::mark("wait");
                 // Every writer in the container is gone: with the starter's own, the pipes end.
                 drop(writers.take());
                 drain_deadline.as_mut().reset(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
@@ -109,6 +110,7 @@ pub async fn supervise(
             },
         }
     }
+    crate::timing::mark("output");
     let code = exit.unwrap_or(0);
     if let Some(n) = terminated {
         return Ok(128 + n as u8);
