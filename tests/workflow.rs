@@ -233,8 +233,9 @@ fn snakemake_runs_container_rules_in_their_image_and_reruns_only_what_failed() {
     case.assert_clean();
 }
 
-/// Ctrl-C (SIGINT) to Snakemake deletes its running jobs through the cancel command: the
-/// container job's container goes from whatever host ran it, the native job ends too.
+/// Ctrl-C (SIGINT) to Snakemake deletes its running jobs (the cancel command, and the
+/// sidecar for the jobs Snakemake's status loop held at that moment): the container job's
+/// container goes from whatever host ran it, the native job ends too.
 #[test]
 fn interrupting_snakemake_deletes_its_jobs_and_leaves_no_container() {
     require_snakemake!();
@@ -268,6 +269,9 @@ fn interrupting_snakemake_deletes_its_jobs_and_leaves_no_container() {
         "an interrupted Snakemake fails:\n{}",
         out.stderr
     );
+    // The sidecar ended with Snakemake: it deleted what was left of the run, and its list.
+    let lists = std::fs::read_dir(case.path(".snakemake/qdock/runs")).expect("the sidecar's list");
+    assert_eq!(lists.count(), 0, "the run's job list is gone");
     for &job in &jobs {
         case.wait_until(&format!("job {job} gone"), qdel_limit(), || {
             case.states(job).is_empty()
