@@ -174,8 +174,8 @@ start_host_execd() {
 
 start_host_gc_watcher() {
     local n=$1
-    [[ -x /usr/local/bin/qdock ]] || return 0
-    in_host "$n" "$repo/sge-conf/qdock-gc-watch" start "$SGE_CELL" >/dev/null \
+    [[ -x $(installed_prefix)/bin/qdock ]] || return 0
+    in_host "$n" "$(installed_sge_conf)/qdock-gc-watch" start "$SGE_CELL" >/dev/null \
         || log "warning: $n: qdock gc --watch did not start; see $hosts_state/$n/log/qdock-gc-watch.log"
 }
 
