@@ -1,6 +1,6 @@
 //! End to end through the real Grid Engine cell: jobs are submitted as the ordinary user alice
 //! with the real `qsub` and observed with `qstat`, `qmod`, `qdel` and `qacct`; the scheduler
-//! runs them through the qdock methods installed in /usr/local/bin. The harness, its
+//! runs them through the installed qdock methods (bin/install's, or the package's). The harness, its
 //! prerequisites and its isolation rules are in tests/common/cell.rs.
 
 #[macro_use]
@@ -643,7 +643,8 @@ fn the_usage_record_survives_the_job_and_an_execd_restart() {
 #[test]
 fn qdock_check_names_the_grid_engine_and_checks_the_method_lines() {
     require_cell!();
-    let out = std::process::Command::new("/usr/local/bin/qdock")
+    let qdock = cell_bin("qdock");
+    let out = std::process::Command::new(&qdock)
         .arg("check")
         .env("SGE_ROOT", "/var/lib/gridengine")
         .env("SGE_CELL", "default")
@@ -656,7 +657,8 @@ fn qdock_check_names_the_grid_engine_and_checks_the_method_lines() {
     );
     for method in ["suspend", "resume", "terminate"] {
         let line = format!(
-            "ok      queue all.q: {method}_method /usr/local/bin/qdock-{method} $job_id $ja_task_id $job_pid fits Son of Grid Engine 8.1.9"
+            "ok      queue all.q: {method}_method {} $job_id $ja_task_id $job_pid fits Son of Grid Engine 8.1.9",
+            cell_bin(&format!("qdock-{method}")).display()
         );
         assert!(text.contains(&line), "{line}\n{text}");
     }

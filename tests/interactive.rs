@@ -1,5 +1,5 @@
 //! qrsh as a user at a terminal runs it, through the real Grid Engine cell and the qdock
-//! methods installed in /usr/local/bin (the harness and its rules: tests/common/cell.rs; the
+//! methods installed by bin/install or the package (the harness and its rules: tests/common/cell.rs; the
 //! terminal: tests/common/pty.rs). `qrsh -pty y … sh` gives a shell on a terminal, natively
 //! and in the image; without a terminal, qrsh's stdin reaches the job.
 

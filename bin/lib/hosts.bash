@@ -53,3 +53,14 @@ host_pids() {
     done
     return 0
 }
+
+# After an install, the hosts' watchers must run the binary just installed: restart each
+# with qdock-gc-watch from sge-conf directory $1 (it names the binary).
+restart_host_watchers() {
+    local n on_host
+    on_host=$(dirname "${BASH_SOURCE[0]}")/../on-host
+    for n in $(host_names); do
+        host_is_up "$n" || continue
+        "$on_host" "$n" "$1/qdock-gc-watch" start | sed "s/^/$n: /"
+    done
+}

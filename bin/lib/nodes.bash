@@ -48,7 +48,7 @@ write_hosts_files() {
 # and its own /run, /etc/hosts, /etc/qdock, /var/log and execd spool directory.
 create_namespaces() {
     local n=$1 s=$hosts_state/$1 r=$hosts_run/$1
-    if host_is_up "$n"; then return; fi
+    if host_is_up "$n"; then bind_own_dirs "$n"; return; fi
     stop_host_processes "$n"
     remove_namespaces "$n"
     mkdir -p "$hosts_run"
@@ -71,17 +71,32 @@ create_namespaces() {
     # shellcheck disable=SC2016 # the inner shell expands them
     nsenter "--net=/run/netns/$n" unshare "--uts=$r/uts" "--mount=$r/mnt" --propagation private \
         sh -euc '
-            n=$1 s=$2
+            n=$1
             hostname "$n"
             findmnt -rn -o TARGET | grep -E "^/run/|^/var/lib/docker/" | sort -r | xargs -r umount -l
             mount -t tmpfs -o mode=755,nosuid,nodev tmpfs /run
             mkdir -p /run/lock
-            mount --bind "$s/../hosts" /etc/hosts
-            mount --bind "$s/qdock" /etc/qdock
-            mount --bind "$s/log" /var/log
-            mount --bind "$s/spool" /var/spool/gridengine/execd
-        ' create-host "$n" "$s" || { remove_namespaces "$n"; die "$n: could not set up its namespaces (see above)"; }
+        ' create-host "$n" || { remove_namespaces "$n"; die "$n: could not set up its namespaces (see above)"; }
+    bind_own_dirs "$n" || { remove_namespaces "$n"; die "$n: could not mount its own directories (see above)"; }
     touch "$r/ready"
+}
+
+# Mounts host $1's own /etc/hosts, /etc/qdock, /var/log and execd spool over this machine's,
+# each one not mounted yet: at its making, and again after a removal here detached one from
+# every namespace (Linux >= 3.18: apt-get purge qdock, or bin/install --uninstall --purge,
+# takes /etc/qdock away, and the host would read this machine's config from then on).
+bind_own_dirs() {
+    local n=$1 s=$hosts_state/$1
+    install -d -m 0755 /etc/qdock
+    # shellcheck disable=SC2016 # the inner shell expands them
+    nsenter "--mount=$hosts_run/$n/mnt" sh -euc '
+        s=$1
+        bind() { findmnt -rn --mountpoint "$2" >/dev/null || mount --bind "$1" "$2"; }
+        bind "$s/../hosts" /etc/hosts
+        bind "$s/qdock" /etc/qdock
+        bind "$s/log" /var/log
+        bind "$s/spool" /var/spool/gridengine/execd
+    ' bind-own-dirs "$s"
 }
 
 # Undoes create_namespaces for host $1 (its processes must be gone).
@@ -174,8 +189,8 @@ start_host_execd() {
 
 start_host_gc_watcher() {
     local n=$1
-    [[ -x /usr/local/bin/qdock ]] || return 0
-    in_host "$n" "$repo/sge-conf/qdock-gc-watch" start "$SGE_CELL" >/dev/null \
+    [[ -x $(installed_prefix)/bin/qdock ]] || return 0
+    in_host "$n" "$(installed_sge_conf)/qdock-gc-watch" start "$SGE_CELL" >/dev/null \
         || log "warning: $n: qdock gc --watch did not start; see $hosts_state/$n/log/qdock-gc-watch.log"
 }
 

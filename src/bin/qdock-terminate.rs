@@ -3,5 +3,5 @@ use std::process::ExitCode;
 use qdock::methods::control::{Action, main as method};
 
 fn main() -> ExitCode {
-    ExitCode::from(method(Action::Terminate, "qdock-terminate"))
+    ExitCode::from(method(Action::Terminate))
 }

@@ -31,6 +31,32 @@ pub enum Action {
     Terminate,
 }
 
+impl Action {
+    /// The binary that performs it.
+    pub fn program(self) -> &'static str {
+        match self {
+            Action::Suspend => "qdock-suspend",
+            Action::Resume => "qdock-resume",
+            Action::Terminate => "qdock-terminate",
+        }
+    }
+
+    fn about(self) -> &'static str {
+        match self {
+            Action::Suspend => {
+                "Grid Engine's suspend_method: pause the job's container (a native job: SIGSTOP)"
+            }
+            Action::Resume => {
+                "Grid Engine's resume_method: unpause the job's container (a native job: SIGCONT)"
+            }
+            Action::Terminate => {
+                "Grid Engine's terminate_method: stop the job's container, then kill what is left \
+                 (a native job: SIGKILL)"
+            }
+        }
+    }
+}
+
 /// A Grid Engine queue method: `qdock-suspend $job_id $ja_task_id $job_pid` (likewise
 /// resume and terminate) on Son of Grid Engine, `qdock-suspend $job_id` on Open Cluster
 /// Scheduler, whose method lines know no `$ja_task_id`. What is left out comes from JOB_ID
@@ -47,10 +73,19 @@ pub struct Call {
     pub job_pid: Option<String>,
 }
 
+/// A method's command line: its `--help`, and its manual page (packaging/man.rs).
+pub fn command(action: Action) -> clap::Command {
+    <Call as clap::CommandFactory>::command()
+        .name(action.program())
+        .about(action.about())
+}
+
 /// The whole of a method's main: parse argv, act, return the exit code.
-pub fn main(action: Action, program: &'static str) -> u8 {
-    report::init(program);
-    run(action, <Call as clap::Parser>::parse())
+pub fn main(action: Action) -> u8 {
+    report::init(action.program());
+    let call = <Call as clap::FromArgMatches>::from_arg_matches(&command(action).get_matches())
+        .unwrap_or_else(|e| e.exit());
+    run(action, call)
 }
 
 struct Job {

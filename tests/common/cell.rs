@@ -1,7 +1,8 @@
 //! The Grid Engine part of the harness (tests/gridengine.rs): jobs are submitted as [`ALICE`]
 //! with the real `qsub` and observed with `qstat`, `qmod`, `qdel` and `qacct`; the scheduler
-//! runs them through the qdock methods installed in /usr/local/bin (`bin/install`). Root only
-//! uses `docker` to observe containers.
+//! runs them through the installed qdock methods: bin/install's in /usr/local/bin, or the Debian
+//! package's in /usr/bin (`bin/test --package`), whichever all.q names. Root only uses
+//! `docker` to observe containers.
 //!
 //! Prerequisites (`bin/setup-cluster`, `bin/install`): those of [`require_engine`], the cell
 //! `default` under /var/lib/gridengine with the qdock methods on a queue, its clients working
@@ -82,10 +83,41 @@ fn check_cell() -> Result<(), String> {
             text(&qstat.stderr).trim()
         ));
     }
-    if !Path::new("/usr/local/bin/qdock-starter").exists() {
-        return Err("/usr/local/bin/qdock-starter is missing; bin/install puts it there".into());
+    let starter = cell_bin_dir()?.join("qdock-starter");
+    if !starter.exists() {
+        return Err(format!(
+            "{} is missing; bin/install (or the package, bin/test --package) puts it there",
+            starter.display()
+        ));
     }
     Ok(())
+}
+
+/// The directory of the qdock binaries the cell runs, the one its `all.q` starter_method
+/// names: `/usr/local/bin` after bin/install, `/usr/bin` with the Debian package.
+fn cell_bin_dir() -> Result<&'static Path, String> {
+    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let conf = qconf_root(&["-sq", "all.q"]);
+        let starter = conf
+            .lines()
+            .find_map(|l| l.strip_prefix("starter_method"))
+            .map(str::trim)
+            .ok_or_else(|| format!("all.q has no starter_method: {conf}"))?;
+        Path::new(starter)
+            .parent()
+            .filter(|_| starter.ends_with("/qdock-starter"))
+            .map(Path::to_path_buf)
+            .ok_or_else(|| format!("all.q's starter_method is {starter}, not qdock-starter"))
+    });
+    dir.as_deref().map_err(Clone::clone)
+}
+
+/// A qdock binary as the cell runs it (see [`cell_bin_dir`]).
+pub fn cell_bin(name: &str) -> PathBuf {
+    cell_bin_dir()
+        .expect("require_cell! checked the installation")
+        .join(name)
 }
 
 /// A value from /etc/qdock/qdock.toml (`key = value` lines; good enough for two keys).

@@ -199,16 +199,22 @@ impl Host {
 
     /// Stops the host's `qdock gc --watch` until the guard is dropped.
     pub fn stop_gc_watcher(&self) -> WatcherGuard {
-        self.run_text(&[&qdock_gc_watch(), "stop"]);
+        let argv = qdock_gc_watch("stop");
+        self.run_text(&argv.iter().map(String::as_str).collect::<Vec<_>>());
         WatcherGuard(*self)
     }
 }
 
-fn qdock_gc_watch() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("sge-conf/qdock-gc-watch")
-        .display()
-        .to_string()
+/// `sge-conf/qdock-gc-watch ACTION` for the qdock the cell runs (bin/install's or the
+/// package's: the script's own default names bin/install's).
+fn qdock_gc_watch(action: &str) -> Vec<String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("sge-conf/qdock-gc-watch");
+    vec![
+        "env".into(),
+        format!("QDOCK_BIN={}", cell::cell_bin("qdock").display()),
+        script.display().to_string(),
+        action.into(),
+    ]
 }
 
 /// Starts whatever of the cell is not running (bin/setup-cluster, which keeps the hosts):
@@ -295,7 +301,10 @@ pub struct WatcherGuard(Host);
 
 impl Drop for WatcherGuard {
     fn drop(&mut self) {
-        let _ = self.0.run(&[&qdock_gc_watch(), "start"]);
+        let argv = qdock_gc_watch("start");
+        let _ = self
+            .0
+            .run(&argv.iter().map(String::as_str).collect::<Vec<_>>());
     }
 }
 
