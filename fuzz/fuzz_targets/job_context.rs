@@ -5,6 +5,7 @@
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
+use std::path::Path;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
@@ -15,7 +16,8 @@ use qdock::job_proof::{JobKey, Proof, Proven};
 use qdock::labels::Label;
 use qdock::limits::Limits;
 use qdock::privilege::Identity;
-use qdock::spec::{self, Host, Inputs, Output, ResolvedImage, Sources, Stdio};
+use qdock::rootfs;
+use qdock::spec::{self, Anchored, Host, Inputs, Output, ResolvedImage, Sources, Stdio};
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -99,6 +101,10 @@ fuzz_target!(|input: Input| {
         reference: ImageRef::parse("qdock/busybox:1").unwrap(),
         id: "sha256:0".into(),
         repo_digest: None,
+        env: vec![
+            "PATH=/opt/tool/bin:/bin".into(),
+            "TOOL_HOME=/opt/tool".into(),
+        ],
     };
     let who = Identity {
         uid: 2001,
@@ -121,7 +127,15 @@ fuzz_target!(|input: Input| {
             script: Some(job.script.clone()),
             home: Some("/home/alice".into()),
             cwd: Some("/home/alice".into()),
-            tmpdir: job.tmpdir.clone(),
+            // A TMPDIR below /tmp is anchored there, as the execd makes it (the user's entry
+            // in a sticky directory); any other stands for its own anchor.
+            tmpdir: job.tmpdir.clone().map(|path| Anchored {
+                anchor: match path.starts_with("/tmp") && path != Path::new("/tmp") {
+                    true => "/tmp".into(),
+                    false => path.clone(),
+                },
+                path,
+            }),
             pe_hostfile: None,
         },
         seccomp_profile: None,
@@ -154,7 +168,7 @@ fuzz_target!(|input: Input| {
                 .iter()
                 .any(|o| o == "no-new-privileges:true")
         );
-        assert_eq!(spec.network, "bridge");
+        assert_eq!(spec.network, "host");
         assert_eq!(spec.labels[Label::OwnerUid.key()], "2001");
         for e in &spec.env {
             let key = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
@@ -163,6 +177,26 @@ fuzz_target!(|input: Input| {
                 "{e:?} passed"
             );
         }
+        // What goes into the container's own filesystem: its /tmp, TMPDIR's link through
+        // the hidden host /tmp, the login shell's profile; nothing else, anywhere else.
+        for entry in &spec.rootfs {
+            match entry {
+                rootfs::Entry::Dir { path, mode } => {
+                    assert_eq!((path.as_path(), *mode), (Path::new("/tmp"), 0o1777))
+                }
+                rootfs::Entry::Symlink { path, target } => {
+                    assert!(
+                        path.starts_with("/tmp") && path != Path::new("/tmp"),
+                        "{path:?}"
+                    );
+                    assert!(target.starts_with(spec::HOST_TMP), "{target:?}");
+                }
+                rootfs::Entry::File { path, .. } => {
+                    assert_eq!(path, Path::new(spec::IMAGE_ENV_PROFILE))
+                }
+            }
+        }
+        assert_eq!(rootfs::archive(&spec.rootfs).len() % 512, 0);
         // The output helper and its pipes come first, read-only, whatever the job asked for;
         // the helper runs first.
         let (stdio, others) = spec.mounts.split_at(3);
