@@ -13,7 +13,7 @@ use bollard::models::{
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, CreateImageOptions, EventsOptions,
     KillContainerOptions, ListContainersOptions, RemoveContainerOptions, ResizeContainerTTYOptions,
-    StopContainerOptions, UploadToContainerOptions, WaitContainerOptions,
+    StopContainerOptions, WaitContainerOptions,
 };
 use bollard::{ClientVersion, Docker};
 use futures_util::{Stream, StreamExt};
@@ -23,7 +23,6 @@ use tokio::net::UnixStream;
 use crate::config::EngineConfig;
 use crate::error::{Cause, Error, Result};
 use crate::labels::{Label, Labelled};
-use crate::rootfs;
 use crate::spec::{ContainerSpec, Stdin, WindowSize};
 
 pub struct Engine {
@@ -240,25 +239,6 @@ impl Engine {
                 Err(self.refused(&action, "check the job's request and the qdock config", e))
             }
         }
-    }
-
-    /// Puts `entries` into the created container's own filesystem, before it starts.
-    pub async fn put_rootfs(&self, id: &str, entries: &[rootfs::Entry]) -> Result<()> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let options = UploadToContainerOptions {
-            path: "/".into(),
-            ..Default::default()
-        };
-        let tar = bollard::body_full(rootfs::archive(entries).into());
-        self.docker
-            .upload_to_container(id, Some(options), tar)
-            .await
-            .map_err(|e| {
-                let action = format!("put qdock's files into container {}", short(id));
-                self.refused(&action, "check that the image has a usable / and /tmp", e)
-            })
     }
 
     /// Attaches to the container's stdin, before start. (Its output takes another way: see

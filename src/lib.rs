@@ -27,7 +27,6 @@ pub mod privilege;
 pub mod process;
 pub mod pull_progress;
 pub mod report;
-pub mod rootfs;
 pub mod run_mark;
 pub mod signals;
 pub mod spec;

@@ -18,7 +18,6 @@ use crate::mount::MountSpec;
 use crate::policy::env_passes;
 use crate::privilege::Identity;
 use crate::process::ProcessId;
-use crate::rootfs;
 use crate::start_command::start_command;
 
 /// The image as the engine resolved it: what actually runs, not what was asked for.
@@ -106,6 +105,8 @@ pub struct Stdio {
     pub helper: PathBuf,
     pub stdout: PathBuf,
     pub stderr: PathBuf,
+    /// Where the starter writes a login shell's profile when the spec has one.
+    pub profile: PathBuf,
 }
 
 /// Where the container sees them: one directory of qdock's own, at the root, read-only.
@@ -142,6 +143,7 @@ pub const HOST_TMP: &str = "/.qdock/tmp";
 
 /// Sourced by a login shell after the image's /etc/profile reset PATH: first of
 /// /etc/profile.d/*.sh, so the image's other scripts build on the image's environment.
+/// Mounted read-only from the starter's pipes directory (see [`Stdio::profile`]).
 pub const IMAGE_ENV_PROFILE: &str = "/etc/profile.d/00-qdock-image-env.sh";
 
 /// Every decision about the container in one place, so that one test sees them all: the
@@ -183,8 +185,9 @@ pub struct ContainerSpec {
     pub pids_limit: Option<i64>,
     pub ulimits: Vec<(String, i64, i64)>,
     pub stop_grace_secs: u64,
-    /// Put into the container's own filesystem before it starts.
-    pub rootfs: Vec<rootfs::Entry>,
+    /// A login shell's profile (see [`IMAGE_ENV_PROFILE`]): the starter writes it to
+    /// [`Stdio::profile`], which is mounted.
+    pub profile: Option<String>,
 }
 
 /// What the build noticed but did not refuse.
@@ -257,11 +260,31 @@ pub fn build(i: &Inputs) -> Result<(ContainerSpec, Notes)> {
         }
     }
 
-    let (mounts, private_tmp) = mounts(i, &mut notes)?;
-    let mut rootfs = private_tmp.map(private_tmp_entries).unwrap_or_default();
-    if login_shell {
-        rootfs.extend(image_env_profile(&i.image.env, &env));
+    let (mut mounts, private_tmp) = mounts(i, &mut notes)?;
+    let profile = login_shell
+        .then(|| image_env_profile(&i.image.env, &env))
+        .flatten();
+    if let (Some(_), Output::Pipes(stdio)) = (&profile, &i.host.output) {
+        // Beside the helper's own, which come first.
+        mounts.insert(
+            3,
+            MountSpec {
+                source: stdio.profile.clone(),
+                target: IMAGE_ENV_PROFILE.into(),
+                read_only: true,
+            },
+        );
     }
+    // The helper makes TMPDIR's link, in the container's /tmp, before the job starts.
+    let link = private_tmp.and_then(tmp_link);
+    let entrypoint = match (entrypoint.split_first(), link) {
+        (Some((helper, rest)), Some((link, target))) => [helper.clone(), "--link".into()]
+            .into_iter()
+            .chain([link, target].map(|p| p.to_string_lossy().into_owned()))
+            .chain(rest.iter().cloned())
+            .collect(),
+        _ => entrypoint,
+    };
     let spec = ContainerSpec {
         name: i.proven.key.container_name(),
         image: i.image.id.clone(),
@@ -297,7 +320,7 @@ pub fn build(i: &Inputs) -> Result<(ContainerSpec, Notes)> {
         pids_limit: (config.container.pids_limit > 0).then_some(config.container.pids_limit),
         ulimits: i.limits.ulimits.clone(),
         stop_grace_secs: config.container.stop_grace_secs,
-        rootfs,
+        profile,
     };
     Ok((spec, notes))
 }
@@ -381,7 +404,8 @@ fn mounts<'a>(i: &'a Inputs, notes: &mut Notes) -> Result<(Vec<MountSpec>, Optio
             .chain(&m.extra)
             .chain(i.user_mounts)
     };
-    let private = tmpdir.filter(|t| private_tmp(t, others()));
+    let through_helper = matches!(i.host.output, Output::Pipes(_));
+    let private = tmpdir.filter(|t| through_helper && private_tmp(t, others()));
     defaults.extend(tmpdir.map(|t| match private {
         Some(_) => MountSpec {
             source: t.anchor.clone(),
@@ -414,7 +438,8 @@ const TMP: &str = "/tmp";
 /// host's /tmp is anchored at /tmp itself (the execd makes it the user's, in a sticky
 /// directory), so it is mounted out of the way at [`HOST_TMP`] and reached by a link at its
 /// own path, while the rest of /tmp is the container's (its writable layer, gone with it).
-/// Only when nothing else the container mounts lies in /tmp: then /tmp stays the host's.
+/// Only when nothing else the container mounts lies in /tmp, and only where the output
+/// helper runs first to make the link (not on a terminal): else /tmp stays the host's.
 fn private_tmp<'a>(tmpdir: &Anchored, mut others: impl Iterator<Item = &'a MountSpec>) -> bool {
     let tmp = Path::new(TMP);
     tmpdir.anchor == tmp
@@ -422,27 +447,18 @@ fn private_tmp<'a>(tmpdir: &Anchored, mut others: impl Iterator<Item = &'a Mount
         && !others.any(|m| m.source.starts_with(tmp) || m.target.starts_with(tmp))
 }
 
-/// The container's own /tmp, and TMPDIR's link through [`HOST_TMP`] (its first step below
-/// /tmp, so that the link needs nothing from the image).
-fn private_tmp_entries(tmpdir: &Anchored) -> Vec<rootfs::Entry> {
-    let below = tmpdir.path.strip_prefix(TMP).ok();
-    let first = below.and_then(|p| p.components().next());
-    let mut entries = vec![rootfs::Entry::Dir {
-        path: TMP.into(),
-        mode: 0o1777,
-    }];
-    entries.extend(first.map(|first| rootfs::Entry::Symlink {
-        path: Path::new(TMP).join(first),
-        target: Path::new(HOST_TMP).join(first),
-    }));
-    entries
+/// TMPDIR's link in the container's /tmp, through [`HOST_TMP`]: its first step below /tmp,
+/// so that the link needs nothing from the image but /tmp.
+fn tmp_link(tmpdir: &Anchored) -> Option<(PathBuf, PathBuf)> {
+    let first = tmpdir.path.strip_prefix(TMP).ok()?.components().next()?;
+    Some((Path::new(TMP).join(first), Path::new(HOST_TMP).join(first)))
 }
 
 /// For a login shell, whose /etc/profile (Debian's, Ubuntu's) resets PATH: the image's
 /// environment again, each variable as the container starts with it (the job's value where
 /// it passes one, else the image's), before the user's own ~/.profile adds to it as it would
 /// natively. Empty when the image declares nothing.
-fn image_env_profile(image_env: &[String], job_env: &[String]) -> Option<rootfs::Entry> {
+fn image_env_profile(image_env: &[String], job_env: &[String]) -> Option<String> {
     let value_in = |env: &'_ [String], name: &str| -> Option<String> {
         env.iter()
             .find_map(|e| e.strip_prefix(name)?.strip_prefix('=').map(str::to_string))
@@ -462,11 +478,7 @@ fn image_env_profile(image_env: &[String], job_env: &[String]) -> Option<rootfs:
         ));
         any = true;
     }
-    any.then(|| rootfs::Entry::File {
-        path: IMAGE_ENV_PROFILE.into(),
-        mode: 0o644,
-        contents: script,
-    })
+    any.then_some(script)
 }
 
 fn is_shell_name(name: &str) -> bool {
@@ -641,14 +653,18 @@ mod tests {
             helper: "/usr/local/bin/qdock-stdio".into(),
             stdout: "/var/lib/qdock/stdio/j.1/stdout".into(),
             stderr: "/var/lib/qdock/stdio/j.1/stderr".into(),
+            profile: "/var/lib/qdock/stdio/j.1/profile".into(),
         }
     }
 
-    /// The job's own command: what follows the output helper and its pipes (argv[0] and the
-    /// program), and its arguments.
+    /// The job's own command: what follows the output helper, its TMPDIR link and its pipes
+    /// (argv[0] and the program), and its arguments.
     fn command(spec: &ContainerSpec) -> (Vec<String>, Vec<String>) {
-        let (helper, job) = spec.entrypoint.split_at(3);
-        assert_eq!(helper, [STDIO_HELPER, STDIO_STDOUT, STDIO_STDERR]);
+        let link = ["--link", "/tmp/42.1.all.q", "/.qdock/tmp/42.1.all.q"];
+        let (helper, job) = spec.entrypoint.split_at(6);
+        assert_eq!(helper[0], STDIO_HELPER);
+        assert_eq!(helper[1..4], link);
+        assert_eq!(helper[4..], [STDIO_STDOUT, STDIO_STDERR]);
         (job.to_vec(), spec.cmd.clone())
     }
 
@@ -1111,23 +1127,14 @@ mod tests {
         }
     }
 
-    /// TMPDIR in the host's /tmp: the host's /tmp out of the way, the job's own /tmp, and a
-    /// link at TMPDIR's path; with anything else in /tmp, /tmp stays the host's.
+    /// TMPDIR in the host's /tmp: the host's /tmp out of the way and a link at TMPDIR's
+    /// path, which the helper makes; with anything else in /tmp, /tmp stays the host's.
     #[test]
     fn a_tmpdir_in_the_hosts_tmp_gets_the_job_a_tmp_of_its_own() {
         let (spec, _) = build_with(&job(&[]), &Config::default());
         assert_eq!(
-            spec.rootfs[..2],
-            [
-                rootfs::Entry::Dir {
-                    path: "/tmp".into(),
-                    mode: 0o1777
-                },
-                rootfs::Entry::Symlink {
-                    path: "/tmp/42.1.all.q".into(),
-                    target: "/.qdock/tmp/42.1.all.q".into()
-                }
-            ]
+            spec.entrypoint[1..4],
+            ["--link", "/tmp/42.1.all.q", "/.qdock/tmp/42.1.all.q"]
         );
         let mut config = Config::default();
         config.mounts.extra.push(MountSpec {
@@ -1148,7 +1155,7 @@ mod tests {
                 .iter()
                 .any(|m| m.target == Path::new(HOST_TMP))
         );
-        assert!(!shared.rootfs.iter().any(|e| e.path().starts_with("/tmp")));
+        assert!(!shared.entrypoint.iter().any(|a| a == "--link"));
     }
 
     /// A login shell gets the image's environment back after /etc/profile, the job's own
@@ -1161,38 +1168,32 @@ mod tests {
             ("TOOL_HOME", "/mine"),
         ]);
         let (spec, _) = build_with(&login, &Config::default());
-        let profile = spec
-            .rootfs
+        let contents = spec.profile.as_deref().expect("a profile");
+        assert!(
+            contents.contains("export PATH='/opt/tool/bin:/usr/bin:/bin'\n"),
+            "{contents}"
+        );
+        assert!(
+            contents.contains("export TOOL_HOME='/mine'\n"),
+            "{contents}"
+        );
+        let mounted = spec
+            .mounts
             .iter()
-            .find(|e| e.path() == Path::new(IMAGE_ENV_PROFILE));
-        match profile {
-            Some(rootfs::Entry::File { contents, mode, .. }) => {
-                assert_eq!(*mode, 0o644);
-                assert!(
-                    contents.contains("export PATH='/opt/tool/bin:/usr/bin:/bin'\n"),
-                    "{contents}"
-                );
-                assert!(
-                    contents.contains("export TOOL_HOME='/mine'\n"),
-                    "{contents}"
-                );
-            }
-            other => panic!("{other:?} in {:?}", spec.rootfs),
-        }
+            .find(|m| m.target == Path::new(IMAGE_ENV_PROFILE))
+            .expect("the profile is mounted");
+        assert_eq!(mounted.source, pipes().profile);
+        assert!(mounted.read_only);
         let (plain, _) = build_with(&job(&[]), &Config::default());
+        assert_eq!(plain.profile, None);
         assert!(
             !plain
-                .rootfs
+                .mounts
                 .iter()
-                .any(|e| e.path() == Path::new(IMAGE_ENV_PROFILE))
+                .any(|m| m.target == Path::new(IMAGE_ENV_PROFILE))
         );
-        let quoted = image_env_profile(&["A=it's".into(), "1BAD=x".into()], &[]);
-        match quoted {
-            Some(rootfs::Entry::File { contents, .. }) => {
-                assert!(contents.ends_with("export A='it'\\''s'\n"), "{contents}");
-                assert!(!contents.contains("1BAD"), "{contents}");
-            }
-            other => panic!("{other:?}"),
-        }
+        let quoted = image_env_profile(&["A=it's".into(), "1BAD=x".into()], &[]).unwrap();
+        assert!(quoted.ends_with("export A='it'\\''s'\n"), "{quoted}");
+        assert!(!quoted.contains("1BAD"), "{quoted}");
     }
 }

@@ -18,8 +18,10 @@ use crate::process::ProcessId;
 /// 1770).
 pub const DIR: &str = "/var/lib/qdock/stdio";
 
-/// What a starter makes in its directory: these FIFOs and nothing else.
+/// What a starter makes in its directory: these FIFOs, and the login shell's profile (a
+/// plain file), and nothing else.
 pub const PIPES: [&str; 2] = ["stdout", "stderr"];
+pub const PROFILE: &str = "profile";
 
 /// The mkdtemp(3) template for the directory of `starter`'s job in container `container`.
 pub fn template(container: &str, starter: ProcessId) -> String {
@@ -118,6 +120,7 @@ pub struct Found {
 pub enum Kind {
     Directory,
     Fifo,
+    File,
     Other,
 }
 
@@ -127,6 +130,7 @@ impl Found {
         let kind = match mode & nix::libc::S_IFMT {
             nix::libc::S_IFDIR => Kind::Directory,
             nix::libc::S_IFIFO => Kind::Fifo,
+            nix::libc::S_IFREG => Kind::File,
             _ => Kind::Other,
         };
         Found {
@@ -177,11 +181,13 @@ pub fn check_dir(dir: &Found, base_dev: u64) -> Result<(), String> {
 /// starter makes both as its caller) on the same file system.
 pub fn check_entry(name: &[u8], entry: &Found, dir: &Found) -> Result<(), String> {
     let shown = String::from_utf8_lossy(name);
-    if !PIPES.iter().any(|p| p.as_bytes() == name) {
-        return Err(format!("holds {shown:?}, which no starter makes"));
-    }
-    if entry.kind != Kind::Fifo {
-        return Err(format!("holds {shown} that is not a FIFO"));
+    let (kind, called) = match name {
+        n if n == PROFILE.as_bytes() => (Kind::File, "a plain file"),
+        n if PIPES.iter().any(|p| p.as_bytes() == n) => (Kind::Fifo, "a FIFO"),
+        _ => return Err(format!("holds {shown:?}, which no starter makes")),
+    };
+    if entry.kind != kind {
+        return Err(format!("holds {shown} that is not {called}"));
     }
     if entry.dev != dir.dev {
         return Err(format!("holds {shown} from another file system"));

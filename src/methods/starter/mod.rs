@@ -140,7 +140,6 @@ async fn execute(
         let id = leftover::create(engine, spec).await?;
         crate::timing::mark("create");
         created.replace(Some(id.clone()));
-        engine.put_rootfs(&id, &spec.rootfs).await?;
         // Said once the container exists, so a job refused before has one line only: why.
         report::info(&announcement);
         let (output, writers, input) = match &mut *io {

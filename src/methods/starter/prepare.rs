@@ -141,6 +141,9 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
         host: &host,
     };
     let (spec, notes) = spec::build(&inputs)?;
+    if let (Some(text), Io::Pipes(pipes)) = (&spec.profile, &io) {
+        pipes.write_profile(text)?;
+    }
     crate::timing::mark("spec");
     if !notes.skipped_env.is_empty() {
         report::warn(&format!(

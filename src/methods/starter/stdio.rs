@@ -34,6 +34,7 @@
 //! then (its PID namespace dies with its first process), so the end comes at once.
 
 use std::fs::OpenOptions;
+use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -89,6 +90,7 @@ impl Pipes {
                 helper,
                 stdout: dir.join("stdout"),
                 stderr: dir.join("stderr"),
+                profile: dir.join(stdio_dir::PROFILE),
             },
             reads: None,
             writers: None,
@@ -106,6 +108,20 @@ impl Pipes {
             _open: [out_kept, err_kept],
         });
         Ok(pipes)
+    }
+
+    /// Writes a login shell's profile where the spec mounts it from (see
+    /// [`crate::spec::IMAGE_ENV_PROFILE`]): readable by the job, in the directory no one else reaches.
+    pub fn write_profile(&self, text: &str) -> Result<()> {
+        let path = &self.stdio.profile;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(path)
+            .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+        file.write_all(text.as_bytes())
+            .map_err(|e| Error::io(format!("write {}", path.display()), e))
     }
 
     /// What the spec mounts into the container.
