@@ -41,9 +41,16 @@ impl CellImages {
 
     /// Whether a host satisfies `request`; Err when the qmaster could not be asked.
     pub fn find(&mut self, request: &str) -> Result<Finding, String> {
+        // Reused only for an image a host held: whether a host may pull is the admin's
+        // setting of the moment, and one switched off meanwhile must not let a job in.
+        let held: Vec<&str> = request
+            .split('|')
+            .filter(|alternative| !alternative.contains(crate::advertise::PULL_MARK))
+            .collect();
         if let Some((at, hosts)) = &self.seen
             && at.elapsed() < REUSE
-            && host_images::find(request, hosts) == Finding::Found
+            && !held.is_empty()
+            && host_images::find(&held.join("|"), hosts) == Finding::Found
         {
             return Ok(Finding::Found);
         }
@@ -114,6 +121,20 @@ mod tests {
         assert!(matches!(cell.find("*;b:1;*"), Ok(Finding::Nowhere(_))));
         assert!(matches!(cell.find("*;b:1;*"), Ok(Finding::Nowhere(_))));
         assert_eq!(asked.get(), 3);
+    }
+
+    /// A job found only through a host that may pull asks afresh: the admin may have
+    /// switched pulling off since.
+    #[test]
+    fn a_view_is_not_reused_for_a_host_that_may_pull() {
+        let (mut cell, asked) = counting(
+            "vm  lx-amd64 2 1 2 2 0.5 1G 1G 0 0\n    Host Resource(s):      hl:qdock_images=;a:1;+pull;\n",
+        );
+        assert_eq!(cell.find("*;b:1;*|*;+pull;*"), Ok(Finding::Found));
+        assert_eq!(cell.find("*;b:1;*|*;+pull;*"), Ok(Finding::Found));
+        assert_eq!(asked.get(), 2);
+        assert_eq!(cell.find("*;a:1;*|*;+pull;*"), Ok(Finding::Found));
+        assert_eq!(asked.get(), 2);
     }
 
     #[test]
