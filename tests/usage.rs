@@ -194,11 +194,12 @@ fn a_bad_job_argument_is_a_usage_error() {
 
 /// A job over within milliseconds: the cgroup is found while the engine starts the
 /// container, before the job can end, so its figures are exact; the engine gives the wall
-/// time. Three in a row: none may be missed.
+/// time, or, when it stamped the exit before the start, the starter. Ten in a row: none may
+/// be missed (the stamps come reversed in about one run of four).
 #[test]
 fn a_job_over_in_milliseconds_is_measured_exactly_with_its_wall_time() {
     require_engine!();
-    for _ in 0..3 {
+    for _ in 0..10 {
         let job = Job::new("true\n");
         let out = job.spawn().wait(secs(60));
         out.assert_code(0);
@@ -207,13 +208,15 @@ fn a_job_over_in_milliseconds_is_measured_exactly_with_its_wall_time() {
         for absent in ["not measured", "missing", "not known"] {
             assert!(!last.contains(absent), "{last}");
         }
+        // A `true` may run for less than half a millisecond: printed 0.000 s.
         let wall = figure(&last, "wall ");
-        assert!(wall > 0.0 && wall < 10.0, "{last}");
+        assert!(wall < 10.0, "{last}");
         assert!(figure(&last, "cpu ") > 0.0, "{last}");
         let records = records(ALICE, &job);
         assert_eq!(records.len(), 1, "{records:?}");
         let c = &records[0]["container"];
-        assert!((number(c, "/wall_ns") / 1e9 - wall).abs() < 0.001, "{c}");
+        let wall_ns = number(c, "/wall_ns");
+        assert!(wall_ns > 0.0 && (wall_ns / 1e9 - wall).abs() < 0.001, "{c}");
         assert_eq!(c["usage"]["exact"], true, "{c}");
         assert!(number(c, "/usage/cpu_ns") > 0.0, "{c}");
     }

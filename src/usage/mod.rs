@@ -94,17 +94,15 @@ impl Measured {
     }
 }
 
-/// The job's last `qdock:` line: the wall time the engine measured and what the cgroup said,
-/// each named when it is missing, and why.
-pub fn line(wall_ns: Option<u64>, measured: &Result<Measured, String>) -> String {
-    match (wall_ns, measured) {
-        (Some(wall), Ok(m)) => format!("usage: wall {}, {}", seconds(wall), m.describe()),
-        (None, Ok(m)) => format!("usage: {} (wall time not known)", m.describe()),
-        (Some(wall), Err(problem)) => format!(
+/// The job's last `qdock:` line: the wall time and what the cgroup said, named when it is
+/// missing, and why.
+pub fn line(wall_ns: u64, measured: &Result<Measured, String>) -> String {
+    match measured {
+        Ok(m) => format!("usage: wall {}, {}", seconds(wall_ns), m.describe()),
+        Err(problem) => format!(
             "usage: wall {}; cpu, memory and block I/O not measured: {problem}",
-            seconds(wall)
+            seconds(wall_ns)
         ),
-        (None, Err(problem)) => format!("usage: not measured: {problem}"),
     }
 }
 
@@ -311,7 +309,7 @@ mod tests {
         };
         let exact = Ok(Measured { usage, exact: true });
         assert_eq!(
-            line(Some(21_700_000_000), &exact),
+            line(21_700_000_000, &exact),
             "usage: wall 21.700 s, cpu 21.650 s (about 21.448 s user, 0.204 s system), \
              peak memory 64.3 MiB, block I/O read 0 B, written 12.0 KiB"
         );
@@ -319,16 +317,11 @@ mod tests {
             usage,
             exact: false,
         });
-        assert!(line(Some(1), &sampled).ends_with("the rest is missing)"));
-        assert!(line(None, &exact).ends_with("(wall time not known)"));
+        assert!(line(1, &sampled).ends_with("the rest is missing)"));
         let missed = Err("the job ended before its cgroup could be found".to_string());
         assert_eq!(
-            line(Some(4_000_000), &missed),
+            line(4_000_000, &missed),
             "usage: wall 0.004 s; cpu, memory and block I/O not measured: the job ended before its cgroup could be found"
-        );
-        assert_eq!(
-            line(None, &missed),
-            "usage: not measured: the job ended before its cgroup could be found"
         );
     }
 

@@ -11,37 +11,67 @@
 //! its cgroup may be gone by then. So the cgroup is looked for from the moment the start is
 //! asked for ([`watch_start`]): the engine makes it during the start, at its default place,
 //! and the first process is pinned before it can exit.
+//!
+//! The looking and the following run on a thread of their own, blocked in poll(2): the
+//! starter's runtime is busiest with the container's output and the engine's replies just
+//! when the job ends. On a loaded host even that thread can wake after the engine removed
+//! the cgroup (8 of 540 one-millisecond jobs with three test runs on two CPUs here, none of
+//! 300 with one); the last sample then stands, and says so.
 
 use std::fs::File;
 use std::future::Future;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::thread::JoinHandle;
 
-use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::{CgroupV1Text, Measured, Usage, cgroup_v1_path, is_namespace_init};
 use crate::engine::Engine;
 
 /// Where the cgroup v1 hierarchies are mounted, one directory per controller.
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-/// The fallback's pace: the engine's own stats are no finer.
-const SAMPLE_EVERY: Duration = Duration::from_secs(1);
-/// How often the cgroup and its first process are looked for while the start is under way:
-/// runc takes milliseconds between making the cgroup and running the job, the engine more
-/// between the job's exit and removing the cgroup.
-const LOOK_EVERY: Duration = Duration::from_millis(1);
+/// The fallback's pace, in ms: the engine's own stats are no finer.
+const SAMPLE_EVERY_MS: u16 = 1000;
+/// How often, in ms, the cgroup and its first process are looked for while the start is
+/// under way: runc takes milliseconds between making the cgroup and running the job, the
+/// engine more between the job's exit and removing the cgroup.
+const LOOK_EVERY_MS: u8 = 1;
+/// The follower needs little stack: it reads a few small files.
+const FOLLOWER_STACK: usize = 64 * 1024;
+
+type Latest = Arc<Mutex<Option<Measured>>>;
 
 /// Follows one container until [`Watch::finish`].
 pub struct Watch {
-    latest: Arc<Mutex<Option<Measured>>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    latest: Latest,
+    follower: Option<Follower>,
     /// Why nothing can be measured, when that was clear from the start.
     problem: Option<String>,
+}
+
+/// The thread that follows the container, and the pipe whose closing stops it.
+struct Follower {
+    stop: OwnedFd,
+    thread: JoinHandle<()>,
+}
+
+impl Follower {
+    /// Runs `follow` on its own thread, handing it the end of a pipe that turns readable
+    /// (hung up) when the follower is stopped. None when no thread or pipe can be had: the
+    /// job runs all the same, unmeasured.
+    fn spawn(follow: impl FnOnce(OwnedFd) + Send + 'static) -> Option<Follower> {
+        let (stopped, stop) = nix::unistd::pipe().ok()?;
+        let thread = std::thread::Builder::new()
+            .name("usage".into())
+            .stack_size(FOLLOWER_STACK)
+            .spawn(move || follow(stopped))
+            .ok()?;
+        Some(Follower { stop, thread })
+    }
 }
 
 /// Runs `start`, which starts container `id`, and follows the container from the moment it
@@ -51,22 +81,20 @@ pub async fn watch_start<T>(
     id: &str,
     start: impl Future<Output = T>,
 ) -> (T, Watch) {
-    let latest = Arc::new(Mutex::new(None));
+    let latest = Latest::default();
     let answered = Arc::new(AtomicBool::new(false));
     let (placed, found) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(early(
-        id.to_string(),
-        latest.clone(),
-        answered.clone(),
-        placed,
-    ));
+    let follower = {
+        let (id, latest, answered) = (id.to_string(), latest.clone(), answered.clone());
+        Follower::spawn(move |stopped| early(&id, &latest, &answered, placed, &stopped))
+    };
     let outcome = start.await;
     answered.store(true, Ordering::SeqCst);
-    // Within a millisecond: the task looks once more, now that the start has answered.
+    // Within a millisecond: the thread looks once more, now that the start has answered.
     if found.await == Ok(true) {
         let watch = Watch {
             latest,
-            task: Some(task),
+            follower,
             problem: None,
         };
         return (outcome, watch);
@@ -78,62 +106,71 @@ pub async fn watch_start<T>(
 /// Looks for container `id`'s cgroup at the engine's default places until the start has
 /// `answered`, telling `placed` whether it is there; then pins its first process and
 /// follows it, or reads at once when it has already ended.
-async fn early(
-    id: String,
-    latest: Arc<Mutex<Option<Measured>>>,
-    answered: Arc<AtomicBool>,
+fn early(
+    id: &str,
+    latest: &Latest,
+    answered: &AtomicBool,
     placed: tokio::sync::oneshot::Sender<bool>,
+    stopped: &OwnedFd,
 ) {
-    let path = loop {
+    let (path, files) = loop {
         // Read before looking: a cgroup made before the answer is seen below.
         let over = answered.load(Ordering::SeqCst);
-        if let Some(path) = default_place(&id) {
-            break path;
+        // runc makes the cgroup one controller after another: it is there once every file
+        // opens.
+        let made =
+            default_place(id).and_then(|path| Files::open(&path).ok().map(|files| (path, files)));
+        if let Some(made) = made {
+            break made;
         }
-        if over {
+        if over || !pause(stopped) {
             let _ = placed.send(false);
             return;
         }
-        tokio::time::sleep(LOOK_EVERY).await;
     };
-    let files = Files::open(&path);
     let _ = placed.send(true);
-    let Ok(files) = files else { return };
     loop {
         let over = answered.load(Ordering::SeqCst);
         match first_process(&path) {
-            Ok(Some(pidfd)) => {
-                // SAFETY: as in `attach`.
-                if let Ok(pidfd) =
-                    unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
-                {
-                    follow(pidfd, files, latest).await;
-                }
-                return;
-            }
+            Ok(Some(pidfd)) => return follow(&pidfd, &files, latest, stopped),
             // Started and already over: the cgroup holds its final figures.
             Ok(None) if over => {
                 if let Ok(usage) = files.read() {
-                    *latest.lock().unwrap_or_else(|e| e.into_inner()) =
-                        Some(Measured { usage, exact: true });
+                    keep(latest, Measured { usage, exact: true });
                 }
                 return;
             }
-            Ok(None) => tokio::time::sleep(LOOK_EVERY).await,
-            Err(_) => return,
+            Ok(None) if pause(stopped) => {}
+            Ok(None) | Err(_) => return,
         }
     }
 }
 
+/// Waits a moment while looking; false once the follower is stopped.
+fn pause(stopped: &OwnedFd) -> bool {
+    let mut fds = [PollFd::new(stopped.as_fd(), PollFlags::POLLIN)];
+    !matches!(poll(&mut fds, PollTimeout::from(LOOK_EVERY_MS)), Ok(n) if n > 0)
+}
+
+fn keep(latest: &Latest, measured: Measured) {
+    *latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(measured);
+}
+
 /// Starts following container `id`, which runs.
-pub async fn watch(engine: &Engine, id: &str) -> Watch {
-    let latest = Arc::new(Mutex::new(None));
+async fn watch(engine: &Engine, id: &str) -> Watch {
+    let latest = Latest::default();
     match attach(engine, id).await {
-        Ok((Some(pidfd), files)) => Watch {
-            task: Some(tokio::spawn(follow(pidfd, files, latest.clone()))),
-            latest,
-            problem: None,
-        },
+        Ok((Some(pidfd), files)) => {
+            let follower = {
+                let latest = latest.clone();
+                Follower::spawn(move |stopped| follow(&pidfd, &files, &latest, &stopped))
+            };
+            Watch {
+                latest,
+                follower,
+                problem: None,
+            }
+        }
         // Over already: read now, while the cgroup is still there.
         Ok((None, files)) => Watch {
             latest: Arc::new(Mutex::new(
@@ -142,30 +179,25 @@ pub async fn watch(engine: &Engine, id: &str) -> Watch {
                     .ok()
                     .map(|usage| Measured { usage, exact: true }),
             )),
-            task: None,
+            follower: None,
             problem: None,
         },
         Err(problem) => Watch {
             latest,
-            task: None,
+            follower: None,
             problem: Some(problem),
         },
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        if let Some(task) = &self.task {
-            task.abort();
-        }
     }
 }
 
 impl Watch {
     /// What the container used, once it ended.
     pub fn finish(mut self) -> Result<Measured, String> {
-        if let Some(task) = &self.task {
-            task.abort();
+        if let Some(Follower { stop, thread }) = self.follower.take() {
+            // The container is gone, so its first process is too: the thread has read its
+            // figures or reads them now, seeing the exit before the stop.
+            drop(stop);
+            let _ = thread.join();
         }
         let latest = self.latest.lock().unwrap_or_else(|e| e.into_inner()).take();
         latest.ok_or_else(|| {
@@ -183,20 +215,13 @@ const DEFAULT_PLACES: [(&str, &str); 2] = [("docker/", ""), ("system.slice/docke
 /// The container's cgroup files and, unless it has ended already, a pidfd of its first
 /// process. Found without asking the engine when the cgroup is where the engine puts it by
 /// default: a job may be over before the engine answers, its cgroup gone soon after.
-async fn attach(engine: &Engine, id: &str) -> Result<(Option<AsyncFd<OwnedFd>>, Files), String> {
+async fn attach(engine: &Engine, id: &str) -> Result<(Option<OwnedFd>, Files), String> {
     let path = match default_place(id) {
         Some(path) => path,
         None => path_from_engine(engine, id).await?,
     };
     let files = Files::open(&path)?;
-    let Some(pidfd) = first_process(&path)? else {
-        return Ok((None, files));
-    };
-    // SAFETY: an OwnedFd is an open descriptor that stays the same until it is dropped,
-    // which only the AsyncFd that owns it does.
-    let pidfd = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
-        .map_err(|e| format!("cannot poll a pidfd: {e}"))?;
-    Ok((Some(pidfd), files))
+    Ok((first_process(&path)?, files))
 }
 
 /// The container's cgroup below each controller, when it is at a default place.
@@ -258,28 +283,36 @@ fn first_process(path: &str) -> Result<Option<OwnedFd>, String> {
     Ok(None)
 }
 
-async fn follow(pidfd: AsyncFd<OwnedFd>, files: Files, latest: Arc<Mutex<Option<Measured>>>) {
-    let keep = |measured: Measured| {
-        *latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(measured);
-    };
-    let mut tick = tokio::time::interval(SAMPLE_EVERY);
-    loop {
-        tokio::select! {
-            biased;
-            _ = pidfd.readable() => {
-                // Too late only when this process was not scheduled for the whole time the
-                // engine took to reap the container: then the last sample stands.
-                if let Ok(usage) = files.read() {
-                    keep(Measured { usage, exact: true });
-                }
-                return;
-            }
-            _ = tick.tick() => {
-                if let Ok(usage) = files.read() {
-                    keep(Measured { usage, exact: false });
-                }
-            }
+/// Samples the cgroup each second until the first process behind `pidfd` exits, then reads
+/// the final figures at once; ends early when `stopped`.
+fn follow(pidfd: &OwnedFd, files: &Files, latest: &Latest, stopped: &OwnedFd) {
+    let sample = |exact| {
+        if let Ok(usage) = files.read() {
+            keep(latest, Measured { usage, exact });
         }
+    };
+    // Something stands even when the final read comes too late.
+    sample(false);
+    loop {
+        let mut fds = [
+            PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(stopped.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::from(SAMPLE_EVERY_MS)) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return,
+            Ok(0) => {
+                sample(false);
+                continue;
+            }
+            Ok(_) => {}
+        }
+        // Too late only when this thread was not scheduled for the whole time the engine
+        // took to reap the container: then the last sample stands.
+        if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+            sample(true);
+        }
+        return;
     }
 }
 

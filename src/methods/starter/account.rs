@@ -2,7 +2,7 @@
 //! last `qdock:` line (and syslog), and one line in the per-host record (see crate::usage).
 
 use std::future::Future;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::prepare::Prepared;
 use crate::config::Config;
@@ -19,25 +19,35 @@ use crate::{job_proof, report};
 /// A container that runs, followed until it ends.
 pub struct Started {
     at: i64,
+    began: Instant,
     watch: Watch,
 }
 
 /// Runs `start`, which starts container `id`, and follows the container from then on.
 pub async fn begin<T>(engine: &Engine, id: &str, start: impl Future<Output = T>) -> (T, Started) {
-    let at = now();
+    let (at, began) = (now(), Instant::now());
     let (outcome, watch) = probe::watch_start(engine, id, start).await;
-    (outcome, Started { at, watch })
+    (outcome, Started { at, began, watch })
 }
 
-/// How long container `id`, which has exited, ran by the engine's own clock: asked before
-/// the container is removed.
-pub async fn wall_time(engine: &Engine, id: &str) -> Option<u64> {
-    let c = engine.inspect(id).await.ok()??;
-    crate::usage::wall_ns(c.started_at.as_deref()?, c.finished_at.as_deref()?)
+/// How long container `id`, which has exited, ran: by the engine's own clock, asked before
+/// the container is removed. A job over in a millisecond can exit before dockerd stamps its
+/// start (the stamp follows runc's reply; the exit's comes from containerd), about one run
+/// in four here; then, as when the engine cannot answer, the starter's own span from the
+/// start request to now, which bounds the run from above.
+pub async fn wall_time(engine: &Engine, id: &str, started: &Started) -> u64 {
+    let by_engine = async {
+        let c = engine.inspect(id).await.ok()??;
+        crate::usage::wall_ns(c.started_at.as_deref()?, c.finished_at.as_deref()?)
+    };
+    match by_engine.await {
+        Some(ns) => ns,
+        None => u64::try_from(started.began.elapsed().as_nanos()).unwrap_or(u64::MAX),
+    }
 }
 
 /// Once the container is gone: what it used, and the job's record.
-pub fn end(prepared: &Prepared, config: &Config, started: Started, code: u8, wall_ns: Option<u64>) {
+pub fn end(prepared: &Prepared, config: &Config, started: Started, code: u8, wall_ns: u64) {
     let measured = started.watch.finish();
     let line = crate::usage::line(wall_ns, &measured);
     match &measured {
@@ -52,7 +62,7 @@ pub fn end(prepared: &Prepared, config: &Config, started: Started, code: u8, wal
         repo_digest: image.repo_digest.clone(),
         end: now(),
         exit: code,
-        wall_ns,
+        wall_ns: Some(wall_ns),
         usage: measured.ok().map(Into::into),
     };
     let record = record_of(&prepared.proven, started.at, Some(container));

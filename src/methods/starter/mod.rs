@@ -99,14 +99,14 @@ fn start(argv: Vec<OsString>) -> Result<u8> {
         let created = RefCell::new(None);
         let started = RefCell::new(None);
         let outcome = execute(&mut prepared, &created, &started, &mut signals).await;
+        let (created, started) = (created.take(), started.take());
         // Only a container that ran has run for a while.
-        let ran = started.borrow().is_some().then(|| created.borrow().clone());
-        let wall_ns = match ran.flatten() {
-            Some(id) => account::wall_time(&prepared.engine, &id).await,
-            None => None,
+        let wall_ns = match (&created, &started) {
+            (Some(id), Some(s)) => Some(account::wall_time(&prepared.engine, id, s).await),
+            _ => None,
         };
         // Whatever happened after create, the container goes: no orphans.
-        let removed = remove_own(&prepared.engine, &prepared.spec, created.take()).await;
+        let removed = remove_own(&prepared.engine, &prepared.spec, created).await;
         crate::timing::mark("removal");
         let code = outcome?;
         if let Err(e) = removed {
@@ -115,7 +115,7 @@ fn start(argv: Vec<OsString>) -> Result<u8> {
                 prepared.spec.name
             ));
         }
-        if let Some(started) = started.take() {
+        if let (Some(started), Some(wall_ns)) = (started, wall_ns) {
             account::end(&prepared, &config, started, code, wall_ns);
             crate::timing::mark("record");
         }
