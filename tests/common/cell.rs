@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{LazyLock, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use super::*;
@@ -363,6 +363,34 @@ impl Acct {
     }
 }
 
+/// A local time as `qacct` prints it (`Sat Dec  5 15:46:05 2026`), as (year, month, day,
+/// hour, minute, second).
+type QacctTime = (u32, u32, u32, u32, u32, u32);
+
+fn qacct_time(text: &str) -> Option<QacctTime> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let [_, month, day, time, year] = fields[..] else {
+        return None;
+    };
+    let month = MONTHS.iter().position(|m| *m == month)? as u32 + 1;
+    let hms: Vec<u32> = time.split(':').filter_map(|n| n.parse().ok()).collect();
+    let [h, m, s] = hms[..] else { return None };
+    Some((year.parse().ok()?, month, day.parse().ok()?, h, m, s))
+}
+
+/// When this test process made its first case, in the cell's local time: every job of this
+/// run was submitted since.
+static BEGAN: LazyLock<QacctTime> = LazyLock::new(|| {
+    let out = Command::new("date")
+        .arg("+%a %b %e %H:%M:%S %Y")
+        .output()
+        .expect("date");
+    qacct_time(&text(&out.stdout)).expect("date's local time")
+});
+
 fn parse_qacct(output: &str) -> Vec<Acct> {
     let mut records = Vec::new();
     let mut current = HashMap::new();
@@ -424,6 +452,7 @@ impl Case {
     }
 
     fn with_lock(name: &str, lock: Lock, pin: Option<String>) -> Case {
+        LazyLock::force(&BEGAN);
         let dir = ALICE
             .home()
             .join(format!("qdock-e2e-{}-{name}", std::process::id()));
@@ -598,13 +627,18 @@ impl Case {
         text(&out.stdout) + &text(&out.stderr)
     }
 
+    /// The accounting records of this run's job `job`: a qmaster killed and started again
+    /// hands out job numbers anew (its `jobseqnum` is written at shutdown), so `qacct -j`
+    /// may also give an earlier run's job of that number (job 1926 twice within the hour).
     pub fn acct(&self, job: u32) -> Vec<Acct> {
         let out = client(&self.dir, "qacct", &["-j", &job.to_string()]);
-        if out.status.success() {
-            parse_qacct(&text(&out.stdout))
-        } else {
-            Vec::new()
+        if !out.status.success() {
+            return Vec::new();
         }
+        parse_qacct(&text(&out.stdout))
+            .into_iter()
+            .filter(|record| qacct_time(record.get("qsub_time")).is_some_and(|t| t >= *BEGAN))
+            .collect()
     }
 
     /// The slots where the case's jobs may run (the pinned queue instance, or every one):
