@@ -18,7 +18,7 @@ use crate::mount::MountSpec;
 use crate::policy::env_passes;
 use crate::privilege::Identity;
 use crate::process::ProcessId;
-use crate::start_command::start_command;
+use crate::start_command::{StartCommand, start_command};
 
 /// The image as the engine resolved it: what actually runs, not what was asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,22 +227,11 @@ pub fn build(i: &Inputs) -> Result<(ContainerSpec, Notes)> {
     }
     utf8_path(&job.shell.path, "the job shell path")?;
     let start = start_command(job.kind, &job.shell, &job.script, &job.args);
-    let text = |s: &OsStr| s.to_string_lossy().into_owned();
-    let program = text(&start.program);
-    let entrypoint = match i.host.output {
-        // The helper opens the pipes onto fds 1 and 2, then execs the job's command as it
-        // is, argv[0] included.
-        Output::Pipes(_) => [STDIO_HELPER, STDIO_STDOUT, STDIO_STDERR]
-            .map(String::from)
-            .into_iter()
-            .chain([text(&start.argv0), program])
-            .collect(),
-        // The engine execs the program with its path as argv[0]. A login shell is lost here,
-        // but Grid Engine starts none with a terminal: qrsh_starter, the only one handing the
-        // starter a terminal, sets SGE_STARTER_USE_LOGIN_SHELL=false.
-        Output::Terminal(_) => vec![program],
-    };
-    let cmd: Vec<String> = start.args.iter().map(|a| text(a)).collect();
+    let cmd: Vec<String> = start
+        .args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     // Only through the helper does the shell get its argv[0], and with it a login.
     let login_shell = matches!(i.host.output, Output::Pipes(_))
         && start.argv0.as_encoded_bytes().starts_with(b"-");
@@ -260,31 +249,11 @@ pub fn build(i: &Inputs) -> Result<(ContainerSpec, Notes)> {
         }
     }
 
-    let (mut mounts, private_tmp) = mounts(i, &mut notes)?;
     let profile = login_shell
         .then(|| image_env_profile(&i.image.env, &env))
         .flatten();
-    if let (Some(_), Output::Pipes(stdio)) = (&profile, &i.host.output) {
-        // Beside the helper's own, which come first.
-        mounts.insert(
-            3,
-            MountSpec {
-                source: stdio.profile.clone(),
-                target: IMAGE_ENV_PROFILE.into(),
-                read_only: true,
-            },
-        );
-    }
-    // The helper makes TMPDIR's link, in the container's /tmp, before the job starts.
-    let link = private_tmp.and_then(tmp_link);
-    let entrypoint = match (entrypoint.split_first(), link) {
-        (Some((helper, rest)), Some((link, target))) => [helper.clone(), "--link".into()]
-            .into_iter()
-            .chain([link, target].map(|p| p.to_string_lossy().into_owned()))
-            .chain(rest.iter().cloned())
-            .collect(),
-        _ => entrypoint,
-    };
+    let (mounts, private_tmp) = mounts(i, profile.is_some(), &mut notes)?;
+    let entrypoint = entrypoint(&i.host.output, &start, private_tmp.and_then(tmp_link));
     let spec = ContainerSpec {
         name: i.proven.key.container_name(),
         image: i.image.id.clone(),
@@ -355,10 +324,45 @@ fn labels(i: &Inputs) -> BTreeMap<String, String> {
     )
 }
 
+/// What the container runs. Through the output helper, which opens the pipes onto fds 1
+/// and 2, makes TMPDIR's link in the container's /tmp (`--link`), then execs the job's
+/// command as it is, argv[0] included. On a terminal the engine execs the program with its
+/// path as argv[0]: a login shell is lost there, but Grid Engine starts none with a
+/// terminal (qrsh_starter, the only one handing the starter a terminal, sets
+/// SGE_STARTER_USE_LOGIN_SHELL=false).
+fn entrypoint(
+    output: &Output,
+    start: &StartCommand,
+    link: Option<(PathBuf, PathBuf)>,
+) -> Vec<String> {
+    let text = |s: &OsStr| s.to_string_lossy().into_owned();
+    match output {
+        Output::Pipes(_) => {
+            let link = link.into_iter().flat_map(|(link, target)| {
+                [
+                    "--link".into(),
+                    text(link.as_os_str()),
+                    text(target.as_os_str()),
+                ]
+            });
+            std::iter::once(STDIO_HELPER.to_string())
+                .chain(link)
+                .chain([STDIO_STDOUT, STDIO_STDERR].map(String::from))
+                .chain([text(&start.argv0), text(&start.program)])
+                .collect()
+        }
+        Output::Terminal(_) => vec![text(&start.program)],
+    }
+}
+
 /// Identity files, home, cwd, TMPDIR and the job script at the same paths as on the host, so
 /// the job sees the files it would see natively; then the admin's and the job's own mounts.
 /// A TMPDIR in the host's /tmp is the exception (see [`private_tmp`]); returned when it is.
-fn mounts<'a>(i: &'a Inputs, notes: &mut Notes) -> Result<(Vec<MountSpec>, Option<&'a Anchored>)> {
+fn mounts<'a>(
+    i: &'a Inputs,
+    profile: bool,
+    notes: &mut Notes,
+) -> Result<(Vec<MountSpec>, Option<&'a Anchored>)> {
     let m = &i.config.mounts;
     let src = &i.host.sources;
     let same = |p: &Path, read_only: bool| MountSpec {
@@ -374,6 +378,7 @@ fn mounts<'a>(i: &'a Inputs, notes: &mut Notes) -> Result<(Vec<MountSpec>, Optio
             (&stdio.stderr, STDIO_STDERR),
         ]
         .into_iter()
+        .chain(profile.then_some((&stdio.profile, IMAGE_ENV_PROFILE)))
         .map(|(source, target)| MountSpec {
             source: source.clone(),
             target: target.into(),
