@@ -1,5 +1,21 @@
 //! The only module that talks to the Docker Engine (through bollard). It speaks in qdock's
 //! terms: specs in, states and errors with fixes out.
+//!
+//! It speaks to rootful Podman's Docker-compatible API too (4.3, API 1.41), told apart by
+//! its `/_ping` answer. Podman's differences are handled here and nowhere else:
+//! - it answers a state conflict (pause a paused container, a name in use) with 500 where
+//!   dockerd answers 409: both mean "look at the container", whose state then decides;
+//!   errors are classified by status code and state, never by the engine's words;
+//! - it names an image loaded or built without a registry `localhost/<name>`, where dockerd
+//!   names it `docker.io/<name>`: a reference a user types (`qdock/busybox:1`, normalized
+//!   `docker.io/qdock/busybox:1`) that Podman does not hold under its `docker.io` name is
+//!   looked up as `localhost/qdock/busybox:1`, and `qdock/busybox:1` is listed among the
+//!   local references of such an image;
+//! - it sets `nofile` and `nproc` in every container to 1048576 unless told otherwise, where
+//!   a dockerd container keeps the engine's own; raising a hard limit needs CAP_SYS_RESOURCE,
+//!   which a host may deny even to root (runc then fails with EPERM), so qdock names both
+//!   as the engine's own, read from `/proc/<pid>/limits` of the process serving the socket;
+//! - `--init` runs `catatonit` (Debian package `catatonit`), dockerd's `docker-init`.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -12,8 +28,8 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, CreateImageOptions, EventsOptions,
-    KillContainerOptions, ListContainersOptions, RemoveContainerOptions, ResizeContainerTTYOptions,
-    StopContainerOptions, WaitContainerOptions,
+    KillContainerOptions, RemoveContainerOptions, ResizeContainerTTYOptions, StopContainerOptions,
+    WaitContainerOptions,
 };
 use bollard::{ClientVersion, Docker};
 use futures_util::{Stream, StreamExt};
@@ -22,15 +38,43 @@ use tokio::net::UnixStream;
 
 use crate::config::EngineConfig;
 use crate::error::{Cause, Error, Result};
+use crate::image_ref::ImageRef;
 use crate::labels::{Label, Labelled};
 use crate::spec::{ContainerSpec, Stdin, WindowSize};
 
 pub struct Engine {
     docker: Docker,
+    kind: Kind,
+    /// Podman only: its own `nofile` and `nproc`, for every container (see the module docs).
+    engine_ulimits: Vec<(String, i64, i64)>,
     socket: String,
     timeout_secs: u64,
     reconnect_secs: u64,
 }
+
+/// Which engine answers on the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Docker,
+    Podman,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Docker => "Docker",
+            Kind::Podman => "Podman",
+        }
+    }
+}
+
+/// Where Podman looks for the init `--init` runs, unless containers.conf says otherwise.
+const PODMAN_INIT: &str = "/usr/libexec/podman/catatonit";
+/// Podman's configuration files, the admin's last (containers.conf(5)).
+const CONTAINERS_CONF: [&str; 2] = [
+    "/usr/share/containers/containers.conf",
+    "/etc/containers/containers.conf",
+];
 
 /// The names under which the engine holds its images.
 #[derive(Debug, Clone, Default)]
@@ -64,7 +108,8 @@ impl State {
             "created" => State::Created,
             "running" => State::Running,
             "paused" => State::Paused,
-            "exited" => State::Exited,
+            // Podman's name for a container that exited and awaits its clean-up.
+            "exited" | "stopped" => State::Exited,
             other => State::Other(other.to_string()),
         }
     }
@@ -108,7 +153,13 @@ impl Engine {
     pub async fn connect(config: &EngineConfig) -> Result<Engine> {
         let socket = config.socket.display().to_string();
         let secs = config.timeout_secs;
-        let version = reach(&socket, secs).await?;
+        let (version, kind, server) = reach(&socket, secs).await?;
+        let engine_ulimits = match (kind, server) {
+            (Kind::Podman, Some(pid)) => std::fs::read_to_string(format!("/proc/{pid}/limits"))
+                .map(|text| process_limits(&text, &["Max open files", "Max processes"]))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
         let docker = Docker::connect_with_unix(&socket, secs, &version).map_err(|e| {
             Error::EngineUnreachable {
                 socket: socket.clone(),
@@ -117,6 +168,8 @@ impl Engine {
         })?;
         Ok(Engine {
             docker,
+            kind,
+            engine_ulimits,
             socket,
             timeout_secs: secs,
             reconnect_secs: config.reconnect_secs,
@@ -132,6 +185,25 @@ impl Engine {
     /// an engine shutting down has closed its socket but still answers on those.
     pub async fn ping(&self) -> Result<()> {
         reach(&self.socket, self.timeout_secs).await.map(|_| ())
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// What this engine lacks for a job qdock would start (`init`: the config's
+    /// `container.init`), one line each with its fix; for `qdock check`.
+    pub fn lacks(&self, init: bool) -> Vec<String> {
+        let mut lacking = Vec::new();
+        if init && self.kind == Kind::Podman {
+            let path = podman_init_path();
+            if !std::path::Path::new(&path).is_file() {
+                lacking.push(format!(
+                    "Podman runs {path} for container.init = true, and it is missing; fix: apt-get install catatonit"
+                ));
+            }
+        }
+        lacking
     }
 
     /// Whether the engine keeps containers running while it is away (`live-restore`).
@@ -168,7 +240,29 @@ impl Engine {
         }
     }
 
+    /// The image `reference` (normalized, `docker.io/…` for Docker Hub) names; under Podman
+    /// also the image loaded or built under that name, which Podman calls `localhost/…`.
     pub async fn image(&self, reference: &str) -> Result<Option<Image>> {
+        let found = self.image_named(reference).await?;
+        match (found, self.local_name(reference)) {
+            (None, Some(local)) => self.image_named(&local).await,
+            (found, _) => Ok(found),
+        }
+    }
+
+    /// Podman's name for a Docker Hub image that came from no registry: `localhost/` and the
+    /// name a user types (`docker.io/library/tool:1` is `localhost/tool:1`).
+    fn local_name(&self, reference: &str) -> Option<String> {
+        if self.kind != Kind::Podman {
+            return None;
+        }
+        let parsed = ImageRef::parse(reference).ok()?;
+        let familiar = parsed.familiar();
+        (parsed.registry == "docker.io" && !familiar.starts_with("docker.io/"))
+            .then(|| format!("localhost/{familiar}"))
+    }
+
+    async fn image_named(&self, reference: &str) -> Result<Option<Image>> {
         match self.docker.inspect_image(reference).await {
             Ok(i) => Ok(Some(Image {
                 id: i.id.unwrap_or_default(),
@@ -229,11 +323,12 @@ impl Engine {
         };
         match self
             .docker
-            .create_container(Some(options), create_body(spec))
+            .create_container(Some(options), create_body(spec, &self.engine_ulimits))
             .await
         {
             Ok(created) => Ok(Some(created.id)),
-            Err(e) if conflict(&e, &["already in use"]) => Ok(None),
+            // A conflict here is the name: a container holding it says so.
+            Err(e) if self.conflict(&e) && self.inspect(&spec.name).await?.is_some() => Ok(None),
             Err(e) => {
                 let action = format!("create container {}", spec.name);
                 Err(self.refused(&action, "check the job's request and the qdock config", e))
@@ -253,8 +348,22 @@ impl Engine {
             .docker
             .attach_container(id, Some(options))
             .await
-            .map_err(|e| self.fail(&format!("attach to container {}", short(id)), e))?;
+            .map_err(|e| match status(&e) {
+                Some(code) if self.prepared_at_attach(code) => Error::Engine {
+                    action: format!("start container {}", short(id)),
+                    cause: engine_cause(e),
+                },
+                _ => self.fail(&format!("attach to container {}", short(id)), e),
+            })?;
         Ok(attached.input)
+    }
+
+    /// Whether an attach answered `code` because the container could not be prepared to
+    /// run: Podman has the runtime create the container at the first attach (dockerd at
+    /// start), and answers 409 when that fails (a mount, a limit, the working directory). It
+    /// is the start's failure, and reported as one.
+    fn prepared_at_attach(&self, code: u16) -> bool {
+        self.kind == Kind::Podman && code == 409
     }
 
     /// Attaches to a container that has a terminal, before start. Its stream is then the
@@ -268,14 +377,16 @@ impl Engine {
             self.docker.client_version()
         );
         let upgrade = async {
-            let mut stream = UnixStream::connect(&self.socket).await.map_err(Cause::of)?;
+            let mut stream = UnixStream::connect(&self.socket)
+                .await
+                .map_err(|e| (None, Cause::of(e)))?;
             let request = format!(
                 "POST {path} HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
             );
             stream
                 .write_all(request.as_bytes())
                 .await
-                .map_err(Cause::of)?;
+                .map_err(|e| (None, Cause::of(e)))?;
             let mut head = Vec::with_capacity(512);
             let mut buf = [0u8; 512];
             let end = loop {
@@ -283,21 +394,31 @@ impl Engine {
                     break end + 4;
                 }
                 if head.len() > 16 << 10 {
-                    return Err(Cause::text("its answer has no end"));
+                    return Err((None, Cause::text("its answer has no end")));
                 }
-                match stream.read(&mut buf).await.map_err(Cause::of)? {
-                    0 => return Err(Cause::text("it closed the connection")),
+                match stream
+                    .read(&mut buf)
+                    .await
+                    .map_err(|e| (None, Cause::of(e)))?
+                {
+                    0 => return Err((None, Cause::text("it closed the connection"))),
                     n => head.extend_from_slice(&buf[..n]),
                 }
             };
-            upgraded(&head[..end]).map_err(Cause::text)?;
+            upgraded(&head[..end]).map_err(|(code, text)| (code, Cause::text(text)))?;
             // What came after the answer is already the terminal's.
             Ok((stream, head.split_off(end)))
         };
         let secs = self.timeout_secs;
         let (stream, early) = match tokio::time::timeout(Duration::from_secs(secs), upgrade).await {
             Ok(Ok(upgraded)) => upgraded,
-            Ok(Err(cause)) => return Err(Error::Engine { action, cause }),
+            Ok(Err((Some(code), cause))) if self.prepared_at_attach(code) => {
+                return Err(Error::Engine {
+                    action: format!("start container {}", short(id)),
+                    cause,
+                });
+            }
+            Ok(Err((_, cause))) => return Err(Error::Engine { action, cause }),
             Err(_) => {
                 return Err(Error::EngineTimeout {
                     socket: self.socket.clone(),
@@ -392,29 +513,21 @@ impl Engine {
 
     /// Looks a container up by name or ID.
     pub async fn inspect(&self, name_or_id: &str) -> Result<Option<Container>> {
-        let c = match self.docker.inspect_container(name_or_id, None).await {
-            Ok(c) => c,
-            Err(e) if status(&e) == Some(404) => return Ok(None),
-            Err(e) => return Err(self.fail(&format!("inspect container {name_or_id}"), e)),
+        let path = format!("/containers/{}/json", encoded(name_or_id));
+        let action = format!("inspect container {name_or_id}");
+        let Some(c) = self.get::<Inspected>(&action, &path).await? else {
+            return Ok(None);
         };
-        let state = c.state.unwrap_or_default();
         Ok(Some(Container {
-            id: c.id.unwrap_or_default(),
-            name: c
-                .name
-                .unwrap_or_default()
-                .trim_start_matches('/')
-                .to_string(),
-            state: State::parse(&state.status.map(|s| s.to_string()).unwrap_or_default()),
-            labels: c.config.and_then(|c| c.labels).unwrap_or_default(),
-            oom_killed: state.oom_killed.unwrap_or(false),
-            memory_limit: c.host_config.and_then(|h| h.memory).filter(|&m| m > 0),
-            pid: state
-                .pid
-                .and_then(|p| i32::try_from(p).ok())
-                .filter(|&p| p > 0),
-            started_at: state.started_at,
-            finished_at: state.finished_at,
+            id: c.id,
+            name: c.name.trim_start_matches('/').to_string(),
+            state: State::parse(&c.state.status),
+            labels: c.config.labels.unwrap_or_default(),
+            oom_killed: c.state.oom_killed,
+            memory_limit: c.host_config.memory.filter(|&m| m > 0),
+            pid: i32::try_from(c.state.pid).ok().filter(|&p| p > 0),
+            started_at: c.state.started_at,
+            finished_at: c.state.finished_at,
         }))
     }
 
@@ -422,7 +535,9 @@ impl Engine {
     /// suspend, or one racing the job's end, has nothing to do.
     pub async fn pause(&self, id: &str) -> Result<()> {
         match self.docker.pause_container(id).await {
-            Err(e) if conflict(&e, &["already paused", "is not running"]) => Ok(()),
+            Err(e) if self.conflict(&e) && self.state_is(id, |s| s != State::Running).await => {
+                Ok(())
+            }
             other => other.map_err(|e| self.fail(&format!("pause container {}", short(id)), e)),
         }
     }
@@ -430,7 +545,9 @@ impl Engine {
     /// Unpauses; a container that is not paused (a racing resume got there first) is fine.
     pub async fn unpause(&self, id: &str) -> Result<()> {
         match self.docker.unpause_container(id).await {
-            Err(e) if conflict(&e, &["not paused"]) => Ok(()),
+            Err(e) if self.conflict(&e) && self.state_is(id, |s| s != State::Paused).await => {
+                Ok(())
+            }
             other => other.map_err(|e| self.fail(&format!("resume container {}", short(id)), e)),
         }
     }
@@ -474,9 +591,16 @@ impl Engine {
         };
         match self.docker.remove_container(id, Some(options)).await {
             Err(e) if status(&e) == Some(404) => Ok(()),
-            // "removal already in progress": another party is removing it. A 409 also says
-            // "cannot remove a running container": only the engine's words tell them apart.
-            Err(e) if conflict(&e, &["in progress"]) => Ok(()),
+            // Another party is removing it (its state says so, or it is gone by now); a
+            // running container, when not forced, is still an error.
+            Err(e)
+                if self.conflict(&e)
+                    && self
+                        .state_is(id, |s| matches!(&s, State::Other(o) if o == "removing"))
+                        .await =>
+            {
+                Ok(())
+            }
             other => other.map_err(|e| self.fail(&format!("remove container {}", short(id)), e)),
         }
     }
@@ -491,8 +615,16 @@ impl Engine {
             .map_err(|e| self.fail("list images", e))?;
         let mut refs = LocalReferences::default();
         for image in images {
-            refs.tags
-                .extend(image.repo_tags.into_iter().filter(|t| t != "<none>:<none>"));
+            let tags = image.repo_tags.into_iter().filter(|t| t != "<none>:<none>");
+            // Podman's `localhost/tool:1` is the image a job asks for as `tool:1`.
+            let familiar: Vec<String> = match self.kind {
+                Kind::Podman => tags
+                    .clone()
+                    .filter_map(|t| t.strip_prefix("localhost/").map(str::to_string))
+                    .collect(),
+                Kind::Docker => Vec::new(),
+            };
+            refs.tags.extend(tags.chain(familiar));
             refs.digests.extend(
                 image
                     .repo_digests
@@ -511,7 +643,8 @@ impl Engine {
             .await
             .map_err(|e| self.fail("report its version", e))?;
         Ok(format!(
-            "{} (API {})",
+            "{} {} (API {})",
+            self.kind.name(),
             v.version.unwrap_or_default(),
             v.api_version.unwrap_or_default()
         ))
@@ -519,28 +652,24 @@ impl Engine {
 
     /// Every container carrying qdock's labels, running or not.
     pub async fn list_qdock(&self) -> Result<Vec<Container>> {
-        let filters = HashMap::from([("label".to_string(), vec![Label::JobId.key().to_string()])]);
-        let options = ListContainersOptions {
-            all: true,
-            filters: Some(filters),
-            ..Default::default()
-        };
+        let filters = format!(r#"{{"label":["{}"]}}"#, Label::JobId.key());
+        let path = format!("/containers/json?all=1&filters={}", encoded(&filters));
         let listed = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| self.fail("list containers", e))?;
+            .get::<Vec<Listed>>("list containers", &path)
+            .await?
+            .unwrap_or_default();
         Ok(listed
             .into_iter()
             .map(|c| Container {
-                id: c.id.unwrap_or_default(),
+                id: c.id,
                 name: c
                     .names
-                    .and_then(|n| n.into_iter().next())
+                    .into_iter()
+                    .next()
                     .unwrap_or_default()
                     .trim_start_matches('/')
                     .to_string(),
-                state: State::parse(&c.state.map(|s| s.to_string()).unwrap_or_default()),
+                state: State::parse(&c.state),
                 labels: c.labels.unwrap_or_default(),
                 oom_killed: false,
                 started_at: None,
@@ -593,10 +722,202 @@ impl Engine {
     }
 }
 
-/// Asks the engine at `socket` on a new connection for its API version, within `secs`.
-async fn reach(socket: &str, secs: u64) -> Result<ClientVersion> {
+impl Engine {
+    /// A refusal for the container's state, the answer whose meaning the state decides:
+    /// dockerd's 409, Podman's 500 ("container state improper"; its other failures too, so
+    /// the state must then show the action's goal already reached).
+    fn conflict(&self, e: &BollardError) -> bool {
+        match status(e) {
+            Some(409) => true,
+            Some(500) => self.kind == Kind::Podman,
+            _ => false,
+        }
+    }
+
+    /// Whether container `id` is gone or its state passes `test`.
+    async fn state_is(&self, id: &str, test: impl FnOnce(State) -> bool) -> bool {
+        match self.inspect(id).await {
+            Ok(None) => true,
+            Ok(Some(c)) => test(c.state),
+            Err(_) => false,
+        }
+    }
+}
+
+impl Engine {
+    /// GETs `path` (under the API version) and reads the answer as a `T`; None for a 404.
+    /// Not through bollard, whose types refuse states it does not know: Podman reports
+    /// `stopped` for a container on its way to `exited`, and a look-up must not fail then.
+    /// HTTP/1.0: the answer is never chunked and ends when the engine closes.
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        action: &str,
+        path: &str,
+    ) -> Result<Option<T>> {
+        let request = format!(
+            "GET /v{}{path} HTTP/1.0\r\nHost: docker\r\n\r\n",
+            self.docker.client_version()
+        );
+        let exchange = async {
+            let mut stream = UnixStream::connect(&self.socket)
+                .await
+                .map_err(|e| (true, Cause::of(e)))?;
+            stream
+                .write_all(request.as_bytes())
+                .await
+                .map_err(|e| (false, Cause::of(e)))?;
+            let mut answer = Vec::new();
+            stream
+                .read_to_end(&mut answer)
+                .await
+                .map_err(|e| (false, Cause::of(e)))?;
+            Ok(answer)
+        };
+        let secs = self.timeout_secs;
+        let answer = match tokio::time::timeout(Duration::from_secs(secs), exchange).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err((true, cause))) => {
+                return Err(Error::EngineUnreachable {
+                    socket: self.socket.clone(),
+                    cause,
+                });
+            }
+            Ok(Err((false, cause))) => {
+                return Err(Error::Engine {
+                    action: action.to_string(),
+                    cause,
+                });
+            }
+            Err(_) => {
+                return Err(Error::EngineTimeout {
+                    socket: self.socket.clone(),
+                    secs,
+                });
+            }
+        };
+        let failed = |cause: Cause| Error::Engine {
+            action: action.to_string(),
+            cause,
+        };
+        let (code, body) = split_answer(&answer).map_err(|e| failed(Cause::text(e)))?;
+        match code {
+            404 => Ok(None),
+            200..=299 => serde_json::from_slice(body)
+                .map(Some)
+                .map_err(|e| failed(Cause::of(e))),
+            _ => Err(failed(Cause::text(answer_message(code, body)))),
+        }
+    }
+}
+
+/// What `GET /containers/{id}/json` says that qdock reads.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Inspected {
+    id: String,
+    #[serde(default)]
+    name: String,
+    state: InspectedState,
+    config: InspectedConfig,
+    host_config: InspectedHostConfig,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectedState {
+    #[serde(default)]
+    status: String,
+    #[serde(rename = "OOMKilled", default)]
+    oom_killed: bool,
+    #[serde(default)]
+    pid: i64,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectedConfig {
+    labels: Option<HashMap<String, String>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectedHostConfig {
+    memory: Option<i64>,
+}
+
+/// One entry of `GET /containers/json`.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Listed {
+    id: String,
+    #[serde(default)]
+    names: Vec<String>,
+    #[serde(default)]
+    state: String,
+    labels: Option<HashMap<String, String>>,
+}
+
+/// An HTTP answer's status code and body.
+fn split_answer(answer: &[u8]) -> std::result::Result<(u16, &[u8]), String> {
+    let end = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("its answer has no end of head")?;
+    let head = String::from_utf8_lossy(&answer[..end]);
+    let status = head.lines().next().unwrap_or("");
+    let code = status
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("it answered {status:?}"))?;
+    Ok((code, &answer[end + 4..]))
+}
+
+/// The engine's own words for a failed request (`{"message": …}`), else its status.
+fn answer_message(code: u16, body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        message: String,
+    }
+    serde_json::from_slice::<Answer>(body)
+        .map(|a| a.message)
+        .unwrap_or_else(|_| format!("status {code}"))
+}
+
+/// `text` percent-encoded for a URL's path segment or query value.
+fn encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `/usr/libexec/podman/catatonit`, or the `init_path` containers.conf sets.
+fn podman_init_path() -> String {
+    CONTAINERS_CONF
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .filter_map(|text| {
+            text.lines().rev().find_map(|line| {
+                let (key, value) = line.split_once('=')?;
+                (key.trim() == "init_path").then(|| value.trim().trim_matches('"').to_string())
+            })
+        })
+        .next_back()
+        .unwrap_or_else(|| PODMAN_INIT.to_string())
+}
+
+/// Asks the engine at `socket` on a new connection for its API version and kind, within
+/// `secs`; with them the pid of the process serving the socket, when the kernel tells it.
+async fn reach(socket: &str, secs: u64) -> Result<(ClientVersion, Kind, Option<i32>)> {
     match tokio::time::timeout(Duration::from_secs(secs), api_version(socket)).await {
-        Ok(Ok(version)) => Ok(version),
+        Ok(Ok(answer)) => Ok(answer),
         Ok(Err(cause)) => Err(Error::EngineUnreachable {
             socket: socket.to_string(),
             cause,
@@ -611,9 +932,13 @@ async fn reach(socket: &str, secs: u64) -> Result<ClientVersion> {
 /// The API version to speak: the engine's, capped at bollard's. Asked with `HEAD /_ping`, as
 /// the docker CLI does: bollard's negotiation uses `GET /version`, for which dockerd runs
 /// `runc --version` and `docker-init --version`, a cost every method would pay (~10 ms).
-/// Never a fixed version: newer engines refuse old API versions.
-async fn api_version(socket: &str) -> std::result::Result<ClientVersion, Cause> {
+/// Never a fixed version: newer engines refuse old API versions. Podman adds its own
+/// version (`Libpod-Api-Version`), which tells it apart.
+async fn api_version(
+    socket: &str,
+) -> std::result::Result<(ClientVersion, Kind, Option<i32>), Cause> {
     let mut stream = UnixStream::connect(socket).await.map_err(Cause::of)?;
+    let server = stream.peer_cred().ok().and_then(|c| c.pid());
     stream
         .write_all(b"HEAD /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")
         .await
@@ -627,14 +952,17 @@ async fn api_version(socket: &str) -> std::result::Result<ClientVersion, Cause> 
         }
     }
     let text = String::from_utf8_lossy(&head);
-    let server = text
-        .lines()
-        .find_map(|line| {
+    let header = |name: &str| {
+        text.lines().find_map(|line| {
             let (key, value) = line.split_once(':')?;
-            key.trim()
-                .eq_ignore_ascii_case("api-version")
-                .then(|| value.trim())
+            key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
         })
+    };
+    let kind = match header("libpod-api-version") {
+        Some(_) => Kind::Podman,
+        None => Kind::Docker,
+    };
+    let api = header("api-version")
         .and_then(|v| {
             let (major, minor) = v.split_once('.')?;
             Some((major.parse::<usize>().ok()?, minor.parse::<usize>().ok()?))
@@ -646,36 +974,34 @@ async fn api_version(socket: &str) -> std::result::Result<ClientVersion, Cause> 
             ))
         })?;
     let ours = bollard::API_DEFAULT_VERSION;
-    let (major_version, minor_version) = server.min((ours.major_version, ours.minor_version));
-    Ok(ClientVersion {
+    let (major_version, minor_version) = api.min((ours.major_version, ours.minor_version));
+    let version = ClientVersion {
         major_version,
         minor_version,
-    })
+    };
+    Ok((version, kind, server))
 }
 
 /// Whether the engine's answer to an attach request (its head, up to the blank line) hands
-/// the connection over; otherwise the engine's own words.
-fn upgraded(head: &[u8]) -> std::result::Result<(), String> {
+/// the connection over; otherwise its status code and the engine's own words.
+fn upgraded(head: &[u8]) -> std::result::Result<(), (Option<u16>, String)> {
     let text = String::from_utf8_lossy(head);
     let status = text.lines().next().unwrap_or("");
-    let code = status.split_whitespace().nth(1);
+    let code = status
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok());
     // 101 answers the upgrade; engines that ignore it hijack the connection after a 200.
-    if matches!(code, Some("101" | "200")) {
+    if matches!(code, Some(101 | 200)) {
         Ok(())
     } else {
-        Err(format!("it answered {status:?}"))
+        Err((code, format!("it answered {status:?}")))
     }
 }
 
 /// The short form of a container ID people know from `docker ps`.
 fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
-}
-
-/// A 409 from the engine whose message says one of `reasons`.
-fn conflict(e: &BollardError, reasons: &[&str]) -> bool {
-    matches!(e, BollardError::DockerResponseServerError { status_code: 409, message }
-        if reasons.iter().any(|r| message.contains(r)))
 }
 
 fn status(e: &BollardError) -> Option<u16> {
@@ -727,7 +1053,30 @@ fn pull_refused(e: &BollardError) -> Option<bool> {
     }
 }
 
-fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
+/// The ulimits (`nofile`, `nproc`; soft, hard, -1 unlimited) a `/proc/<pid>/limits` text
+/// gives for the rows named `rows` ("Max open files", "Max processes").
+fn process_limits(text: &str, rows: &[&str]) -> Vec<(String, i64, i64)> {
+    let value = |v: &str| match v {
+        "unlimited" => Some(-1),
+        v => v.parse().ok(),
+    };
+    text.lines()
+        .filter_map(|line| {
+            let row = rows.iter().find(|r| line.starts_with(*r))?;
+            let mut values = line[row.len()..].split_whitespace();
+            let soft = value(values.next()?)?;
+            let hard = value(values.next()?)?;
+            let name = match *row {
+                "Max open files" => "nofile",
+                _ => "nproc",
+            };
+            Some((name.to_string(), soft, hard))
+        })
+        .collect()
+}
+
+/// `extra` ulimits for what the spec does not name itself.
+fn create_body(spec: &ContainerSpec, extra: &[(String, i64, i64)]) -> ContainerCreateBody {
     let mounts = spec
         .mounts
         .iter()
@@ -751,9 +1100,13 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
             }
         })
         .collect();
+    let unnamed = extra
+        .iter()
+        .filter(|(name, _, _)| !spec.ulimits.iter().any(|(n, _, _)| n == name));
     let ulimits = spec
         .ulimits
         .iter()
+        .chain(unnamed)
         .map(|(name, soft, hard)| ResourcesUlimits {
             name: Some(name.clone()),
             soft: Some(*soft),
@@ -830,6 +1183,32 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_is_split_into_status_and_body() {
+        let answer = b"HTTP/1.0 404 Not Found\r\nContent-Type: application/json\r\n\r\n{\"message\":\"no such container\"}";
+        let (code, body) = split_answer(answer).unwrap();
+        assert_eq!(code, 404);
+        assert_eq!(answer_message(code, body), "no such container");
+        assert_eq!(answer_message(500, b"<html>"), "status 500");
+        assert!(split_answer(b"HTTP/1.0 200 OK\r\n").is_err());
+        assert_eq!(
+            encoded(r#"{"label":["qdock.job-id"]}"#),
+            "%7B%22label%22%3A%5B%22qdock.job-id%22%5D%7D"
+        );
+    }
+
+    #[test]
+    fn the_engines_own_limits_are_read_from_proc() {
+        let text = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                    Max processes             32768                32768                processes \n\
+                    Max open files            1024                 unlimited            files     \n\
+                    Max locked memory         8388608              8388608              bytes     \n";
+        assert_eq!(
+            process_limits(text, &["Max open files", "Max processes"]),
+            vec![("nproc".into(), 32768, 32768), ("nofile".into(), 1024, -1)]
+        );
+    }
+
+    #[test]
     fn pull_failures_are_classified_by_status() {
         for code in [400, 401, 403, 404] {
             assert_eq!(pull_refused(&answer(code, "x")), Some(true), "{code}");
@@ -854,7 +1233,7 @@ mod tests {
         let refused = upgraded(b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n\r\n");
         assert_eq!(
             refused,
-            Err("it answered \"HTTP/1.1 404 Not Found\"".into())
+            Err((Some(404), "it answered \"HTTP/1.1 404 Not Found\"".into()))
         );
         assert!(upgraded(b"").is_err());
     }
