@@ -2,23 +2,24 @@
 # Podman beside dockerd: rootful Podman serving its Docker-compatible API on a socket of its
 # own, for the tests that run qdock against Podman (QDOCK_TEST_ENGINE=podman). It touches
 # neither dockerd nor any qdock config: a site that runs Podman names this socket in
-# `[engine] socket`. Sourced by bin/setup-cluster (--engine podman) and .ci/run; needs
-# log, die, wait_for and clean_env from bin/setup-cluster.
+# `[engine] socket`. Sourced by bin/setup-cluster, which runs setup_podman for --engine
+# podman and defines log, die, wait_for, is_installed and clean_env.
 
 podman_socket=/run/podman/podman.sock
 podman_packages=(podman catatonit)
 
 podman_answers() { timeout 10 env DOCKER_HOST="unix://$podman_socket" docker version >/dev/null 2>&1; }
 
-
 install_podman() {
     local missing=() p
     for p in "${podman_packages[@]}"; do is_installed "$p" || missing+=("$p"); done
     ((${#missing[@]})) || { log "podman present"; return; }
     log "installing ${missing[*]}"
-    # Keep the package scripts from starting Podman's own units: the service below is ours.
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 \
-        --no-install-recommends "${missing[@]}" >/dev/null
+    # With its recommends, as measured (README, "Podman"). Its systemd units (podman.socket)
+    # never start without systemd; the service below is started by hand.
+    local apt=(env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600)
+    "${apt[@]}" "${missing[@]}" >/dev/null \
+        || { apt-get update -q >/dev/null && "${apt[@]}" "${missing[@]}" >/dev/null; }
 }
 
 # The socket belongs to group docker, mode 0660, like dockerd's: the installed qdock

@@ -43,6 +43,11 @@ pub fn socket() -> Option<&'static str> {
     podman().then_some(PODMAN_SOCKET)
 }
 
+/// The socket of the engine under test.
+pub fn socket_path() -> &'static str {
+    socket().unwrap_or("/var/run/docker.sock")
+}
+
 /// `toml` naming the engine under test: Podman's socket goes into `[engine]` unless the
 /// test chose a socket of its own (a fake engine, a missing one).
 pub fn config_for_engine(toml: &str) -> String {
