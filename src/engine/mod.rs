@@ -1,5 +1,7 @@
-//! The only module that talks to the Docker Engine (through bollard). It speaks in qdock's
-//! terms: specs in, states and errors with fixes out.
+//! The only module that talks to the Docker Engine. It speaks in qdock's terms: specs in,
+//! states and errors with fixes out. Here the API client, the only user of bollard's
+//! client; `translate` turns the pure spec into the engine's types; `http` does the HTTP
+//! bollard does not (the version ping, look-ups bollard's types would refuse).
 //!
 //! It speaks to rootful Podman's Docker-compatible API too (4.3, API 1.41), told apart by
 //! its `/_ping` answer. Podman's differences are handled here and nowhere else:
@@ -30,26 +32,28 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::time::Duration;
 
+use bollard::Docker;
 use bollard::errors::Error as BollardError;
-use bollard::models::{
-    ContainerCreateBody, DeviceMapping, HostConfig, HostConfigLogConfig, Mount, MountType,
-    ResourcesUlimits,
-};
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, CreateImageOptions, EventsOptions,
     KillContainerOptions, RemoveContainerOptions, ResizeContainerTTYOptions, StopContainerOptions,
     WaitContainerOptions,
 };
-use bollard::{ClientVersion, Docker};
 use futures_util::{Stream, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixStream;
+
+mod http;
+mod translate;
+
+use http::{encoded, reach, upgraded};
+use translate::{create_body, process_limits};
 
 use crate::config::EngineConfig;
 use crate::error::{Cause, Error, Result};
 use crate::image_ref::ImageRef;
 use crate::labels::{Label, Labelled};
-use crate::spec::{ContainerSpec, Stdin, WindowSize};
+use crate::spec::{ContainerSpec, WindowSize};
 
 pub struct Engine {
     docker: Docker,
@@ -197,10 +201,6 @@ impl Engine {
     /// an engine shutting down has closed its socket but still answers on those.
     pub async fn ping(&self) -> Result<()> {
         reach(&self.socket, self.timeout_secs).await.map(|_| ())
-    }
-
-    pub fn kind(&self) -> Kind {
-        self.kind
     }
 
     /// What this engine lacks for a job qdock would start (`init`: the config's
@@ -787,86 +787,6 @@ impl Engine {
     }
 }
 
-impl Engine {
-    /// GETs `path` (under the API version) and reads the answer as a `T`; None for a 404.
-    /// Not through bollard, whose types refuse states it does not know: Podman reports
-    /// `stopped` for a container on its way to `exited`, and a look-up must not fail then.
-    async fn get<T: serde::de::DeserializeOwned>(
-        &self,
-        action: &str,
-        path: &str,
-    ) -> Result<Option<T>> {
-        let path = format!("/v{}{path}", self.docker.client_version());
-        let timeout = Some(Duration::from_secs(self.timeout_secs));
-        self.request(action, "GET", &path, timeout).await
-    }
-
-    /// Sends `method path` (the whole path, version included) and reads the answer as a
-    /// `T`; None for a 404. HTTP/1.0: the answer is never chunked and ends when the engine
-    /// closes. Without a `timeout` it waits as long as the engine takes.
-    async fn request<T: serde::de::DeserializeOwned>(
-        &self,
-        action: &str,
-        method: &str,
-        path: &str,
-        timeout: Option<Duration>,
-    ) -> Result<Option<T>> {
-        let request = format!("{method} {path} HTTP/1.0\r\nHost: docker\r\n\r\n");
-        let exchange = async {
-            let mut stream = UnixStream::connect(&self.socket)
-                .await
-                .map_err(|e| (true, Cause::of(e)))?;
-            stream
-                .write_all(request.as_bytes())
-                .await
-                .map_err(|e| (false, Cause::of(e)))?;
-            let mut answer = Vec::new();
-            stream
-                .read_to_end(&mut answer)
-                .await
-                .map_err(|e| (false, Cause::of(e)))?;
-            Ok(answer)
-        };
-        let answered = match timeout {
-            Some(limit) => tokio::time::timeout(limit, exchange).await,
-            None => Ok(exchange.await),
-        };
-        let answer = match answered {
-            Ok(Ok(answer)) => answer,
-            Ok(Err((true, cause))) => {
-                return Err(Error::EngineUnreachable {
-                    socket: self.socket.clone(),
-                    cause,
-                });
-            }
-            Ok(Err((false, cause))) => {
-                return Err(Error::Engine {
-                    action: action.to_string(),
-                    cause,
-                });
-            }
-            Err(_) => {
-                return Err(Error::EngineTimeout {
-                    socket: self.socket.clone(),
-                    secs: self.timeout_secs,
-                });
-            }
-        };
-        let failed = |cause: Cause| Error::Engine {
-            action: action.to_string(),
-            cause,
-        };
-        let (code, body) = split_answer(&answer).map_err(|e| failed(Cause::text(e)))?;
-        match code {
-            404 => Ok(None),
-            200..=299 => serde_json::from_slice(body)
-                .map(Some)
-                .map_err(|e| failed(Cause::of(e))),
-            _ => Err(failed(Cause::text(answer_message(code, body)))),
-        }
-    }
-}
-
 /// What `GET /containers/{id}/json` says that qdock reads.
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -916,45 +836,6 @@ struct Listed {
     labels: Option<HashMap<String, String>>,
 }
 
-/// An HTTP answer's status code and body.
-fn split_answer(answer: &[u8]) -> std::result::Result<(u16, &[u8]), String> {
-    let end = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("its answer has no end of head")?;
-    let head = String::from_utf8_lossy(&answer[..end]);
-    let status = head.lines().next().unwrap_or("");
-    let code = status
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("it answered {status:?}"))?;
-    Ok((code, &answer[end + 4..]))
-}
-
-/// The engine's own words for a failed request (`{"message": …}`), else its status.
-fn answer_message(code: u16, body: &[u8]) -> String {
-    #[derive(serde::Deserialize)]
-    struct Answer {
-        message: String,
-    }
-    serde_json::from_slice::<Answer>(body)
-        .map(|a| a.message)
-        .unwrap_or_else(|_| format!("status {code}"))
-}
-
-/// `text` percent-encoded for a URL's path segment or query value.
-fn encoded(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// `/usr/libexec/podman/catatonit`, or the `init_path` containers.conf sets.
 fn podman_init_path() -> String {
     CONTAINERS_CONF
@@ -968,92 +849,6 @@ fn podman_init_path() -> String {
         })
         .next_back()
         .unwrap_or_else(|| PODMAN_INIT.to_string())
-}
-
-/// Asks the engine at `socket` on a new connection for its API version and kind, within
-/// `secs`; with them the pid of the process serving the socket, when the kernel tells it.
-async fn reach(socket: &str, secs: u64) -> Result<(ClientVersion, Kind, Option<i32>)> {
-    match tokio::time::timeout(Duration::from_secs(secs), api_version(socket)).await {
-        Ok(Ok(answer)) => Ok(answer),
-        Ok(Err(cause)) => Err(Error::EngineUnreachable {
-            socket: socket.to_string(),
-            cause,
-        }),
-        Err(_) => Err(Error::EngineTimeout {
-            socket: socket.to_string(),
-            secs,
-        }),
-    }
-}
-
-/// The API version to speak: the engine's, capped at bollard's. Asked with `HEAD /_ping`, as
-/// the docker CLI does: bollard's negotiation uses `GET /version`, for which dockerd runs
-/// `runc --version` and `docker-init --version`, a cost every method would pay (~10 ms).
-/// Never a fixed version: newer engines refuse old API versions. Podman adds its own
-/// version (`Libpod-Api-Version`), which tells it apart.
-async fn api_version(
-    socket: &str,
-) -> std::result::Result<(ClientVersion, Kind, Option<i32>), Cause> {
-    let mut stream = UnixStream::connect(socket).await.map_err(Cause::of)?;
-    let server = stream.peer_cred().ok().and_then(|c| c.pid());
-    stream
-        .write_all(b"HEAD /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")
-        .await
-        .map_err(Cause::of)?;
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 512];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 << 10 {
-        match stream.read(&mut buf).await.map_err(Cause::of)? {
-            0 => break,
-            n => head.extend_from_slice(&buf[..n]),
-        }
-    }
-    let text = String::from_utf8_lossy(&head);
-    let header = |name: &str| {
-        text.lines().find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
-        })
-    };
-    let kind = match header("libpod-api-version") {
-        Some(_) => Kind::Podman,
-        None => Kind::Docker,
-    };
-    let api = header("api-version")
-        .and_then(|v| {
-            let (major, minor) = v.split_once('.')?;
-            Some((major.parse::<usize>().ok()?, minor.parse::<usize>().ok()?))
-        })
-        .ok_or_else(|| {
-            Cause::text(format!(
-                "it does not speak the Docker API (answer: {:?})",
-                text.lines().next().unwrap_or("")
-            ))
-        })?;
-    let ours = bollard::API_DEFAULT_VERSION;
-    let (major_version, minor_version) = api.min((ours.major_version, ours.minor_version));
-    let version = ClientVersion {
-        major_version,
-        minor_version,
-    };
-    Ok((version, kind, server))
-}
-
-/// Whether the engine's answer to an attach request (its head, up to the blank line) hands
-/// the connection over; otherwise its status code and the engine's own words.
-fn upgraded(head: &[u8]) -> std::result::Result<(), (Option<u16>, String)> {
-    let text = String::from_utf8_lossy(head);
-    let status = text.lines().next().unwrap_or("");
-    let code = status
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok());
-    // 101 answers the upgrade; engines that ignore it hijack the connection after a 200.
-    if matches!(code, Some(101 | 200)) {
-        Ok(())
-    } else {
-        Err((code, format!("it answered {status:?}")))
-    }
 }
 
 /// The short form of a container ID people know from `docker ps`.
@@ -1110,124 +905,6 @@ fn pull_refused(e: &BollardError) -> Option<bool> {
     }
 }
 
-/// The ulimits (`nofile`, `nproc`; soft, hard, -1 unlimited) a `/proc/<pid>/limits` text
-/// gives for the rows named `rows` ("Max open files", "Max processes").
-fn process_limits(text: &str, rows: &[&str]) -> Vec<(String, i64, i64)> {
-    let value = |v: &str| match v {
-        "unlimited" => Some(-1),
-        v => v.parse().ok(),
-    };
-    text.lines()
-        .filter_map(|line| {
-            let row = rows.iter().find(|r| line.starts_with(*r))?;
-            let mut values = line[row.len()..].split_whitespace();
-            let soft = value(values.next()?)?;
-            let hard = value(values.next()?)?;
-            let name = match *row {
-                "Max open files" => "nofile",
-                _ => "nproc",
-            };
-            Some((name.to_string(), soft, hard))
-        })
-        .collect()
-}
-
-/// `extra` ulimits for what the spec does not name itself.
-fn create_body(spec: &ContainerSpec, extra: &[(String, i64, i64)]) -> ContainerCreateBody {
-    let mounts = spec
-        .mounts
-        .iter()
-        .map(|m| Mount {
-            typ: Some(MountType::BIND),
-            source: Some(m.source.display().to_string()),
-            target: Some(m.target.display().to_string()),
-            read_only: Some(m.read_only),
-            ..Default::default()
-        })
-        .collect();
-    let devices = spec
-        .devices
-        .iter()
-        .map(|d| {
-            let (host, inside) = d.split_once(':').unwrap_or((d, d));
-            DeviceMapping {
-                path_on_host: Some(host.to_string()),
-                path_in_container: Some(inside.to_string()),
-                cgroup_permissions: Some("rwm".into()),
-            }
-        })
-        .collect();
-    let unnamed = extra
-        .iter()
-        .filter(|(name, _, _)| !spec.ulimits.iter().any(|(n, _, _)| n == name));
-    let ulimits = spec
-        .ulimits
-        .iter()
-        .chain(unnamed)
-        .map(|(name, soft, hard)| ResourcesUlimits {
-            name: Some(name.clone()),
-            soft: Some(*soft),
-            hard: Some(*hard),
-        })
-        .collect();
-    let terminal = match spec.stdin {
-        Stdin::Terminal(size) => Some(size),
-        Stdin::Script | Stdin::Relayed => None,
-    };
-    // A translation only: every choice was made in the spec.
-    let host_config = HostConfig {
-        mounts: Some(mounts),
-        network_mode: Some(spec.network.clone()),
-        init: Some(spec.init),
-        cap_drop: Some(spec.cap_drop.clone()),
-        cap_add: Some(spec.cap_add.clone()),
-        security_opt: Some(spec.security_opt.clone()),
-        privileged: Some(spec.privileged),
-        ipc_mode: Some(spec.ipc_mode.clone()),
-        pid_mode: spec.pid_mode.clone(),
-        readonly_rootfs: Some(spec.readonly_rootfs),
-        group_add: Some(spec.groups.clone()),
-        devices: Some(devices),
-        console_size: terminal
-            .and_then(WindowSize::known)
-            .map(|s| vec![s.rows.into(), s.cols.into()]),
-        memory: spec.memory,
-        memory_swap: spec.memory_swap,
-        nano_cpus: spec.nano_cpus,
-        cpuset_cpus: spec.cpuset_cpus.clone(),
-        pids_limit: spec.pids_limit,
-        ulimits: Some(ulimits),
-        // The starter inspects the container after its exit, then removes it.
-        auto_remove: Some(false),
-        log_config: Some(HostConfigLogConfig {
-            typ: Some(spec.log_driver.clone()),
-            config: None,
-        }),
-        ..Default::default()
-    };
-    ContainerCreateBody {
-        image: Some(spec.image.clone()),
-        user: Some(spec.user.clone()),
-        entrypoint: Some(spec.entrypoint.clone()),
-        cmd: Some(spec.cmd.clone()),
-        working_dir: Some(spec.workdir.clone()),
-        hostname: spec.hostname.clone(),
-        env: Some(spec.env.clone()),
-        labels: Some(spec.labels.clone().into_iter().collect()),
-        // Every job's stdin is connected; closing it ends the container's. Its output goes
-        // through the starter's own pipes, or, on a terminal, through the engine.
-        attach_stdin: Some(true),
-        attach_stdout: Some(terminal.is_some()),
-        attach_stderr: Some(terminal.is_some()),
-        open_stdin: Some(true),
-        stdin_once: Some(true),
-        tty: Some(terminal.is_some()),
-        stop_timeout: Some(i64::try_from(spec.stop_grace_secs).unwrap_or(i64::MAX)),
-        host_config: Some(host_config),
-        ..Default::default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1237,32 +914,6 @@ mod tests {
             status_code,
             message: message.into(),
         }
-    }
-
-    #[test]
-    fn an_answer_is_split_into_status_and_body() {
-        let answer = b"HTTP/1.0 404 Not Found\r\nContent-Type: application/json\r\n\r\n{\"message\":\"no such container\"}";
-        let (code, body) = split_answer(answer).unwrap();
-        assert_eq!(code, 404);
-        assert_eq!(answer_message(code, body), "no such container");
-        assert_eq!(answer_message(500, b"<html>"), "status 500");
-        assert!(split_answer(b"HTTP/1.0 200 OK\r\n").is_err());
-        assert_eq!(
-            encoded(r#"{"label":["qdock.job-id"]}"#),
-            "%7B%22label%22%3A%5B%22qdock.job-id%22%5D%7D"
-        );
-    }
-
-    #[test]
-    fn the_engines_own_limits_are_read_from_proc() {
-        let text = "Limit                     Soft Limit           Hard Limit           Units     \n\
-                    Max processes             32768                32768                processes \n\
-                    Max open files            1024                 unlimited            files     \n\
-                    Max locked memory         8388608              8388608              bytes     \n";
-        assert_eq!(
-            process_limits(text, &["Max open files", "Max processes"]),
-            vec![("nproc".into(), 32768, 32768), ("nofile".into(), 1024, -1)]
-        );
     }
 
     #[test]
@@ -1280,19 +931,6 @@ mod tests {
             );
         }
         assert_eq!(pull_refused(&BollardError::RequestTimeoutError), None);
-    }
-
-    #[test]
-    fn an_attach_is_upgraded_only_when_the_engine_says_so() {
-        let answer = b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n";
-        assert_eq!(upgraded(answer), Ok(()));
-        assert_eq!(upgraded(b"HTTP/1.1 200 OK\r\n\r\n"), Ok(()));
-        let refused = upgraded(b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n\r\n");
-        assert_eq!(
-            refused,
-            Err((Some(404), "it answered \"HTTP/1.1 404 Not Found\"".into()))
-        );
-        assert!(upgraded(b"").is_err());
     }
 
     #[test]
