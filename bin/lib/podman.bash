@@ -44,7 +44,7 @@ start_podman() {
 # The test images in Podman as in dockerd: the images dockerd built from examples/images
 # (examples/images/build), saved and loaded, so both engines run the same image ID. Podman
 # names a loaded image `localhost/<name>`; qdock finds it under the name a user types
-# (src/engine.rs).
+# (src/engine/mod.rs).
 load_podman_images() {
     local recipe name id
     for recipe in "$repo"/examples/images/*/Dockerfile; do

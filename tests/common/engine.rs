@@ -142,7 +142,7 @@ pub fn seeing_system_config(command: &mut std::process::Command) {
 }
 
 /// Under Podman, `docker run` and `docker create` with `nofile` and `nproc` named: Podman
-/// would set both to 1048576, which this machine's root may not (see src/engine.rs).
+/// would set both to 1048576, which this machine's root may not (see src/engine/mod.rs).
 pub fn docker_args<'a>(args: &[&'a str]) -> Vec<&'a str> {
     let mut args = args.to_vec();
     if podman() && matches!(args.first(), Some(&("run" | "create"))) {
