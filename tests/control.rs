@@ -509,6 +509,30 @@ fn gc_is_refused_to_ordinary_users() {
     assert!(out.stdout.is_empty(), "{out:?}");
 }
 
+/// `qdock check` says which engine answers and its version, as the engine's own client sees
+/// them; under Podman the installed binaries reach it as on Docker.
+#[test]
+fn qdock_check_names_the_engine_and_its_version() {
+    require_engine!();
+    let admin = Job::new("").native().mode(Mode::Root(None));
+    let out = admin.run_method("qdock", &["check"], METHOD_TIMEOUT);
+    let version = docker_text(&["version", "--format", "{{.Server.Version}}"]);
+    let kind = match engine::test_engine() {
+        engine::TestEngine::Docker => "Docker",
+        engine::TestEngine::Podman => "Podman",
+    };
+    let stdout = out.stdout_text();
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("engine at "))
+        .unwrap_or_else(|| panic!("no engine line: {out:?}"));
+    assert!(line.starts_with("ok "), "{out:?}");
+    assert!(
+        line.contains(&format!("answers: {kind} {version} (API ")),
+        "{line}"
+    );
+}
+
 #[test]
 fn gc_with_an_unreachable_engine_fails() {
     require_engine!();

@@ -74,7 +74,7 @@ fn alice_cannot_reach_the_socket_but_her_job_runs() {
             "curl",
             "-sv",
             "--unix-socket",
-            "/var/run/docker.sock",
+            engine::socket_path(),
             "http://x/version",
         ],
     )
@@ -98,10 +98,11 @@ fn alice_cannot_reach_the_socket_but_her_job_runs() {
 fn native_job_runs_without_the_docker_group() {
     require_engine!();
     let docker = docker_gid().expect("docker group");
-    let job = Job::new(
+    let job = Job::new(format!(
         "grep -E '^(Gid|Groups):' /proc/self/status\n\
-         curl -sv --unix-socket /var/run/docker.sock http://x/version 2>&1 | grep -o 'Permission denied' | head -1\n",
-    )
+         curl -sv --unix-socket {} http://x/version 2>&1 | grep -o 'Permission denied' | head -1\n",
+        engine::socket_path()
+    ))
     .native();
     let out = job.run();
     out.assert_code(0);

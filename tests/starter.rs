@@ -310,9 +310,18 @@ fn array_task_names_the_container_and_labels_it() {
         &name,
         "{{.Config.User}} {{.HostConfig.Privileged}} {{.HostConfig.CapDrop}} {{.HostConfig.SecurityOpt}} {{.HostConfig.GroupAdd}}",
     );
+    // Podman reports the default capabilities it dropped for ALL, and the option bare.
+    let (caps, no_new) = match engine::test_engine() {
+        engine::TestEngine::Docker => ("ALL", "no-new-privileges:true"),
+        engine::TestEngine::Podman => (
+            "AUDIT_WRITE CHOWN DAC_OVERRIDE FOWNER FSETID KILL MKNOD NET_BIND_SERVICE NET_RAW \
+             SETFCAP SETGID SETPCAP SETUID SYS_CHROOT",
+            "no-new-privileges",
+        ),
+    };
     assert_eq!(
         host,
-        format!("2001:2001 false [ALL] [no-new-privileges:true] [{JOB_GROUP}]"),
+        format!("2001:2001 false [{caps}] [{no_new}] [{JOB_GROUP}]"),
         "container settings"
     );
     job.go();

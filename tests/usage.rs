@@ -23,7 +23,7 @@ fn secs(n: u64) -> Duration {
 fn engine_stats(name: &str) -> Value {
     let url = format!("http://x/containers/{name}/stats?stream=false&one-shot=true");
     let out = Command::new("curl")
-        .args(["-sf", "--unix-socket", "/var/run/docker.sock", &url])
+        .args(["-sf", "--unix-socket", engine::socket_path(), &url])
         .output()
         .expect("run curl");
     assert!(out.status.success(), "curl {url} failed");

@@ -415,7 +415,7 @@ impl EngineProxy {
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
-                let engine = UnixStream::connect("/var/run/docker.sock").expect("the engine");
+                let engine = UnixStream::connect(engine::socket_path()).expect("the engine");
                 connections
                     .lock()
                     .unwrap()

@@ -250,11 +250,12 @@ async fn check(requested: Option<PathBuf>) -> Result<u8> {
         Ok((
             engine.version().await?,
             engine.image_references().await?.tags,
+            engine.lacks(config.container.init),
         ))
     })
     .await;
     match reached {
-        Ok((version, tags)) => {
+        Ok((version, tags, lacking)) => {
             finding(
                 true,
                 format!(
@@ -262,6 +263,9 @@ async fn check(requested: Option<PathBuf>) -> Result<u8> {
                     config.engine.socket.display()
                 ),
             );
+            for lack in lacking {
+                finding(false, lack);
+            }
             check_images(&tags, &config, &mut finding);
         }
         Err(e) => finding(false, e.to_string()),

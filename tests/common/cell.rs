@@ -61,6 +61,9 @@ pub fn home_queue() -> String {
 pub fn require_cell() -> bool {
     static CHECKED: OnceLock<Result<(), String>> = OnceLock::new();
     prerequisites_met(&CHECKED, || {
+        if super::engine::podman() {
+            return Err(super::engine::cell_on_docker());
+        }
         // A test process killed while the engine's socket was moved away left it moved.
         restore_socket();
         check_prerequisites().and_then(|()| check_cell())

@@ -121,6 +121,7 @@ macro_rules! require_cell {
 }
 
 pub mod cell;
+pub mod engine;
 pub mod hosts;
 pub mod private_engine;
 pub mod pty;
@@ -209,7 +210,7 @@ pub fn check_prerequisites() -> Result<(), String> {
     // An engine that is just (re)starting gets a few seconds to answer.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let info = Command::new("docker")
+        let info = docker_command()
             .args(["info", "--format", "{{.ServerVersion}}"])
             .output()
             .map_err(|e| format!("cannot run the docker CLI: {e}"))?;
@@ -218,8 +219,14 @@ pub fn check_prerequisites() -> Result<(), String> {
         }
         if Instant::now() >= deadline {
             return Err(format!(
-                "the Docker engine is not reachable (docker info: {})",
-                String::from_utf8_lossy(&info.stderr).trim()
+                "the {:?} engine is not reachable (docker info: {}){}",
+                engine::test_engine(),
+                String::from_utf8_lossy(&info.stderr).trim(),
+                if engine::podman() {
+                    "; bin/setup-cluster --engine podman starts it"
+                } else {
+                    ""
+                }
             ));
         }
         std::thread::sleep(Duration::from_millis(500));
@@ -387,7 +394,7 @@ pub fn test_root() -> &'static Path {
         let root = PathBuf::from(TEST_ROOT);
         fs::create_dir_all(&root).unwrap_or_else(|e| panic!("create {TEST_ROOT}: {e}"));
         set_owner_mode(&root, 0, 0, 0o755);
-        remove_dead_process_dirs(&root, &["bin-", "job-"]);
+        remove_dead_process_dirs(&root, &["bin-", "job-", "engine-"]);
         for home in [ALICE.home(), BOB.home()] {
             remove_dead_process_dirs(&home, &["qdock-test-"]);
         }
@@ -666,10 +673,11 @@ impl Job {
         self.mode(Mode::Config(path))
     }
 
-    /// Writes `toml` to `<job dir>/qdock.toml` (root-owned, 0644) and returns its path.
+    /// Writes `toml` to `<job dir>/qdock.toml` (root-owned, 0644) and returns its path. It
+    /// names the engine under test (see [`engine::config_for_engine`]).
     pub fn write_config(&self, toml: &str) -> PathBuf {
         let path = self.dir.join("qdock.toml");
-        write_file(&path, toml, 0, 0, 0o644);
+        write_file(&path, engine::config_for_engine(toml), 0, 0, 0o644);
         path
     }
 
@@ -784,6 +792,7 @@ impl Job {
     /// The command that runs `program` with `args` as qdock's binaries run for this job: the
     /// same user, groups, limits, cwd, environment and process group. `program` is any
     /// program: what a job sees without qdock.
+    /// Under Podman it sees [`engine::system_config`] as `/etc/qdock/qdock.toml`.
     pub fn command_for(&self, program: impl Into<OsString>, args: &[OsString]) -> Command {
         let mut argv: Vec<OsString> = Vec::new();
         if !self.rlimits.is_empty() {
@@ -818,6 +827,7 @@ impl Job {
             .current_dir(&self.cwd)
             .stdin(Stdio::null())
             .process_group(0);
+        engine::seeing_system_config(&mut command);
         command
     }
 
@@ -1402,10 +1412,19 @@ pub fn poll_until(
 // ---------------------------------------------------------------------------------------------
 // Docker CLI
 
+/// The docker CLI (as root), talking to the engine under test ([`engine::test_engine`]).
+pub fn docker_command() -> Command {
+    let mut command = Command::new("docker");
+    if let Some(socket) = engine::socket() {
+        command.env("DOCKER_HOST", format!("unix://{socket}"));
+    }
+    command
+}
+
 /// Runs the docker CLI (as root) and returns its output.
 pub fn docker(args: &[&str]) -> std::process::Output {
-    Command::new("docker")
-        .args(args)
+    docker_command()
+        .args(engine::docker_args(args))
         .output()
         .unwrap_or_else(|e| panic!("run docker {args:?}: {e}"))
 }
@@ -1457,7 +1476,7 @@ pub fn inspect(name: &str, format: &str) -> String {
 
 /// Force-removes a container; true when there was one. Never panics (it runs in `Drop`).
 pub fn remove_container(name: &str) -> bool {
-    let removed = Command::new("docker")
+    let removed = docker_command()
         .args(["rm", "-f", name])
         .stdin(Stdio::null())
         .output();
@@ -1478,6 +1497,7 @@ fn setpriv(user: User, groups: &str) -> Command {
         .arg(format!("--regid={}", user.gid))
         .arg(groups)
         .args(["--inh-caps=-all", "--"]);
+    engine::seeing_system_config(&mut command);
     command
 }
 

@@ -46,7 +46,8 @@ impl Shepherd {
     /// Starts `job` as `command` (the job's own, as [`Job::command`] makes it) under the
     /// shepherd, and returns once the spool names both.
     pub fn start(job: &Job, command: &Command) -> Shepherd {
-        let mut child = Command::new("/bin/sh")
+        let mut shepherd = Command::new("/bin/sh");
+        shepherd
             .arg("-c")
             .arg(SHEPHERD)
             .arg("sge_shepherd")
@@ -60,9 +61,10 @@ impl Shepherd {
             .current_dir(&job.cwd)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the shepherd");
+            .stderr(Stdio::inherit());
+        // The starter and the methods it forks see the engine under test's config.
+        super::engine::seeing_system_config(&mut shepherd);
+        let mut child = shepherd.spawn().expect("start the shepherd");
         let requests = child.stdin.take();
         let answers = BufReader::new(child.stdout.take().expect("the shepherd's answers"));
         let mut shepherd = Shepherd {

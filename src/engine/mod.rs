@@ -1,36 +1,96 @@
-//! The only module that talks to the Docker Engine (through bollard). It speaks in qdock's
-//! terms: specs in, states and errors with fixes out.
+//! The only module that talks to the Docker Engine. It speaks in qdock's terms: specs in,
+//! states and errors with fixes out. Here the API client, the only user of bollard's
+//! client; `translate` turns the pure spec into the engine's types; `http` does the HTTP
+//! bollard does not (the version ping, look-ups bollard's types would refuse).
+//!
+//! It speaks to rootful Podman's Docker-compatible API too (4.3, API 1.41), told apart by
+//! its `/_ping` answer. Podman's differences are handled here and nowhere else:
+//! - it answers a state conflict (pause a paused container, a name in use) with 500 where
+//!   dockerd answers 409: both mean "look at the container", whose state then decides;
+//!   errors are classified by status code and state, never by the engine's words;
+//! - it names an image loaded or built without a registry `localhost/<name>`, where dockerd
+//!   names it `docker.io/<name>`: a reference a user types (`qdock/busybox:1`, normalized
+//!   `docker.io/qdock/busybox:1`) that Podman does not hold under its `docker.io` name is
+//!   looked up as `localhost/qdock/busybox:1`, and `qdock/busybox:1` is listed among the
+//!   local references of such an image;
+//! - it sets `nofile` and `nproc` in every container to 1048576 unless told otherwise, where
+//!   a dockerd container keeps the engine's own; raising a hard limit needs CAP_SYS_RESOURCE,
+//!   which a host may deny even to root (runc then fails with EPERM), so qdock names both
+//!   as the engine's own, read from `/proc/<pid>/limits` of the process serving the socket;
+//! - `--init` runs `catatonit` (Debian package `catatonit`), dockerd's `docker-init`;
+//! - its Docker-API wait answers late: its own wait is used;
+//! - an attach refused with 409 is the start's failure (Podman creates the container in the
+//!   runtime at the first attach);
+//! - it names a container on its way to `exited` `stopped`, which bollard's types refuse:
+//!   look-ups and lists are read here ([`Engine::inspect`]);
+//! - it answers an events filter naming a label key alone with no events;
+//! - it reports no OOM kill on a cgroup v1 host (`State.OOMKilled` stays false, no `oom`
+//!   event; measured with 4.3.1): a job killed for memory ends with 137 but without the
+//!   "out of memory" line.
 
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::time::Duration;
 
+use bollard::Docker;
 use bollard::errors::Error as BollardError;
-use bollard::models::{
-    ContainerCreateBody, DeviceMapping, HostConfig, HostConfigLogConfig, Mount, MountType,
-    ResourcesUlimits,
-};
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, CreateImageOptions, EventsOptions,
-    KillContainerOptions, ListContainersOptions, RemoveContainerOptions, ResizeContainerTTYOptions,
-    StopContainerOptions, WaitContainerOptions,
+    KillContainerOptions, RemoveContainerOptions, ResizeContainerTTYOptions, StopContainerOptions,
+    WaitContainerOptions,
 };
-use bollard::{ClientVersion, Docker};
 use futures_util::{Stream, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixStream;
 
+mod http;
+mod translate;
+
+use http::{encoded, reach, upgraded};
+use translate::{create_body, process_limits};
+
 use crate::config::EngineConfig;
 use crate::error::{Cause, Error, Result};
+use crate::image_ref::ImageRef;
 use crate::labels::{Label, Labelled};
-use crate::spec::{ContainerSpec, Stdin, WindowSize};
+use crate::spec::{ContainerSpec, WindowSize};
 
 pub struct Engine {
     docker: Docker,
+    kind: Kind,
+    /// Podman only: its own `nofile` and `nproc`, for every container (see the module docs).
+    engine_ulimits: Vec<(String, i64, i64)>,
     socket: String,
     timeout_secs: u64,
     reconnect_secs: u64,
 }
+
+/// Which engine answers on the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Docker,
+    Podman,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Docker => "Docker",
+            Kind::Podman => "Podman",
+        }
+    }
+}
+
+/// The version of Podman's own API qdock speaks (its wait): 4.0 has every parameter used.
+const PODMAN_API: &str = "4.0.0";
+
+/// Where Podman looks for the init `--init` runs, unless containers.conf says otherwise.
+const PODMAN_INIT: &str = "/usr/libexec/podman/catatonit";
+/// Podman's configuration files, the admin's last (containers.conf(5)).
+const CONTAINERS_CONF: [&str; 2] = [
+    "/usr/share/containers/containers.conf",
+    "/etc/containers/containers.conf",
+];
 
 /// The names under which the engine holds its images.
 #[derive(Debug, Clone, Default)]
@@ -64,7 +124,8 @@ impl State {
             "created" => State::Created,
             "running" => State::Running,
             "paused" => State::Paused,
-            "exited" => State::Exited,
+            // Podman's name for a container that exited and awaits its clean-up.
+            "exited" | "stopped" => State::Exited,
             other => State::Other(other.to_string()),
         }
     }
@@ -108,7 +169,13 @@ impl Engine {
     pub async fn connect(config: &EngineConfig) -> Result<Engine> {
         let socket = config.socket.display().to_string();
         let secs = config.timeout_secs;
-        let version = reach(&socket, secs).await?;
+        let (version, kind, server) = reach(&socket, secs).await?;
+        let engine_ulimits = match (kind, server) {
+            (Kind::Podman, Some(pid)) => std::fs::read_to_string(format!("/proc/{pid}/limits"))
+                .map(|text| process_limits(&text, &["Max open files", "Max processes"]))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
         let docker = Docker::connect_with_unix(&socket, secs, &version).map_err(|e| {
             Error::EngineUnreachable {
                 socket: socket.clone(),
@@ -117,6 +184,8 @@ impl Engine {
         })?;
         Ok(Engine {
             docker,
+            kind,
+            engine_ulimits,
             socket,
             timeout_secs: secs,
             reconnect_secs: config.reconnect_secs,
@@ -132,6 +201,21 @@ impl Engine {
     /// an engine shutting down has closed its socket but still answers on those.
     pub async fn ping(&self) -> Result<()> {
         reach(&self.socket, self.timeout_secs).await.map(|_| ())
+    }
+
+    /// What this engine lacks for a job qdock would start (`init`: the config's
+    /// `container.init`), one line each with its fix; for `qdock check`.
+    pub fn lacks(&self, init: bool) -> Vec<String> {
+        let mut lacking = Vec::new();
+        if init && self.kind == Kind::Podman {
+            let path = podman_init_path();
+            if !std::path::Path::new(&path).is_file() {
+                lacking.push(format!(
+                    "Podman runs {path} for container.init = true, and it is missing; fix: apt-get install catatonit"
+                ));
+            }
+        }
+        lacking
     }
 
     /// Whether the engine keeps containers running while it is away (`live-restore`).
@@ -168,7 +252,29 @@ impl Engine {
         }
     }
 
+    /// The image `reference` (normalized, `docker.io/…` for Docker Hub) names; under Podman
+    /// also the image loaded or built under that name, which Podman calls `localhost/…`.
     pub async fn image(&self, reference: &str) -> Result<Option<Image>> {
+        let found = self.image_named(reference).await?;
+        match (found, self.local_name(reference)) {
+            (None, Some(local)) => self.image_named(&local).await,
+            (found, _) => Ok(found),
+        }
+    }
+
+    /// Podman's name for a Docker Hub image that came from no registry: `localhost/` and the
+    /// name a user types (`docker.io/library/tool:1` is `localhost/tool:1`).
+    fn local_name(&self, reference: &str) -> Option<String> {
+        if self.kind != Kind::Podman {
+            return None;
+        }
+        let parsed = ImageRef::parse(reference).ok()?;
+        let familiar = parsed.familiar();
+        (parsed.registry == "docker.io" && !familiar.starts_with("docker.io/"))
+            .then(|| format!("localhost/{familiar}"))
+    }
+
+    async fn image_named(&self, reference: &str) -> Result<Option<Image>> {
         match self.docker.inspect_image(reference).await {
             Ok(i) => Ok(Some(Image {
                 id: i.id.unwrap_or_default(),
@@ -229,11 +335,12 @@ impl Engine {
         };
         match self
             .docker
-            .create_container(Some(options), create_body(spec))
+            .create_container(Some(options), create_body(spec, &self.engine_ulimits))
             .await
         {
             Ok(created) => Ok(Some(created.id)),
-            Err(e) if conflict(&e, &["already in use"]) => Ok(None),
+            // A conflict here is the name: a container holding it says so.
+            Err(e) if self.conflict(&e) && self.inspect(&spec.name).await?.is_some() => Ok(None),
             Err(e) => {
                 let action = format!("create container {}", spec.name);
                 Err(self.refused(&action, "check the job's request and the qdock config", e))
@@ -253,8 +360,22 @@ impl Engine {
             .docker
             .attach_container(id, Some(options))
             .await
-            .map_err(|e| self.fail(&format!("attach to container {}", short(id)), e))?;
+            .map_err(|e| match status(&e) {
+                Some(code) if self.prepared_at_attach(code) => Error::Engine {
+                    action: format!("start container {}", short(id)),
+                    cause: engine_cause(e),
+                },
+                _ => self.fail(&format!("attach to container {}", short(id)), e),
+            })?;
         Ok(attached.input)
+    }
+
+    /// Whether an attach answered `code` because the container could not be prepared to
+    /// run: Podman has the runtime create the container at the first attach (dockerd at
+    /// start), and answers 409 when that fails (a mount, a limit, the working directory). It
+    /// is the start's failure, and reported as one.
+    fn prepared_at_attach(&self, code: u16) -> bool {
+        self.kind == Kind::Podman && code == 409
     }
 
     /// Attaches to a container that has a terminal, before start. Its stream is then the
@@ -268,14 +389,16 @@ impl Engine {
             self.docker.client_version()
         );
         let upgrade = async {
-            let mut stream = UnixStream::connect(&self.socket).await.map_err(Cause::of)?;
+            let mut stream = UnixStream::connect(&self.socket)
+                .await
+                .map_err(|e| (None, Cause::of(e)))?;
             let request = format!(
                 "POST {path} HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
             );
             stream
                 .write_all(request.as_bytes())
                 .await
-                .map_err(Cause::of)?;
+                .map_err(|e| (None, Cause::of(e)))?;
             let mut head = Vec::with_capacity(512);
             let mut buf = [0u8; 512];
             let end = loop {
@@ -283,21 +406,31 @@ impl Engine {
                     break end + 4;
                 }
                 if head.len() > 16 << 10 {
-                    return Err(Cause::text("its answer has no end"));
+                    return Err((None, Cause::text("its answer has no end")));
                 }
-                match stream.read(&mut buf).await.map_err(Cause::of)? {
-                    0 => return Err(Cause::text("it closed the connection")),
+                match stream
+                    .read(&mut buf)
+                    .await
+                    .map_err(|e| (None, Cause::of(e)))?
+                {
+                    0 => return Err((None, Cause::text("it closed the connection"))),
                     n => head.extend_from_slice(&buf[..n]),
                 }
             };
-            upgraded(&head[..end]).map_err(Cause::text)?;
+            upgraded(&head[..end]).map_err(|(code, text)| (code, Cause::text(text)))?;
             // What came after the answer is already the terminal's.
             Ok((stream, head.split_off(end)))
         };
         let secs = self.timeout_secs;
         let (stream, early) = match tokio::time::timeout(Duration::from_secs(secs), upgrade).await {
             Ok(Ok(upgraded)) => upgraded,
-            Ok(Err(cause)) => return Err(Error::Engine { action, cause }),
+            Ok(Err((Some(code), cause))) if self.prepared_at_attach(code) => {
+                return Err(Error::Engine {
+                    action: format!("start container {}", short(id)),
+                    cause,
+                });
+            }
+            Ok(Err((_, cause))) => return Err(Error::Engine { action, cause }),
             Err(_) => {
                 return Err(Error::EngineTimeout {
                     socket: self.socket.clone(),
@@ -374,6 +507,9 @@ impl Engine {
 
     /// Waits until the container is not running and returns its exit code.
     pub async fn wait(&self, id: &str) -> Result<i64> {
+        if let Kind::Podman = self.kind {
+            return self.podman_wait(id).await;
+        }
         let options = WaitContainerOptions {
             condition: "not-running".into(),
         };
@@ -390,31 +526,40 @@ impl Engine {
         }
     }
 
+    /// Podman answers the Docker API's wait 0.5 to 1.1 s after the container exited, its own
+    /// (libpod's, polling every `interval`) 0.2 to 0.3 s after (measured, 4.3.1): the job's
+    /// end waits for it, so Podman is asked its own way.
+    async fn podman_wait(&self, id: &str) -> Result<i64> {
+        let action = format!("wait for container {}", short(id));
+        let path = format!(
+            "/v{PODMAN_API}/libpod/containers/{}/wait?condition=stopped&condition=exited&interval=50ms",
+            encoded(id)
+        );
+        self.request::<i64>(&action, "POST", &path, None)
+            .await?
+            .ok_or_else(|| Error::Engine {
+                action,
+                cause: Cause::text("the container is gone"),
+            })
+    }
+
     /// Looks a container up by name or ID.
     pub async fn inspect(&self, name_or_id: &str) -> Result<Option<Container>> {
-        let c = match self.docker.inspect_container(name_or_id, None).await {
-            Ok(c) => c,
-            Err(e) if status(&e) == Some(404) => return Ok(None),
-            Err(e) => return Err(self.fail(&format!("inspect container {name_or_id}"), e)),
+        let path = format!("/containers/{}/json", encoded(name_or_id));
+        let action = format!("inspect container {name_or_id}");
+        let Some(c) = self.get::<Inspected>(&action, &path).await? else {
+            return Ok(None);
         };
-        let state = c.state.unwrap_or_default();
         Ok(Some(Container {
-            id: c.id.unwrap_or_default(),
-            name: c
-                .name
-                .unwrap_or_default()
-                .trim_start_matches('/')
-                .to_string(),
-            state: State::parse(&state.status.map(|s| s.to_string()).unwrap_or_default()),
-            labels: c.config.and_then(|c| c.labels).unwrap_or_default(),
-            oom_killed: state.oom_killed.unwrap_or(false),
-            memory_limit: c.host_config.and_then(|h| h.memory).filter(|&m| m > 0),
-            pid: state
-                .pid
-                .and_then(|p| i32::try_from(p).ok())
-                .filter(|&p| p > 0),
-            started_at: state.started_at,
-            finished_at: state.finished_at,
+            id: c.id,
+            name: c.name.trim_start_matches('/').to_string(),
+            state: State::parse(&c.state.status),
+            labels: c.config.labels.unwrap_or_default(),
+            oom_killed: c.state.oom_killed,
+            memory_limit: c.host_config.memory.filter(|&m| m > 0),
+            pid: i32::try_from(c.state.pid).ok().filter(|&p| p > 0),
+            started_at: c.state.started_at,
+            finished_at: c.state.finished_at,
         }))
     }
 
@@ -422,7 +567,9 @@ impl Engine {
     /// suspend, or one racing the job's end, has nothing to do.
     pub async fn pause(&self, id: &str) -> Result<()> {
         match self.docker.pause_container(id).await {
-            Err(e) if conflict(&e, &["already paused", "is not running"]) => Ok(()),
+            Err(e) if self.conflict(&e) && self.state_is(id, |s| s != State::Running).await => {
+                Ok(())
+            }
             other => other.map_err(|e| self.fail(&format!("pause container {}", short(id)), e)),
         }
     }
@@ -430,7 +577,9 @@ impl Engine {
     /// Unpauses; a container that is not paused (a racing resume got there first) is fine.
     pub async fn unpause(&self, id: &str) -> Result<()> {
         match self.docker.unpause_container(id).await {
-            Err(e) if conflict(&e, &["not paused"]) => Ok(()),
+            Err(e) if self.conflict(&e) && self.state_is(id, |s| s != State::Paused).await => {
+                Ok(())
+            }
             other => other.map_err(|e| self.fail(&format!("resume container {}", short(id)), e)),
         }
     }
@@ -474,9 +623,16 @@ impl Engine {
         };
         match self.docker.remove_container(id, Some(options)).await {
             Err(e) if status(&e) == Some(404) => Ok(()),
-            // "removal already in progress": another party is removing it. A 409 also says
-            // "cannot remove a running container": only the engine's words tell them apart.
-            Err(e) if conflict(&e, &["in progress"]) => Ok(()),
+            // Another party is removing it (its state says so, or it is gone by now); a
+            // running container, when not forced, is still an error.
+            Err(e)
+                if self.conflict(&e)
+                    && self
+                        .state_is(id, |s| matches!(&s, State::Other(o) if o == "removing"))
+                        .await =>
+            {
+                Ok(())
+            }
             other => other.map_err(|e| self.fail(&format!("remove container {}", short(id)), e)),
         }
     }
@@ -491,8 +647,16 @@ impl Engine {
             .map_err(|e| self.fail("list images", e))?;
         let mut refs = LocalReferences::default();
         for image in images {
-            refs.tags
-                .extend(image.repo_tags.into_iter().filter(|t| t != "<none>:<none>"));
+            let tags = image.repo_tags.into_iter().filter(|t| t != "<none>:<none>");
+            // Podman's `localhost/tool:1` is the image a job asks for as `tool:1`.
+            let familiar: Vec<String> = match self.kind {
+                Kind::Podman => tags
+                    .clone()
+                    .filter_map(|t| t.strip_prefix("localhost/").map(str::to_string))
+                    .collect(),
+                Kind::Docker => Vec::new(),
+            };
+            refs.tags.extend(tags.chain(familiar));
             refs.digests.extend(
                 image
                     .repo_digests
@@ -511,7 +675,8 @@ impl Engine {
             .await
             .map_err(|e| self.fail("report its version", e))?;
         Ok(format!(
-            "{} (API {})",
+            "{} {} (API {})",
+            self.kind.name(),
             v.version.unwrap_or_default(),
             v.api_version.unwrap_or_default()
         ))
@@ -519,28 +684,24 @@ impl Engine {
 
     /// Every container carrying qdock's labels, running or not.
     pub async fn list_qdock(&self) -> Result<Vec<Container>> {
-        let filters = HashMap::from([("label".to_string(), vec![Label::JobId.key().to_string()])]);
-        let options = ListContainersOptions {
-            all: true,
-            filters: Some(filters),
-            ..Default::default()
-        };
+        let filters = format!(r#"{{"label":["{}"]}}"#, Label::JobId.key());
+        let path = format!("/containers/json?all=1&filters={}", encoded(&filters));
         let listed = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| self.fail("list containers", e))?;
+            .get::<Vec<Listed>>("list containers", &path)
+            .await?
+            .unwrap_or_default();
         Ok(listed
             .into_iter()
             .map(|c| Container {
-                id: c.id.unwrap_or_default(),
+                id: c.id,
                 name: c
                     .names
-                    .and_then(|n| n.into_iter().next())
+                    .into_iter()
+                    .next()
                     .unwrap_or_default()
                     .trim_start_matches('/')
                     .to_string(),
-                state: State::parse(&c.state.map(|s| s.to_string()).unwrap_or_default()),
+                state: State::parse(&c.state),
                 labels: c.labels.unwrap_or_default(),
                 oom_killed: false,
                 started_at: None,
@@ -558,11 +719,15 @@ impl Engine {
         &self,
         since: i64,
     ) -> Pin<Box<dyn Stream<Item = Result<Container>> + Send>> {
-        let filters = HashMap::from([
+        let mut filters = HashMap::from([
             ("type".to_string(), vec!["container".to_string()]),
             ("event".to_string(), vec!["create".to_string()]),
-            ("label".to_string(), vec![Label::JobId.key().to_string()]),
         ]);
+        // Podman 4.3 answers a label filter naming a key alone with no events at all: the
+        // label is looked for here instead.
+        if self.kind == Kind::Docker {
+            filters.insert("label".into(), vec![Label::JobId.key().to_string()]);
+        }
         let options = EventsOptions {
             since: Some(since.to_string()),
             until: None,
@@ -589,93 +754,106 @@ impl Engine {
                 pid: None,
             })
         });
-        Box::pin(events)
+        let qdock = events.filter(|item| {
+            let keep = match item {
+                Ok(c) => c.labels.contains_key(Label::JobId.key()),
+                Err(_) => true,
+            };
+            std::future::ready(keep)
+        });
+        Box::pin(qdock)
     }
 }
 
-/// Asks the engine at `socket` on a new connection for its API version, within `secs`.
-async fn reach(socket: &str, secs: u64) -> Result<ClientVersion> {
-    match tokio::time::timeout(Duration::from_secs(secs), api_version(socket)).await {
-        Ok(Ok(version)) => Ok(version),
-        Ok(Err(cause)) => Err(Error::EngineUnreachable {
-            socket: socket.to_string(),
-            cause,
-        }),
-        Err(_) => Err(Error::EngineTimeout {
-            socket: socket.to_string(),
-            secs,
-        }),
-    }
-}
-
-/// The API version to speak: the engine's, capped at bollard's. Asked with `HEAD /_ping`, as
-/// the docker CLI does: bollard's negotiation uses `GET /version`, for which dockerd runs
-/// `runc --version` and `docker-init --version`, a cost every method would pay (~10 ms).
-/// Never a fixed version: newer engines refuse old API versions.
-async fn api_version(socket: &str) -> std::result::Result<ClientVersion, Cause> {
-    let mut stream = UnixStream::connect(socket).await.map_err(Cause::of)?;
-    stream
-        .write_all(b"HEAD /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")
-        .await
-        .map_err(Cause::of)?;
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 512];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 << 10 {
-        match stream.read(&mut buf).await.map_err(Cause::of)? {
-            0 => break,
-            n => head.extend_from_slice(&buf[..n]),
+impl Engine {
+    /// A refusal for the container's state, the answer whose meaning the state decides:
+    /// dockerd's 409, Podman's 500 ("container state improper"; its other failures too, so
+    /// the state must then show the action's goal already reached).
+    fn conflict(&self, e: &BollardError) -> bool {
+        match status(e) {
+            Some(409) => true,
+            Some(500) => self.kind == Kind::Podman,
+            _ => false,
         }
     }
-    let text = String::from_utf8_lossy(&head);
-    let server = text
-        .lines()
-        .find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            key.trim()
-                .eq_ignore_ascii_case("api-version")
-                .then(|| value.trim())
-        })
-        .and_then(|v| {
-            let (major, minor) = v.split_once('.')?;
-            Some((major.parse::<usize>().ok()?, minor.parse::<usize>().ok()?))
-        })
-        .ok_or_else(|| {
-            Cause::text(format!(
-                "it does not speak the Docker API (answer: {:?})",
-                text.lines().next().unwrap_or("")
-            ))
-        })?;
-    let ours = bollard::API_DEFAULT_VERSION;
-    let (major_version, minor_version) = server.min((ours.major_version, ours.minor_version));
-    Ok(ClientVersion {
-        major_version,
-        minor_version,
-    })
+
+    /// Whether container `id` is gone or its state passes `test`.
+    async fn state_is(&self, id: &str, test: impl FnOnce(State) -> bool) -> bool {
+        match self.inspect(id).await {
+            Ok(None) => true,
+            Ok(Some(c)) => test(c.state),
+            Err(_) => false,
+        }
+    }
 }
 
-/// Whether the engine's answer to an attach request (its head, up to the blank line) hands
-/// the connection over; otherwise the engine's own words.
-fn upgraded(head: &[u8]) -> std::result::Result<(), String> {
-    let text = String::from_utf8_lossy(head);
-    let status = text.lines().next().unwrap_or("");
-    let code = status.split_whitespace().nth(1);
-    // 101 answers the upgrade; engines that ignore it hijack the connection after a 200.
-    if matches!(code, Some("101" | "200")) {
-        Ok(())
-    } else {
-        Err(format!("it answered {status:?}"))
-    }
+/// What `GET /containers/{id}/json` says that qdock reads.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Inspected {
+    id: String,
+    #[serde(default)]
+    name: String,
+    state: InspectedState,
+    config: InspectedConfig,
+    host_config: InspectedHostConfig,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectedState {
+    #[serde(default)]
+    status: String,
+    #[serde(rename = "OOMKilled", default)]
+    oom_killed: bool,
+    #[serde(default)]
+    pid: i64,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectedConfig {
+    labels: Option<HashMap<String, String>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectedHostConfig {
+    memory: Option<i64>,
+}
+
+/// One entry of `GET /containers/json`.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Listed {
+    id: String,
+    #[serde(default)]
+    names: Vec<String>,
+    #[serde(default)]
+    state: String,
+    labels: Option<HashMap<String, String>>,
+}
+
+/// `/usr/libexec/podman/catatonit`, or the `init_path` containers.conf sets.
+fn podman_init_path() -> String {
+    CONTAINERS_CONF
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .filter_map(|text| {
+            text.lines().rev().find_map(|line| {
+                let (key, value) = line.split_once('=')?;
+                (key.trim() == "init_path").then(|| value.trim().trim_matches('"').to_string())
+            })
+        })
+        .next_back()
+        .unwrap_or_else(|| PODMAN_INIT.to_string())
 }
 
 /// The short form of a container ID people know from `docker ps`.
 fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
-}
-
-/// A 409 from the engine whose message says one of `reasons`.
-fn conflict(e: &BollardError, reasons: &[&str]) -> bool {
-    matches!(e, BollardError::DockerResponseServerError { status_code: 409, message }
-        if reasons.iter().any(|r| message.contains(r)))
 }
 
 fn status(e: &BollardError) -> Option<u16> {
@@ -727,97 +905,6 @@ fn pull_refused(e: &BollardError) -> Option<bool> {
     }
 }
 
-fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
-    let mounts = spec
-        .mounts
-        .iter()
-        .map(|m| Mount {
-            typ: Some(MountType::BIND),
-            source: Some(m.source.display().to_string()),
-            target: Some(m.target.display().to_string()),
-            read_only: Some(m.read_only),
-            ..Default::default()
-        })
-        .collect();
-    let devices = spec
-        .devices
-        .iter()
-        .map(|d| {
-            let (host, inside) = d.split_once(':').unwrap_or((d, d));
-            DeviceMapping {
-                path_on_host: Some(host.to_string()),
-                path_in_container: Some(inside.to_string()),
-                cgroup_permissions: Some("rwm".into()),
-            }
-        })
-        .collect();
-    let ulimits = spec
-        .ulimits
-        .iter()
-        .map(|(name, soft, hard)| ResourcesUlimits {
-            name: Some(name.clone()),
-            soft: Some(*soft),
-            hard: Some(*hard),
-        })
-        .collect();
-    let terminal = match spec.stdin {
-        Stdin::Terminal(size) => Some(size),
-        Stdin::Script | Stdin::Relayed => None,
-    };
-    // A translation only: every choice was made in the spec.
-    let host_config = HostConfig {
-        mounts: Some(mounts),
-        network_mode: Some(spec.network.clone()),
-        init: Some(spec.init),
-        cap_drop: Some(spec.cap_drop.clone()),
-        cap_add: Some(spec.cap_add.clone()),
-        security_opt: Some(spec.security_opt.clone()),
-        privileged: Some(spec.privileged),
-        ipc_mode: Some(spec.ipc_mode.clone()),
-        pid_mode: spec.pid_mode.clone(),
-        readonly_rootfs: Some(spec.readonly_rootfs),
-        group_add: Some(spec.groups.clone()),
-        devices: Some(devices),
-        console_size: terminal
-            .and_then(WindowSize::known)
-            .map(|s| vec![s.rows.into(), s.cols.into()]),
-        memory: spec.memory,
-        memory_swap: spec.memory_swap,
-        nano_cpus: spec.nano_cpus,
-        cpuset_cpus: spec.cpuset_cpus.clone(),
-        pids_limit: spec.pids_limit,
-        ulimits: Some(ulimits),
-        // The starter inspects the container after its exit, then removes it.
-        auto_remove: Some(false),
-        log_config: Some(HostConfigLogConfig {
-            typ: Some(spec.log_driver.clone()),
-            config: None,
-        }),
-        ..Default::default()
-    };
-    ContainerCreateBody {
-        image: Some(spec.image.clone()),
-        user: Some(spec.user.clone()),
-        entrypoint: Some(spec.entrypoint.clone()),
-        cmd: Some(spec.cmd.clone()),
-        working_dir: Some(spec.workdir.clone()),
-        hostname: spec.hostname.clone(),
-        env: Some(spec.env.clone()),
-        labels: Some(spec.labels.clone().into_iter().collect()),
-        // Every job's stdin is connected; closing it ends the container's. Its output goes
-        // through the starter's own pipes, or, on a terminal, through the engine.
-        attach_stdin: Some(true),
-        attach_stdout: Some(terminal.is_some()),
-        attach_stderr: Some(terminal.is_some()),
-        open_stdin: Some(true),
-        stdin_once: Some(true),
-        tty: Some(terminal.is_some()),
-        stop_timeout: Some(i64::try_from(spec.stop_grace_secs).unwrap_or(i64::MAX)),
-        host_config: Some(host_config),
-        ..Default::default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -844,19 +931,6 @@ mod tests {
             );
         }
         assert_eq!(pull_refused(&BollardError::RequestTimeoutError), None);
-    }
-
-    #[test]
-    fn an_attach_is_upgraded_only_when_the_engine_says_so() {
-        let answer = b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n";
-        assert_eq!(upgraded(answer), Ok(()));
-        assert_eq!(upgraded(b"HTTP/1.1 200 OK\r\n\r\n"), Ok(()));
-        let refused = upgraded(b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n\r\n");
-        assert_eq!(
-            refused,
-            Err("it answered \"HTTP/1.1 404 Not Found\"".into())
-        );
-        assert!(upgraded(b"").is_err());
     }
 
     #[test]
