@@ -1,8 +1,9 @@
 //! What a container used, exactly: CPU (user, system), peak memory and block I/O, as the
 //! kernel counts them in the container's cgroup, which is also what the engine's stats
-//! report. Reading them ([`probe`]) is I/O; turning the cgroup files into a [`Usage`] and a
-//! line for people is pure and lives here. [`record`] and [`ledger`] keep one line per job
-//! in a per-host record that `qdock usage` reads.
+//! report, on either cgroup hierarchy: v1 (a hierarchy per controller) or v2 (the unified
+//! one). Reading them ([`probe`]) is I/O; which files a hierarchy has, turning them into a
+//! [`Usage`] and a line for people is pure and lives here. [`record`] and [`ledger`] keep one
+//! line per job in a per-host record that `qdock usage` reads.
 
 pub mod ledger;
 pub mod probe;
@@ -13,16 +14,23 @@ use serde::{Deserialize, Serialize};
 /// A container's usage over its whole life.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
-    /// All CPU time of the container's processes, to the nanosecond (`cpuacct.usage`, the
-    /// engine's `total_usage`).
+    /// All CPU time of the container's processes (v1: `cpuacct.usage`, to the nanosecond;
+    /// v2: `cpu.stat` `usage_usec`, to the microsecond): the engine's `total_usage`.
     pub cpu_ns: u64,
-    /// Its split into user and system time, as the kernel samples it at each timer tick
-    /// (`cpuacct.usage_user`, `cpuacct.usage_sys`): the two need not add up to `cpu_ns`.
+    /// Its split into user and system time, from the kernel's samples at each timer tick
+    /// (v1: `cpuacct.usage_user`, `cpuacct.usage_sys`, which need not add up to `cpu_ns`;
+    /// v2: `user_usec`, `system_usec`, which the kernel scales to add up to it).
     pub cpu_user_ns: u64,
     pub cpu_system_ns: u64,
     /// The cgroup's high-water mark: anonymous memory, page cache and kernel memory charged
-    /// to the container, as `memory.max_usage_in_bytes` (the engine's `max_usage`).
+    /// to the container (v1: `memory.max_usage_in_bytes`, the engine's `max_usage`; v2:
+    /// `memory.peak`). See [`Usage::peak_memory_sampled`].
     pub peak_memory_bytes: u64,
+    /// The kernel keeps no high-water mark (cgroup v2 before Linux 5.19 has no
+    /// `memory.peak`): `peak_memory_bytes` is the highest `memory.current` the readings saw,
+    /// a lower bound of the peak. Absent from records written before (and from all others).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub peak_memory_sampled: bool,
     pub io_read_bytes: u64,
     pub io_write_bytes: u64,
 }
@@ -36,50 +44,191 @@ pub struct Measured {
     pub exact: bool,
 }
 
-/// The cgroup v1 files a [`Usage`] is made of, as read.
-pub struct CgroupV1Text<'a> {
-    /// `cpuacct.usage`, `cpuacct.usage_user`, `cpuacct.usage_sys`: nanoseconds.
-    pub cpu: &'a str,
-    pub cpu_user: &'a str,
-    pub cpu_system: &'a str,
-    /// `memory.max_usage_in_bytes`.
-    pub memory_peak: &'a str,
-    /// `blkio.throttle.io_service_bytes_recursive`: `MAJ:MIN Op bytes` lines, as the engine
-    /// reads them for its stats (the throttle files count every device, whatever scheduler).
-    pub blkio: &'a str,
+/// Where the kernel keeps the cgroup controllers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hierarchy {
+    /// cgroup v1: a hierarchy per controller, each mounted at a directory of its own (also
+    /// the hybrid layout, whose unified hierarchy holds no controller).
+    V1,
+    /// cgroup v2: one unified hierarchy for every controller.
+    V2,
+}
+
+/// Which memory figure the kernel offers in a cgroup v2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Memory {
+    /// `memory.peak` (Linux 5.19 and later).
+    Peak,
+    /// Only `memory.current`: its highest reading stands for the peak.
+    Current,
+}
+
+/// One file of a container's cgroup: the v1 controller whose hierarchy holds it (empty on
+/// v2, which has one hierarchy), and its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CgroupFile {
+    pub controller: &'static str,
+    pub name: &'static str,
+}
+
+const fn file(controller: &'static str, name: &'static str) -> CgroupFile {
+    CgroupFile { controller, name }
+}
+
+/// The v1 controller whose hierarchy lists the container's processes and names its cgroup
+/// in `/proc/<pid>/cgroup`: every engine puts the container in it.
+const V1_PROCS: &str = "cpuacct";
+
+/// v1: nanoseconds in three files; `memory.max_usage_in_bytes`;
+/// `blkio.throttle.io_service_bytes_recursive`, `MAJ:MIN Op bytes` lines, as the engine
+/// reads them for its stats (the throttle files count every device, whatever scheduler).
+const V1_FILES: [CgroupFile; 5] = [
+    file(V1_PROCS, "cpuacct.usage"),
+    file(V1_PROCS, "cpuacct.usage_user"),
+    file(V1_PROCS, "cpuacct.usage_sys"),
+    file("memory", "memory.max_usage_in_bytes"),
+    file("blkio", "blkio.throttle.io_service_bytes_recursive"),
+];
+/// v2: `cpu.stat` (`usage_usec` and its split, in every cgroup whether or not the cpu
+/// controller is enabled there), a memory file, `io.stat` (`MAJ:MIN rbytes=… wbytes=…`
+/// lines, one per device the cgroup used).
+const V2_FILES: [CgroupFile; 3] = [
+    file("", "cpu.stat"),
+    file("", "memory.peak"),
+    file("", "io.stat"),
+];
+const V2_FILES_WITHOUT_PEAK: [CgroupFile; 3] = [
+    file("", "cpu.stat"),
+    file("", "memory.current"),
+    file("", "io.stat"),
+];
+
+impl Hierarchy {
+    /// The directory below the cgroup mount that holds `controller`'s hierarchy.
+    pub fn mount_of(self, controller: &'static str) -> &'static str {
+        match self {
+            Hierarchy::V1 => controller,
+            Hierarchy::V2 => "",
+        }
+    }
+
+    /// The directory below the cgroup mount whose hierarchy lists the container's processes.
+    pub fn procs_mount(self) -> &'static str {
+        self.mount_of(V1_PROCS)
+    }
+
+    /// The files a [`Usage`] is read from, in the order [`Hierarchy::usage`] takes their
+    /// texts; `memory` matters on v2 only.
+    pub fn files(self, memory: Memory) -> &'static [CgroupFile] {
+        match (self, memory) {
+            (Hierarchy::V1, _) => &V1_FILES,
+            (Hierarchy::V2, Memory::Peak) => &V2_FILES,
+            (Hierarchy::V2, Memory::Current) => &V2_FILES_WITHOUT_PEAK,
+        }
+    }
+
+    /// The usage that the texts of [`Hierarchy::files`] (the same `memory`, in that order)
+    /// tell.
+    pub fn usage(self, memory: Memory, texts: &[String]) -> Result<Usage, String> {
+        let files = self.files(memory);
+        if texts.len() != files.len() {
+            return Err(format!(
+                "{} cgroup files read, not {}",
+                texts.len(),
+                files.len()
+            ));
+        }
+        let number = |i: usize| {
+            let value = texts[i].trim();
+            value
+                .parse::<u64>()
+                .map_err(|_| format!("{} holds {value:?}, not a number", files[i].name))
+        };
+        match self {
+            Hierarchy::V1 => {
+                let (io_read_bytes, io_write_bytes) = blkio_bytes(&texts[4]);
+                Ok(Usage {
+                    cpu_ns: number(0)?,
+                    cpu_user_ns: number(1)?,
+                    cpu_system_ns: number(2)?,
+                    peak_memory_bytes: number(3)?,
+                    peak_memory_sampled: false,
+                    io_read_bytes,
+                    io_write_bytes,
+                })
+            }
+            Hierarchy::V2 => {
+                let usec = |key: &str| {
+                    flat_keyed(&texts[0], key)
+                        .map(|us| us.saturating_mul(1000))
+                        .ok_or_else(|| format!("cpu.stat has no number {key}"))
+                };
+                let (io_read_bytes, io_write_bytes) = io_stat_bytes(&texts[2]);
+                Ok(Usage {
+                    cpu_ns: usec("usage_usec")?,
+                    cpu_user_ns: usec("user_usec")?,
+                    cpu_system_ns: usec("system_usec")?,
+                    peak_memory_bytes: number(1)?,
+                    peak_memory_sampled: memory == Memory::Current,
+                    io_read_bytes,
+                    io_write_bytes,
+                })
+            }
+        }
+    }
+
+    /// A process's cgroup in this hierarchy, from `/proc/<pid>/cgroup`: on v1 the line of
+    /// the hierarchy that lists the processes (`2:cpu,cpuacct:/docker/<id>`), on v2 the
+    /// unified one's (`0::/docker/<id>`), which a v1 host may list too, holding no
+    /// controller.
+    pub fn cgroup_of(self, proc_cgroup: &str) -> Option<&str> {
+        proc_cgroup.lines().find_map(|line| {
+            let mut fields = line.splitn(3, ':');
+            let (id, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+            let listed = match self {
+                Hierarchy::V1 => controllers.split(',').any(|c| c == V1_PROCS),
+                Hierarchy::V2 => id == "0" && controllers.is_empty(),
+            };
+            listed.then_some(path)
+        })
+    }
 }
 
 impl Usage {
-    pub fn from_cgroup_v1(text: &CgroupV1Text) -> Result<Usage, String> {
-        let number = |name: &str, value: &str| {
-            value
-                .trim()
-                .parse::<u64>()
-                .map_err(|_| format!("{name} holds {:?}, not a number", value.trim()))
-        };
-        let (io_read_bytes, io_write_bytes) = blkio_bytes(text.blkio);
-        Ok(Usage {
-            cpu_ns: number("cpuacct.usage", text.cpu)?,
-            cpu_user_ns: number("cpuacct.usage_user", text.cpu_user)?,
-            cpu_system_ns: number("cpuacct.usage_sys", text.cpu_system)?,
-            peak_memory_bytes: number("memory.max_usage_in_bytes", text.memory_peak)?,
-            io_read_bytes,
-            io_write_bytes,
-        })
+    /// This reading, told with the one before it: where the kernel keeps no peak, the
+    /// highest memory any reading saw stands for it.
+    pub fn after(self, earlier: Option<&Usage>) -> Usage {
+        match earlier {
+            Some(e) if self.peak_memory_sampled => Usage {
+                peak_memory_bytes: self.peak_memory_bytes.max(e.peak_memory_bytes),
+                ..self
+            },
+            _ => self,
+        }
     }
 
     /// `cpu 21.650 s (about 21.448 s user, 0.204 s system), peak memory 64.3 MiB, block I/O
     /// read 0 B, written 12.0 KiB`.
     pub fn describe(&self) -> String {
         format!(
-            "cpu {} (about {} user, {} system), peak memory {}, block I/O read {}, written {}",
+            "cpu {} (about {} user, {} system), {}, block I/O read {}, written {}",
             seconds(self.cpu_ns),
             seconds(self.cpu_user_ns),
             seconds(self.cpu_system_ns),
-            bytes(self.peak_memory_bytes),
+            self.memory(),
             bytes(self.io_read_bytes),
             bytes(self.io_write_bytes)
         )
+    }
+
+    /// `peak memory 64.3 MiB`, or what stands for it, named, where the kernel keeps no peak.
+    pub fn memory(&self) -> String {
+        let amount = bytes(self.peak_memory_bytes);
+        if self.peak_memory_sampled {
+            format!("memory {amount} at its highest reading (no memory.peak in this kernel)")
+        } else {
+            format!("peak memory {amount}")
+        }
     }
 }
 
@@ -143,19 +292,6 @@ fn unix_ns(text: &str) -> Option<i128> {
     Some(i128::from(secs) * 1_000_000_000 + i128::from(nanos))
 }
 
-/// The path of a process's cgroup in the cgroup v1 hierarchy of `controller`, from
-/// `/proc/<pid>/cgroup` (`4:memory:/docker/<id>`; `2:cpu,cpuacct:/…` when mounted together).
-pub fn cgroup_v1_path<'a>(proc_cgroup: &'a str, controller: &str) -> Option<&'a str> {
-    proc_cgroup.lines().find_map(|line| {
-        let mut fields = line.splitn(3, ':');
-        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
-        controllers
-            .split(',')
-            .any(|c| c == controller)
-            .then_some(path)
-    })
-}
-
 /// Whether `/proc/<pid>/status` is that of the first process (PID 1) of its pid namespace:
 /// the last `NSpid` entry is its pid there.
 pub fn is_namespace_init(status: &str) -> bool {
@@ -166,25 +302,48 @@ pub fn is_namespace_init(status: &str) -> bool {
         == Some("1")
 }
 
-/// Read and written bytes summed over the devices; the `Total` line repeats them.
+/// The number after `key` in a flat keyed file (`usage_usec 6314698` lines: `cpu.stat`).
+fn flat_keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let (k, value) = line.split_once(' ')?;
+        (k == key).then(|| value.trim().parse().ok())?
+    })
+}
+
+/// Read and written bytes summed over the devices of `io.stat`, a nested keyed file:
+/// `254:0 rbytes=512000 wbytes=0 rios=6 wios=0 dbytes=0 dios=0` (the fields after the
+/// device vary with the kernel; a device appears once it saw I/O).
+fn io_stat_bytes(text: &str) -> (u64, u64) {
+    let fields = text
+        .lines()
+        .flat_map(|l| l.split_whitespace().skip(1))
+        .filter_map(|field| field.split_once('='));
+    read_and_written(fields, "rbytes", "wbytes")
+}
+
+/// Read and written bytes summed over the devices of v1's
+/// `blkio.throttle.io_service_bytes_recursive` (`8:0 Read 4096` lines); the `Total` line
+/// repeats them.
 fn blkio_bytes(text: &str) -> (u64, u64) {
-    let mut sums = (0u64, 0u64);
-    for line in text.lines() {
+    let ops = text.lines().filter_map(|line| {
         let mut fields = line.split_whitespace();
-        let (Some(_device), Some(op), Some(value)) = (fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        let Ok(value) = value.parse::<u64>() else {
-            continue;
-        };
-        match op {
-            "Read" => sums.0 += value,
-            "Write" => sums.1 += value,
-            _ => {}
-        }
-    }
-    sums
+        let (_device, op, value) = (fields.next()?, fields.next()?, fields.next()?);
+        Some((op, value))
+    });
+    read_and_written(ops, "Read", "Write")
+}
+
+/// The sums of the numbers named `read` and `written` among (name, number) pairs.
+fn read_and_written<'a>(
+    pairs: impl Iterator<Item = (&'a str, &'a str)>,
+    read: &str,
+    written: &str,
+) -> (u64, u64) {
+    pairs.fold((0, 0), |(r, w), (name, value)| match value.parse::<u64>() {
+        Ok(n) if name == read => (r.saturating_add(n), w),
+        Ok(n) if name == written => (r, w.saturating_add(n)),
+        _ => (r, w),
+    })
 }
 
 /// `21.650 s`: milliseconds are the finest a person compares.
@@ -241,21 +400,29 @@ mod tests {
     const BLKIO: &str = "8:0 Read 4096\n8:0 Write 12288\n8:0 Sync 16384\n8:0 Async 0\n\
                          8:0 Discard 0\n8:0 Total 16384\n8:16 Read 1024\n8:16 Write 0\nTotal 16384\n";
 
-    fn text<'a>(user: &'a str, system: &'a str, peak: &'a str, blkio: &'a str) -> CgroupV1Text<'a> {
-        CgroupV1Text {
-            cpu: "21650500000\n",
-            cpu_user: user,
-            cpu_system: system,
-            memory_peak: peak,
-            blkio,
-        }
+    fn v1(user: &str, system: &str, peak: &str, blkio: &str) -> Vec<String> {
+        ["21650500000\n", user, system, peak, blkio]
+            .map(String::from)
+            .to_vec()
+    }
+
+    /// As a 6.1 kernel wrote them for a container of the cgroupfs driver (its cpu
+    /// controller enabled, hence the throttling keys).
+    const CPU_STAT: &str = "usage_usec 6314698\nuser_usec 6134049\nsystem_usec 180649\n\
+                            nr_periods 0\nnr_throttled 0\nthrottled_usec 0\nnr_bursts 0\n\
+                            burst_usec 0\n";
+    /// The kernel's documented example (Documentation/admin-guide/cgroup-v2.rst), two devices.
+    const IO_STAT: &str = "8:16 rbytes=1459200 wbytes=314773504 rios=192 wios=353 dbytes=0 dios=0\n\
+                           8:0 rbytes=90430464 wbytes=299008000 rios=8950 wios=1252 dbytes=50331648 dios=3021\n";
+
+    fn v2(cpu_stat: &str, memory: &str, io_stat: &str) -> Vec<String> {
+        [cpu_stat, memory, io_stat].map(String::from).to_vec()
     }
 
     #[test]
     fn cgroup_v1_files_make_a_usage() {
-        let usage =
-            Usage::from_cgroup_v1(&text("21448000000\n", "202500000\n", "67420160\n", BLKIO))
-                .unwrap();
+        let texts = v1("21448000000\n", "202500000\n", "67420160\n", BLKIO);
+        let usage = Hierarchy::V1.usage(Memory::Peak, &texts).unwrap();
         assert_eq!(
             usage,
             Usage {
@@ -263,20 +430,120 @@ mod tests {
                 cpu_user_ns: 21_448_000_000,
                 cpu_system_ns: 202_500_000,
                 peak_memory_bytes: 67_420_160,
+                peak_memory_sampled: false,
                 io_read_bytes: 5120,
                 io_write_bytes: 12288,
             }
         );
+        // v1 has a peak whatever a v2 kernel lacks.
+        assert_eq!(Hierarchy::V1.usage(Memory::Current, &texts), Ok(usage));
     }
 
     #[test]
-    fn cgroup_paths_are_found_per_controller() {
-        let text = "9:name=systemd:/docker/abc\n4:memory:/docker/abc\n2:cpu,cpuacct:/docker/abc\n\
-                    0::/docker/abc\n";
-        assert_eq!(cgroup_v1_path(text, "memory"), Some("/docker/abc"));
-        assert_eq!(cgroup_v1_path(text, "cpuacct"), Some("/docker/abc"));
-        assert_eq!(cgroup_v1_path(text, "blkio"), None);
-        assert_eq!(cgroup_v1_path(text, "cpuac"), None);
+    fn cgroup_v2_files_make_a_usage() {
+        let usage = Hierarchy::V2
+            .usage(Memory::Peak, &v2(CPU_STAT, "7430144\n", IO_STAT))
+            .unwrap();
+        assert_eq!(
+            usage,
+            Usage {
+                cpu_ns: 6_314_698_000,
+                cpu_user_ns: 6_134_049_000,
+                cpu_system_ns: 180_649_000,
+                peak_memory_bytes: 7_430_144,
+                peak_memory_sampled: false,
+                io_read_bytes: 1_459_200 + 90_430_464,
+                io_write_bytes: 314_773_504 + 299_008_000,
+            }
+        );
+        // Without the cpu controller cpu.stat has the three times only; io.stat is empty
+        // until the container did I/O; an older kernel writes fewer fields per device.
+        let bare = "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n";
+        let usage = Hierarchy::V2
+            .usage(Memory::Peak, &v2(bare, "4096\n", ""))
+            .unwrap();
+        assert_eq!((usage.cpu_ns, usage.io_read_bytes), (1_500_000, 0));
+        let older = "254:0 rbytes=512 wbytes=1024 rios=1 wios=2\n";
+        let usage = Hierarchy::V2
+            .usage(Memory::Peak, &v2(bare, "4096\n", older))
+            .unwrap();
+        assert_eq!((usage.io_read_bytes, usage.io_write_bytes), (512, 1024));
+    }
+
+    #[test]
+    fn a_kernel_without_memory_peak_gives_the_highest_reading_named_as_such() {
+        assert_eq!(
+            Hierarchy::V2.files(Memory::Current)[1].name,
+            "memory.current"
+        );
+        let reading = |current: &str| {
+            Hierarchy::V2
+                .usage(Memory::Current, &v2(CPU_STAT, current, ""))
+                .unwrap()
+        };
+        let during = reading("67420160\n");
+        assert!(during.peak_memory_sampled);
+        // At the end only the page cache is left: the highest reading stands.
+        let end = reading("1069056\n").after(Some(&during));
+        assert_eq!(end.peak_memory_bytes, 67_420_160);
+        assert_eq!(end.cpu_ns, 6_314_698_000);
+        assert!(
+            end.describe()
+                .contains("memory 64.3 MiB at its highest reading (no memory.peak in this kernel)")
+        );
+        // A kept peak is the kernel's own and never replaced by an earlier reading.
+        let kept = |peak: &str| {
+            Hierarchy::V2
+                .usage(Memory::Peak, &v2(CPU_STAT, peak, ""))
+                .unwrap()
+        };
+        assert_eq!(
+            kept("4096").after(Some(&kept("8192"))).peak_memory_bytes,
+            4096
+        );
+        assert_eq!(reading("4096").after(None).peak_memory_bytes, 4096);
+    }
+
+    #[test]
+    fn each_hierarchy_has_its_files_where_the_kernel_mounts_them() {
+        assert_eq!(Hierarchy::V1.procs_mount(), "cpuacct");
+        assert_eq!(Hierarchy::V1.mount_of("memory"), "memory");
+        assert_eq!(Hierarchy::V2.procs_mount(), "");
+        let names = |h: Hierarchy| -> Vec<_> {
+            h.files(Memory::Peak)
+                .iter()
+                .map(|f| (h.mount_of(f.controller), f.name))
+                .collect()
+        };
+        assert_eq!(
+            names(Hierarchy::V2),
+            [("", "cpu.stat"), ("", "memory.peak"), ("", "io.stat")]
+        );
+        assert_eq!(
+            names(Hierarchy::V1)[3],
+            ("memory", "memory.max_usage_in_bytes")
+        );
+    }
+
+    #[test]
+    fn a_process_cgroup_is_found_in_each_hierarchy() {
+        // A v1 host lists the unified hierarchy too (systemd's), holding no controller.
+        let hybrid = "9:name=systemd:/docker/abc\n4:memory:/docker/abc\n\
+                      2:cpu,cpuacct:/site/abc\n0::/system.slice/docker.service\n";
+        assert_eq!(Hierarchy::V1.cgroup_of(hybrid), Some("/site/abc"));
+        assert_eq!(
+            Hierarchy::V2.cgroup_of(hybrid),
+            Some("/system.slice/docker.service")
+        );
+        assert_eq!(Hierarchy::V1.cgroup_of("3:cpuacct_x:/a\n"), None);
+        let unified = "0::/machine.slice/libpod-abc.scope/container\n";
+        assert_eq!(
+            Hierarchy::V2.cgroup_of(unified),
+            Some("/machine.slice/libpod-abc.scope/container")
+        );
+        assert_eq!(Hierarchy::V1.cgroup_of(unified), None);
+        // A named v1 hierarchy with id 0 would still name a controller-less one only.
+        assert_eq!(Hierarchy::V2.cgroup_of("1:name=systemd:/x\n"), None);
     }
 
     #[test]
@@ -290,11 +557,25 @@ mod tests {
 
     #[test]
     fn a_garbled_file_is_named() {
-        let e = Usage::from_cgroup_v1(&text("1", "x", "1", "")).unwrap_err();
+        let e = Hierarchy::V1
+            .usage(Memory::Peak, &v1("1", "x", "1", ""))
+            .unwrap_err();
         assert!(e.contains("cpuacct.usage_sys"), "{e}");
         // No block I/O at all is a container that did none.
-        let usage = Usage::from_cgroup_v1(&text("1", "2", "3", "Total 0\n")).unwrap();
+        let usage = Hierarchy::V1
+            .usage(Memory::Peak, &v1("1", "2", "3", "Total 0\n"))
+            .unwrap();
         assert_eq!((usage.io_read_bytes, usage.io_write_bytes), (0, 0));
+        let e = Hierarchy::V2
+            .usage(Memory::Peak, &v2("usage_usec x\n", "1", ""))
+            .unwrap_err();
+        assert!(e.contains("cpu.stat") && e.contains("usage_usec"), "{e}");
+        let e = Hierarchy::V2
+            .usage(Memory::Current, &v2(CPU_STAT, "max\n", ""))
+            .unwrap_err();
+        assert!(e.contains("memory.current"), "{e}");
+        let e = Hierarchy::V2.usage(Memory::Peak, &[]).unwrap_err();
+        assert!(e.contains("0 cgroup files"), "{e}");
     }
 
     #[test]
@@ -304,6 +585,7 @@ mod tests {
             cpu_user_ns: 21_448_000_000,
             cpu_system_ns: 204_000_000,
             peak_memory_bytes: 67_420_160,
+            peak_memory_sampled: false,
             io_read_bytes: 0,
             io_write_bytes: 12288,
         };

@@ -7,6 +7,11 @@
 //! until the engine has heard of the exit and asked runc to delete it, milliseconds later.
 //! A sample each second stands in when that moment is missed.
 //!
+//! Both cgroup hierarchies are read the same way, told apart at run time by the file system
+//! type at the cgroup mount: v1 keeps each controller's files in a hierarchy of its own, v2
+//! all in one directory ([`Hierarchy`] knows which files and where; [`Files`] opens and reads
+//! them).
+//!
 //! A job over within milliseconds ends before the engine has even answered the start, and
 //! its cgroup may be gone by then. So the cgroup is looked for from the moment the start is
 //! asked for ([`watch_start`]): the engine makes it during the start, at its default place,
@@ -24,15 +29,16 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use super::{CgroupV1Text, Measured, Usage, cgroup_v1_path, is_namespace_init};
+use super::{Hierarchy, Measured, Memory, Usage, is_namespace_init};
 use crate::engine::Engine;
 
-/// Where the cgroup v1 hierarchies are mounted, one directory per controller.
+/// Where the cgroup hierarchies are mounted: v1 one directory per controller below it, v2
+/// here itself.
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// The fallback's pace, in ms: the engine's own stats are no finer.
 const SAMPLE_EVERY_MS: u16 = 1000;
@@ -152,8 +158,12 @@ fn pause(stopped: &OwnedFd) -> bool {
     !matches!(poll(&mut fds, PollTimeout::from(LOOK_EVERY_MS)), Ok(n) if n > 0)
 }
 
+/// Keeps a reading as the latest, with what the readings before it saw (see
+/// [`Usage::after`]).
 fn keep(latest: &Latest, measured: Measured) {
-    *latest.lock().unwrap_or_else(|e| e.into_inner()) = Some(measured);
+    let mut latest = latest.lock().unwrap_or_else(|e| e.into_inner());
+    let usage = measured.usage.after(latest.as_ref().map(|m| &m.usage));
+    *latest = Some(Measured { usage, ..measured });
 }
 
 /// Starts following container `id`, which runs.
@@ -208,9 +218,14 @@ impl Watch {
     }
 }
 
-/// Where the engine puts a container's cgroup below each controller unless told otherwise:
-/// the cgroupfs driver's place, then the systemd driver's.
-const DEFAULT_PLACES: [(&str, &str); 2] = [("docker/", ""), ("system.slice/docker-", ".scope")];
+/// Where the engine puts a container's cgroup (below each controller's hierarchy on v1)
+/// unless told otherwise: dockerd's cgroupfs driver, its systemd driver, and Podman's
+/// systemd manager (Podman's default wherever systemd runs).
+const DEFAULT_PLACES: [(&str, &str); 3] = [
+    ("docker/", ""),
+    ("system.slice/docker-", ".scope"),
+    ("machine.slice/libpod-", ".scope"),
+];
 
 /// The container's cgroup files and, unless it has ended already, a pidfd of its first
 /// process. Found without asking the engine when the cgroup is where the engine puts it by
@@ -224,7 +239,7 @@ async fn attach(engine: &Engine, id: &str) -> Result<(Option<OwnedFd>, Files), S
     Ok((first_process(&path)?, files))
 }
 
-/// The container's cgroup below each controller, when it is at a default place.
+/// The container's cgroup below the hierarchy's root, when it is at a default place.
 fn default_place(id: &str) -> Option<String> {
     DEFAULT_PLACES
         .iter()
@@ -232,7 +247,8 @@ fn default_place(id: &str) -> Option<String> {
         .find(|path| cgroup_dir(path).is_dir())
 }
 
-/// The cgroup of the engine's pid for the container (a cgroup parent of the admin's).
+/// The cgroup of the engine's pid for the container (below a cgroup parent of the admin's,
+/// or where an engine's other driver puts it).
 async fn path_from_engine(engine: &Engine, id: &str) -> Result<String, String> {
     let pid = engine
         .inspect(id)
@@ -241,10 +257,17 @@ async fn path_from_engine(engine: &Engine, id: &str) -> Result<String, String> {
         .and_then(|c| c.pid)
         .ok_or_else(gone)?;
     let proc_cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).map_err(|_| gone())?;
-    match cgroup_v1_path(&proc_cgroup, "cpuacct") {
+    let hierarchy = hierarchy();
+    match hierarchy.cgroup_of(&proc_cgroup) {
         Some(path) if path.contains(id) => Ok(path.trim_start_matches('/').to_string()),
         Some(_) => Err(gone()),
-        None => Err("there is no cgroup v1 cpuacct controller (only cgroup v1 is measured)".into()),
+        None => Err(format!(
+            "its process is in no cgroup of the {} hierarchy",
+            match hierarchy {
+                Hierarchy::V1 => "cgroup v1 cpuacct",
+                Hierarchy::V2 => "cgroup v2",
+            }
+        )),
     }
 }
 
@@ -252,8 +275,31 @@ fn gone() -> String {
     "the job ended before its cgroup could be found".into()
 }
 
+/// The hierarchy the kernel keeps the controllers in, by the file system mounted at the
+/// cgroup root (cgroup2 on v2; a tmpfs of per-controller mounts on v1 and hybrid hosts).
+fn hierarchy() -> Hierarchy {
+    static HIERARCHY: OnceLock<Hierarchy> = OnceLock::new();
+    *HIERARCHY.get_or_init(|| {
+        use nix::sys::statfs::{CGROUP2_SUPER_MAGIC, statfs};
+        match statfs(CGROUP_ROOT) {
+            Ok(fs) if fs.filesystem_type() == CGROUP2_SUPER_MAGIC => Hierarchy::V2,
+            _ => Hierarchy::V1,
+        }
+    })
+}
+
+/// The container's cgroup `path` in the hierarchy that holds `controller`.
+fn controller_dir(controller: &'static str, path: &str) -> PathBuf {
+    Path::new(CGROUP_ROOT)
+        .join(hierarchy().mount_of(controller))
+        .join(path)
+}
+
+/// The container's cgroup `path` in the hierarchy that lists its processes.
 fn cgroup_dir(path: &str) -> PathBuf {
-    Path::new(CGROUP_ROOT).join("cpuacct").join(path)
+    Path::new(CGROUP_ROOT)
+        .join(hierarchy().procs_mount())
+        .join(path)
 }
 
 /// A pidfd of the process that is PID 1 in the container's pid namespace, or None when no
@@ -272,7 +318,7 @@ fn first_process(path: &str) -> Result<Option<OwnedFd>, String> {
         // Checked again once pinned by the pidfd: the pid may have been reused meanwhile.
         if let Ok(pidfd) = crate::process::pidfd_open(pid) {
             let member = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-                .is_ok_and(|c| cgroup_v1_path(&c, "cpuacct").is_some_and(|p| p.ends_with(path)));
+                .is_ok_and(|c| hierarchy().cgroup_of(&c).is_some_and(|p| p.ends_with(path)));
             if member && is_first() {
                 return Ok(Some(pidfd));
             }
@@ -318,48 +364,58 @@ fn follow(pidfd: &OwnedFd, files: &Files, latest: &Latest, stopped: &OwnedFd) {
 
 /// The container's cgroup files, opened once and read again from offset 0 each time.
 struct Files {
-    cpu: File,
-    cpu_user: File,
-    cpu_system: File,
-    memory_peak: File,
-    blkio: File,
+    hierarchy: Hierarchy,
+    memory: Memory,
+    /// `hierarchy.files(memory)`, in that order.
+    open: Vec<File>,
 }
 
 impl Files {
-    /// `path`: the container's cgroup below each controller's hierarchy.
+    /// `path`: the container's cgroup below the hierarchies' root.
     fn open(path: &str) -> Result<Files, String> {
-        let open = |controller: &str, name: &str| {
-            let file = Path::new(CGROUP_ROOT)
-                .join(controller)
-                .join(path)
-                .join(name);
+        let hierarchy = hierarchy();
+        // A v2 kernel before 5.19 has memory.current but no memory.peak; a cgroup whose
+        // memory controller is not enabled yet has neither, and is looked at again.
+        let memory_dir = controller_dir("memory", path);
+        let memory = if hierarchy == Hierarchy::V2
+            && !memory_dir.join("memory.peak").exists()
+            && memory_dir.join("memory.current").exists()
+        {
+            Memory::Current
+        } else {
+            Memory::Peak
+        };
+        let open_one = |controller: &'static str, name: &str| {
+            let dir = controller_dir(controller, path);
+            let file = dir.join(name);
             File::open(&file).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound if dir.is_dir() => format!(
+                    "{} has no {name}: a controller is not enabled there",
+                    dir.display()
+                ),
                 std::io::ErrorKind::NotFound => gone(),
                 _ => format!("cannot open {}: {e}", file.display()),
             })
         };
+        let open = hierarchy
+            .files(memory)
+            .iter()
+            .map(|f| open_one(f.controller, f.name))
+            .collect::<Result<_, _>>()?;
         Ok(Files {
-            cpu: open("cpuacct", "cpuacct.usage")?,
-            cpu_user: open("cpuacct", "cpuacct.usage_user")?,
-            cpu_system: open("cpuacct", "cpuacct.usage_sys")?,
-            memory_peak: open("memory", "memory.max_usage_in_bytes")?,
-            blkio: open("blkio", "blkio.throttle.io_service_bytes_recursive")?,
+            hierarchy,
+            memory,
+            open,
         })
     }
 
     fn read(&self) -> Result<Usage, String> {
-        let cpu = read_all(&self.cpu)?;
-        let cpu_user = read_all(&self.cpu_user)?;
-        let cpu_system = read_all(&self.cpu_system)?;
-        let memory_peak = read_all(&self.memory_peak)?;
-        let blkio = read_all(&self.blkio)?;
-        Usage::from_cgroup_v1(&CgroupV1Text {
-            cpu: &cpu,
-            cpu_user: &cpu_user,
-            cpu_system: &cpu_system,
-            memory_peak: &memory_peak,
-            blkio: &blkio,
-        })
+        let texts = self
+            .open
+            .iter()
+            .map(read_all)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.hierarchy.usage(self.memory, &texts)
     }
 }
 

@@ -133,9 +133,19 @@ impl Record {
                             }
                         ));
                         out.push(format!(
-                            "  peak memory  {} ({} bytes)",
+                            "  {}{} ({} bytes){}",
+                            if u.peak_memory_sampled {
+                                "memory       "
+                            } else {
+                                "peak memory  "
+                            },
                             bytes(u.peak_memory_bytes),
-                            u.peak_memory_bytes
+                            u.peak_memory_bytes,
+                            if u.peak_memory_sampled {
+                                ", its highest reading: the kernel kept no peak"
+                            } else {
+                                ""
+                            }
                         ));
                         out.push(format!(
                             "  block I/O    read {}, written {}",
@@ -193,6 +203,7 @@ mod tests {
                         cpu_user_ns: 1_500_000_000,
                         cpu_system_ns: 500_000_000,
                         peak_memory_bytes: 64 << 20,
+                        peak_memory_sampled: false,
                         io_read_bytes: 0,
                         io_write_bytes: 4096,
                     },
@@ -233,6 +244,10 @@ mod tests {
         assert!(text.contains("all.q\\n{"), "{text}");
         assert!(text.contains("  cpu          2.000 s (about 1.500 s user, 0.500 s system)\n"));
         assert!(text.contains("  ended        2026-11-30 14:58:52 UTC (30 s)\n"));
+        assert!(
+            text.contains("  peak memory  64.0 MiB (67108864 bytes)\n"),
+            "{text}"
+        );
         let native = Record {
             container: None,
             ..sample()
@@ -242,5 +257,22 @@ mod tests {
                 .describe()
                 .ends_with("image        none: the job ran natively")
         );
+    }
+
+    #[test]
+    fn a_memory_figure_that_is_no_peak_says_so_and_old_records_still_read() {
+        let mut record = sample();
+        let recorded = record.container.as_mut().unwrap().usage.as_mut().unwrap();
+        recorded.usage.peak_memory_sampled = true;
+        let line = record.line();
+        assert!(line.contains("\"peak_memory_sampled\":true"), "{line}");
+        assert_eq!(parse(&line), vec![record.clone()]);
+        assert!(record.describe().contains(
+            "  memory       64.0 MiB (67108864 bytes), its highest reading: the kernel kept no peak\n"
+        ));
+        // A kept peak writes no such field, so records read as before, both ways.
+        let kept = sample().line();
+        assert!(!kept.contains("peak_memory_sampled"), "{kept}");
+        assert_eq!(parse(&kept), vec![sample()]);
     }
 }
