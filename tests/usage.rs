@@ -77,6 +77,27 @@ fn number(v: &Value, pointer: &str) -> f64 {
         .unwrap_or_else(|| panic!("{pointer} in {v}"))
 }
 
+/// The usage line's block I/O written agrees with the engine's own count.
+fn assert_written_as_the_engine_counted(last: &str, stats: &Value) {
+    let engine_written: f64 = stats
+        .pointer("/blkio_stats/io_service_bytes_recursive")
+        .and_then(Value::as_array)
+        .map(|ops| {
+            ops.iter()
+                .filter(|op| op["op"] == "Write")
+                .map(|op| op["value"].as_f64().unwrap())
+                .sum()
+        })
+        .unwrap_or(0.0);
+    // Some kernels count no block I/O in cgroup v1 at all (this test VM's: the engine then
+    // reports none either); what is counted must agree.
+    let written = figure(last, "written ");
+    assert!(
+        (written - engine_written).abs() <= 0.05 * engine_written,
+        "{last}, engine {engine_written}"
+    );
+}
+
 #[test]
 fn the_last_line_says_what_the_engine_counted_and_the_record_keeps_it() {
     require_engine!();
@@ -115,31 +136,18 @@ fn the_last_line_says_what_the_engine_counted_and_the_record_keeps_it() {
         figure(&last, "about ") > 0.05 && figure(&last, "user, ") > 0.05,
         "{last}"
     );
-    let engine_peak = number(&stats, "/memory_stats/max_usage");
     let peak = figure(&last, "peak memory ");
     assert!(peak >= (64 << 20) as f64, "{last}");
-    assert!(
-        (peak - engine_peak).abs() <= 0.1 * 1024.0 * 1024.0,
-        "{last}, engine {engine_peak}"
-    );
-    let engine_written: f64 = stats
-        .pointer("/blkio_stats/io_service_bytes_recursive")
-        .and_then(Value::as_array)
-        .map(|ops| {
-            ops.iter()
-                .filter(|op| op["op"] == "Write")
-                .map(|op| op["value"].as_f64().unwrap())
-                .sum()
-        })
-        .unwrap_or(0.0);
-    // Some kernels count no block I/O in cgroup v1 at all (this test VM's: the engine then
-    // reports none either); what is counted must agree.
-    let written = figure(&last, "written ");
-    assert!(
-        (written - engine_written).abs() <= 0.05 * engine_written,
-        "{last}, engine {engine_written}"
-    );
-
+    // Podman 4.3's stats keep neither a peak nor block I/O to compare with: there the 64 MiB
+    // the job touched is the measure.
+    if !engine::podman() {
+        let engine_peak = number(&stats, "/memory_stats/max_usage");
+        assert!(
+            (peak - engine_peak).abs() <= 0.1 * 1024.0 * 1024.0,
+            "{last}, engine {engine_peak}"
+        );
+        assert_written_as_the_engine_counted(&last, &stats);
+    }
     // The record: the same figures, exactly, and the exact image.
     let records = records(ALICE, &job);
     assert_eq!(records.len(), 1, "{records:?}");

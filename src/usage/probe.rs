@@ -219,12 +219,14 @@ impl Watch {
 }
 
 /// Where the engine puts a container's cgroup (below each controller's hierarchy on v1)
-/// unless told otherwise: dockerd's cgroupfs driver, its systemd driver, and Podman's
-/// systemd manager (Podman's default wherever systemd runs).
-const DEFAULT_PLACES: [(&str, &str); 3] = [
+/// unless told otherwise: dockerd's cgroupfs driver, its systemd driver, Podman's systemd
+/// manager (Podman's default wherever systemd runs) and its cgroupfs manager (without
+/// systemd, as on this cell's hosts: `/libpod_parent/libpod-<id>` in `/proc/<pid>/cgroup`).
+const DEFAULT_PLACES: [(&str, &str); 4] = [
     ("docker/", ""),
     ("system.slice/docker-", ".scope"),
     ("machine.slice/libpod-", ".scope"),
+    ("libpod_parent/libpod-", ""),
 ];
 
 /// The container's cgroup files and, unless it has ended already, a pidfd of its first
