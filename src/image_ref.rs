@@ -88,7 +88,7 @@ impl ImageRef {
 
     /// The short form people type (`busybox:latest`, `qdock/busybox:1`). A Docker Hub
     /// repository whose first component reads as a registry (`docker.io/localhost/x`,
-    /// `docker.io/example.com/x`) keeps `docker.io/`: shortened it would name another registry
+    /// `docker.io/example.com/x`, `docker.io/docker.io/x`) keeps `docker.io/`: shortened it would name another registry
     /// and match that registry's allow-list patterns.
     pub fn familiar(&self) -> String {
         // As Docker does, `library/` goes only when one component remains.
@@ -97,7 +97,9 @@ impl ImageRef {
             .strip_prefix("library/")
             .filter(|rest| !rest.contains('/'))
             .unwrap_or(&self.repository);
-        let ambiguous = split_registry(short).0 != DEFAULT_REGISTRY;
+        // Whatever its first component reads as, `docker.io` itself included: split off, it
+        // is taken for the registry.
+        let ambiguous = split_registry(short).1 != short;
         let name = if self.registry != DEFAULT_REGISTRY || ambiguous {
             format!("{}/{}", self.registry, self.repository)
         } else {
@@ -264,6 +266,12 @@ mod tests {
                 "docker.io/example.com/x:1",
                 "docker.io/example.com/x:1",
                 "docker.io/example.com/x:1",
+            ),
+            // Found by the fuzzer: shortened, it named docker.io/library/22.
+            (
+                "docker.io/docker.io/library/22",
+                "docker.io/docker.io/library/22:latest",
+                "docker.io/docker.io/library/22:latest",
             ),
             (
                 "library/a.b/c",
