@@ -40,6 +40,17 @@ impl Drop for Tag {
     }
 }
 
+/// A tag of the test's own (`qdock/sched-e2e-<pid><suffix>:1`) on this machine's engine,
+/// once its load sensor advertises it; the tag goes when the returned guard is dropped.
+fn tag_advertised_here(suffix: &str) -> (String, Tag) {
+    let name = format!("qdock/sched-e2e-{}{suffix}:1", std::process::id());
+    let tag = Tag::new(&name);
+    wait_for_load_value(&this_host(), "qdock_images", |v| {
+        advertised_images(v).contains(&name.as_str())
+    });
+    (name, tag)
+}
+
 #[test]
 fn the_load_sensor_reports_the_engine_and_the_local_images() {
     require_cell!();
@@ -53,11 +64,7 @@ fn the_load_sensor_reports_the_engine_and_the_local_images() {
     assert!(images.starts_with(';') && images.ends_with(';'), "{images}");
 
     // A new local image shows in a later report, and is gone after its removal.
-    let name = format!("qdock/sched-e2e-{}:1", std::process::id());
-    let tag = Tag::new(&name);
-    wait_for_load_value(&host, "qdock_images", |v| {
-        advertised_images(v).contains(&name.as_str())
-    });
+    let (name, tag) = tag_advertised_here("");
     drop(tag);
     wait_for_load_value(&host, "qdock_images", |v| {
         !advertised_images(v).contains(&name.as_str())
@@ -70,11 +77,7 @@ fn the_load_sensor_reports_the_engine_and_the_local_images() {
 fn a_job_asking_for_a_local_image_runs_there() {
     require_cell!();
     let host = this_host();
-    let name = format!("qdock/sched-e2e-{}-local:1", std::process::id());
-    let tag = Tag::new(&name);
-    wait_for_load_value(&host, "qdock_images", |v| {
-        advertised_images(v).contains(&name.as_str())
-    });
+    let (name, tag) = tag_advertised_here("-local");
     let case = Case::new("sched-local");
     case.script("marker.sh", "cat /qdock-image-marker\n");
     let request = image_request(&name);
@@ -156,11 +159,7 @@ fn a_job_for_an_image_one_host_holds_is_accepted() {
     require_cell!();
     wait_until_no_host_pulls();
     let host = this_host();
-    let name = format!("qdock/sched-e2e-{}-one:1", std::process::id());
-    let tag = Tag::new(&name);
-    wait_for_load_value(&host, "qdock_images", |v| {
-        advertised_images(v).contains(&name.as_str())
-    });
+    let (name, tag) = tag_advertised_here("-one");
     let case = Case::new("sched-one");
     case.script("marker.sh", "cat /qdock-image-marker\n");
     let job = case.qsub_image(&name, &["marker.sh"]);

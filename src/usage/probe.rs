@@ -70,7 +70,8 @@ impl Follower {
     /// (hung up) when the follower is stopped. None when no thread or pipe can be had: the
     /// job runs all the same, unmeasured.
     fn spawn(follow: impl FnOnce(OwnedFd) + Send + 'static) -> Option<Follower> {
-        let (stopped, stop) = nix::unistd::pipe().ok()?;
+        // Close-on-exec, as every descriptor of a setgid process should be.
+        let (stopped, stop) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
         let thread = std::thread::Builder::new()
             .name("usage".into())
             .stack_size(FOLLOWER_STACK)
