@@ -20,8 +20,9 @@
 //! The looking and the following run on a thread of their own, blocked in poll(2): the
 //! starter's runtime is busiest with the container's output and the engine's replies just
 //! when the job ends. On a loaded host even that thread can wake after the engine removed
-//! the cgroup (8 of 540 one-millisecond jobs with three test runs on two CPUs here, none of
-//! 300 with one); the last sample then stands, and says so.
+//! the cgroup (in 8 of 18 test runs of ten one-millisecond jobs, three runs at once on two
+//! CPUs here; in none of 300 jobs one run at a time); the last sample then stands, and says
+//! so.
 
 use std::fs::File;
 use std::future::Future;
