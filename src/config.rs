@@ -23,6 +23,58 @@ pub struct Config {
     pub gridengine: GridEngineConfig,
     pub usage: UsageConfig,
     pub scheduling: SchedulingConfig,
+    pub gpus: GpuConfig,
+}
+
+/// This host's GPUs and how a job's share reaches its container (see `gpu`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GpuConfig {
+    /// The consumable that counts GPUs (`complex_values gpu=4` on the host).
+    pub complex: String,
+    pub mode: GpuMode,
+    /// This host's GPUs, in the order they are handed out: device nodes (`devices`), CDI
+    /// device names (`cdi`) or the engine's device ids (`toolkit`). Empty: the CDI specs'
+    /// devices of `cdi_kind` (`cdi`), else the GPUs `nvidia-smi -L` lists.
+    pub devices: Vec<String>,
+    /// Nodes a GPU job's container gets besides its GPUs, those present (`devices`).
+    pub shared_devices: Vec<PathBuf>,
+    /// The driver's user-space libraries, mounted into a GPU job's container (`devices`).
+    pub libraries: Vec<MountSpec>,
+    /// The CDI kind of this host's GPUs (`cdi`).
+    pub cdi_kind: String,
+    /// Who holds which GPU: root's, with one file per device in use.
+    pub lock_dir: PathBuf,
+}
+
+/// How GPUs reach a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum GpuMode {
+    /// Plain device nodes and the admin's library mounts: no NVIDIA runtime needed.
+    #[default]
+    Devices,
+    /// CDI device names, which the engine resolves from the host's CDI specs.
+    Cdi,
+    /// The NVIDIA container toolkit's device requests (`--gpus device=…`).
+    Toolkit,
+}
+
+impl Default for GpuConfig {
+    fn default() -> Self {
+        GpuConfig {
+            complex: "gpu".into(),
+            mode: GpuMode::Devices,
+            devices: Vec::new(),
+            shared_devices: ["nvidiactl", "nvidia-uvm", "nvidia-uvm-tools"]
+                .iter()
+                .map(|n| Path::new("/dev").join(n))
+                .collect(),
+            libraries: Vec::new(),
+            cdi_kind: "nvidia.com/gpu".into(),
+            lock_dir: "/var/lib/qdock/gpus".into(),
+        }
+    }
 }
 
 /// The per-host usage record (see `usage::ledger`).
@@ -432,6 +484,7 @@ impl Config {
         if !self.usage.record.is_absolute() {
             return Err("usage.record must be an absolute path".into());
         }
+        self.gpus.validate()?;
         let spools = self.gridengine.spools();
         for (i, spool) in spools.iter().enumerate() {
             validate_spool(spool)?;
@@ -449,6 +502,36 @@ impl Config {
                     rule.prefix
                 ));
             }
+        }
+        Ok(())
+    }
+}
+
+impl GpuConfig {
+    fn validate(&self) -> std::result::Result<(), String> {
+        if self.complex.is_empty() || self.complex.contains(char::is_whitespace) {
+            return Err(format!(
+                "gpus.complex {:?} is not a complex name",
+                self.complex
+            ));
+        }
+        if !self.lock_dir.is_absolute() {
+            return Err("gpus.lock_dir must be an absolute path".into());
+        }
+        for (i, dev) in self.devices.iter().enumerate() {
+            if self.mode == GpuMode::Devices && !dev.starts_with("/dev/") {
+                return Err(format!(
+                    "gpus.devices: {dev:?} must be a device node under /dev in mode devices"
+                ));
+            }
+            if dev.is_empty() || self.devices[..i].contains(dev) {
+                return Err(format!("gpus.devices: {dev:?} is empty or named twice"));
+            }
+        }
+        if let Some(p) = self.shared_devices.iter().find(|p| !p.starts_with("/dev/")) {
+            return Err(format!(
+                "gpus.shared_devices: {p:?} must be a path under /dev"
+            ));
         }
         Ok(())
     }

@@ -228,6 +228,32 @@ pub enum Error {
     )]
     NoRecord { job: String, path: PathBuf },
 
+    #[error(
+        "job {job} was granted GPUs it cannot be given: {problem}; the job is held (Eqw): fix it, then qmod -cj"
+    )]
+    GpusUnavailable { job: String, problem: String },
+
+    #[error(
+        "job {job} was granted {want} GPU(s) but this host has {have} (from {found_in}); make the host's complex_values {complex}= match (qconf -me HOST) or list its GPUs in [gpus] devices"
+    )]
+    GpusMissing {
+        job: String,
+        want: usize,
+        have: usize,
+        found_in: String,
+        complex: String,
+    },
+
+    #[error(
+        "job {job} was granted {want} GPU(s) but only {free} of this host's are free (held: {held}); requeued: `qdock gc` frees the GPUs of jobs that ended"
+    )]
+    GpusBusy {
+        job: String,
+        want: usize,
+        free: usize,
+        held: String,
+    },
+
     #[error("{0}")]
     Denied(String),
 
@@ -246,6 +272,7 @@ impl Error {
             | Error::DiedWithEngine { .. }
             | Error::StdioUnavailable { .. }
             | Error::RunMarkUnavailable { .. }
+            | Error::GpusBusy { .. }
             | Error::Io { .. } => EXIT_REQUEUE,
             Error::Config { .. }
             | Error::ConfigUnreadable { .. }
@@ -269,6 +296,8 @@ impl Error {
             | Error::JobLost { .. }
             | Error::NotOwner { .. }
             | Error::NothingToSignal { .. }
+            | Error::GpusUnavailable { .. }
+            | Error::GpusMissing { .. }
             | Error::Denied(_) => EXIT_NEVER,
             Error::Usage(_) => EXIT_USAGE,
             Error::NoRecord { .. } => EXIT_NOT_FOUND,

@@ -56,6 +56,12 @@ impl Env {
     pub fn get_str(&self, name: &str) -> Option<String> {
         self.get(name).map(|v| v.to_string_lossy().into_owned())
     }
+
+    /// Sets `name` to `value`, in place of any value the environment had.
+    pub fn set(&mut self, name: &str, value: &OsStr) {
+        self.0.retain(|(k, _)| k != name);
+        self.0.push((name.into(), value.into()));
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -113,6 +113,9 @@ pub struct SpooledJob {
     /// the job started with `qrsh -inherit`: the execd gives each such task a group of its
     /// own and records it in a directory of its own below the job's.
     pub pe_task: Option<String>,
+    /// The execd's packed copy of the job (see [`crate::packed_job`]), when it is the
+    /// execd's: what the job was granted on request.
+    pub packed_job: Option<PathBuf>,
 }
 
 /// A proven job: its key, and what the proof rests on.
@@ -266,6 +269,9 @@ fn spooled(entry: &SpoolEntry, group: u32) -> std::result::Result<SpooledJob, St
         host_slots: spooled.get("host_slots").and_then(|n| n.parse().ok()),
         pe_hostfile,
         pe_task: entry.pe_task.clone(),
+        packed_job: crate::trust::check_path(&entry.packed_job, &entry.owners)
+            .is_ok()
+            .then(|| entry.packed_job.clone()),
     })
 }
 
@@ -327,6 +333,8 @@ struct SpoolEntry {
     owners: Vec<u32>,
     /// The `qrsh -inherit` task this entry is of, below its job's.
     pe_task: Option<String>,
+    /// The job's packed copy: a task's is its job's.
+    packed_job: PathBuf,
 }
 
 impl SpoolEntry {
@@ -337,6 +345,7 @@ impl SpoolEntry {
             host: host_name(&host),
             owners: owners_of(spool),
             pe_task: None,
+            packed_job: host.join("jobs").join(packed_job_path(claim)),
         })
     }
 
@@ -354,6 +363,7 @@ impl SpoolEntry {
                     host: self.host.clone(),
                     owners: self.owners.clone(),
                     pe_task: Some(e.file_name().to_string_lossy().into_owned()),
+                    packed_job: self.packed_job.clone(),
                 };
                 let group = parse_group(&task.read("addgrpid").ok()?).ok()?;
                 who.groups.contains(&group).then_some((task, group))
@@ -434,6 +444,19 @@ fn host_name(host_dir: &Path) -> String {
 /// The execd names a task's directory `<job>.<task>`, task 1 for a job that is no array.
 pub fn task_dir_name(claim: &JobClaim) -> String {
     format!("{}.{}", claim.job_id, claim.task_id.max(1))
+}
+
+/// Where below the host's `jobs` the execd keeps its copy of the job: the job number in
+/// three parts, as `sge_spool.c` splits it (`00/0000/2651.1`).
+fn packed_job_path(claim: &JobClaim) -> String {
+    let id = claim.job_id;
+    format!(
+        "{:02}/{:04}/{:04}.{}",
+        (id / 100_000_000) % 10_000,
+        (id / 10_000) % 10_000,
+        id % 10_000,
+        claim.task_id.max(1)
+    )
 }
 
 /// The caller must be the job's owner, and hold the job's group (every process of the job
@@ -603,6 +626,7 @@ mod tests {
             host_slots: None,
             pe_hostfile: None,
             pe_task: None,
+            packed_job: None,
         }
     }
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::binding;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::gpu;
 use crate::image_ref::ImageRef;
 use crate::job::JobContext;
 use crate::job_proof::Proven;
@@ -49,6 +50,8 @@ pub struct Host {
     /// The starter itself, recorded so `qdock gc` can tell a live job from an orphan.
     pub starter: Option<ProcessId>,
     pub output: Output,
+    /// The job's GPUs on this host, and what the container gets for them.
+    pub gpus: crate::gpu::Share,
 }
 
 /// How the job's output reaches the starter.
@@ -176,6 +179,8 @@ pub struct ContainerSpec {
     /// `none`: the output goes to the starter only, no copy piles up in the engine.
     pub log_driver: String,
     pub devices: Vec<String>,
+    /// The job's GPUs by the NVIDIA container toolkit's device ids (`[gpus] mode = "toolkit"`).
+    pub gpu_ids: Vec<String>,
     pub memory: Option<i64>,
     /// Equal to `memory`: otherwise swap would double the job's memory limit.
     pub memory_swap: Option<i64>,
@@ -240,6 +245,8 @@ pub fn build(i: &Inputs) -> Result<(ContainerSpec, Notes)> {
     let mut env = Vec::new();
     for (k, v) in &job.env.0 {
         match (k.to_str(), v.to_str()) {
+            // The job's own is its caller's word: which GPUs the container sees is qdock's.
+            (Some(gpu::VISIBLE), _) => {}
             (Some(k), Some(v)) => {
                 if env_passes(k, &config.job.env_pass, &config.job.env_deny) {
                     env.push(format!("{k}={v}"));
@@ -247,6 +254,15 @@ pub fn build(i: &Inputs) -> Result<(ContainerSpec, Notes)> {
             }
             _ => notes.skipped_env.push(k.to_string_lossy().into_owned()),
         }
+    }
+    let gpus = &i.host.gpus;
+    env.extend(gpus.env.iter().cloned());
+    if !gpus.gpus.is_empty() {
+        env.push(format!(
+            "{}={}",
+            gpu::VISIBLE,
+            gpu::visible(&gpus.gpus, true)
+        ));
     }
 
     let profile = login_shell
@@ -281,7 +297,18 @@ pub fn build(i: &Inputs) -> Result<(ContainerSpec, Notes)> {
         pid_mode: None,
         readonly_rootfs: false,
         log_driver: "none".into(),
-        devices: config.container.devices.clone(),
+        devices: config
+            .container
+            .devices
+            .iter()
+            .cloned()
+            .chain(
+                gpus.nodes
+                    .iter()
+                    .map(|(host, inside)| format!("{}:{}", host.display(), inside.display())),
+            )
+            .collect(),
+        gpu_ids: gpus.toolkit_ids.clone(),
         memory: i.limits.memory,
         memory_swap: i.limits.memory,
         nano_cpus: cpus(config, i.proven.slots(job.nslots), i.host.cpus),
@@ -424,6 +451,7 @@ fn mounts<'a>(
     covers.extend(keep_read_only(&m.extra, &mut user_mounts, Some(notes))?);
     out.extend(defaults);
     out.extend(m.extra.iter().cloned());
+    out.extend(i.host.gpus.mounts.iter().cloned());
     out.extend(user_mounts);
     // Last: a mount of another source on the same target hides the data as well.
     out.extend(covers);
@@ -650,6 +678,7 @@ mod tests {
                 start: 77,
             }),
             output: Output::Pipes(pipes()),
+            gpus: Default::default(),
         }
     }
 
@@ -699,6 +728,7 @@ mod tests {
                 host_slots: Some(host_slots),
                 pe_hostfile: None,
                 pe_task: None,
+                packed_job: None,
             })),
         }
     }

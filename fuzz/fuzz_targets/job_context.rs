@@ -141,6 +141,7 @@ fuzz_target!(|input: Input| {
         seccomp_profile: None,
         starter: None,
         output: Output::Pipes(pipes.clone()),
+        gpus: Default::default(),
     };
     let inputs = Inputs {
         job: &job,

@@ -2,8 +2,8 @@
 //! made in the spec (src/spec.rs); and the engine's own limits as `/proc` gives them.
 
 use bollard::models::{
-    ContainerCreateBody, DeviceMapping, HostConfig, HostConfigLogConfig, Mount, MountType,
-    ResourcesUlimits,
+    ContainerCreateBody, DeviceMapping, DeviceRequest, HostConfig, HostConfigLogConfig, Mount,
+    MountType, ResourcesUlimits,
 };
 
 use crate::spec::{ContainerSpec, Stdin, WindowSize};
@@ -89,6 +89,15 @@ pub(super) fn create_body(
         readonly_rootfs: Some(spec.readonly_rootfs),
         group_add: Some(spec.groups.clone()),
         devices: Some(devices),
+        // `toolkit`: the NVIDIA runtime hands over exactly these (`--gpus device=…`).
+        device_requests: (!spec.gpu_ids.is_empty()).then(|| {
+            vec![DeviceRequest {
+                driver: Some("nvidia".into()),
+                device_ids: Some(spec.gpu_ids.clone()),
+                capabilities: Some(vec![vec!["gpu".into()]]),
+                ..Default::default()
+            }]
+        }),
         console_size: terminal
             .and_then(WindowSize::known)
             .map(|s| vec![s.rows.into(), s.cols.into()]),

@@ -150,6 +150,13 @@ async fn run_gc(
     if removed.is_empty() {
         println!("no orphaned containers");
     }
+    // After the orphans: the GPUs they held are free once they are gone.
+    if !dry_run && let Err(e) = crate::gpu::ledger::sweep(&config, &engine).await {
+        failures.push(format!(
+            "cannot free the GPUs of ended jobs in {} ({e})",
+            config.gpus.lock_dir.display()
+        ));
+    }
     if failures.is_empty() {
         Ok(0)
     } else {
@@ -271,6 +278,9 @@ async fn check(requested: Option<PathBuf>) -> Result<u8> {
         Err(e) => finding(false, e.to_string()),
     }
     for (ok, text) in crate::gridengine::findings() {
+        finding(ok, text);
+    }
+    for (ok, text) in crate::gpu::findings(&config.gpus) {
         finding(ok, text);
     }
     println!(

@@ -60,7 +60,7 @@ async fn follow(config: &Config, cell: Option<&str>) {
                     report::info("gc --watch: the engine answers again");
                 }
                 (unreachable, backoff) = (false, BACKOFF_FIRST);
-                let why = match watch(&engine, cell, config.container.stop_grace_secs).await {
+                let why = match watch(&engine, cell, config).await {
                     Ok(()) => "the engine ended its event stream".to_string(),
                     Err(e) => e.to_string(),
                 };
@@ -79,13 +79,13 @@ async fn follow(config: &Config, cell: Option<&str>) {
 
 /// One connection's life: subscribe, list, then follow events and starters' ends until the
 /// event stream ends or fails.
-async fn watch(engine: &Engine, cell: Option<&str>, grace_secs: u64) -> Result<()> {
+async fn watch(engine: &Engine, cell: Option<&str>, config: &Config) -> Result<()> {
     // A second back, so that the engine replays what is created while we list.
     let since = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64 - 1);
     let mut created = engine.qdock_created(since);
-    let mut watched = Watched::new(engine, cell, grace_secs);
+    let mut watched = Watched::new(engine, cell, config);
     for container in engine.list_qdock().await? {
         watched.add(container);
     }
@@ -110,17 +110,17 @@ type Removal<'a> = Pin<Box<dyn Future<Output = (Container, Result<bool>)> + 'a>>
 struct Watched<'a> {
     engine: &'a Engine,
     cell: Option<&'a str>,
-    grace_secs: u64,
+    config: &'a Config,
     ids: HashSet<String>,
     pending: FuturesUnordered<Removal<'a>>,
 }
 
 impl<'a> Watched<'a> {
-    fn new(engine: &'a Engine, cell: Option<&'a str>, grace_secs: u64) -> Self {
+    fn new(engine: &'a Engine, cell: Option<&'a str>, config: &'a Config) -> Self {
         Watched {
             engine,
             cell,
-            grace_secs,
+            config,
             ids: HashSet::new(),
             pending: FuturesUnordered::new(),
         }
@@ -132,14 +132,19 @@ impl<'a> Watched<'a> {
         if !gc::in_cell(&container, self.cell) || !self.ids.insert(container.id.clone()) {
             return;
         }
-        let (engine, grace_secs) = (self.engine, self.grace_secs);
+        let (engine, config) = (self.engine, self.config);
         self.pending.push(Box::pin(async move {
             let starter = container.starter();
             if let Some(starter) = starter {
                 starter.ended().await;
             }
             let reason = gc::gone(starter);
-            let result = gc::remove_orphan(engine, &container, &reason, grace_secs).await;
+            let grace = config.container.stop_grace_secs;
+            let result = gc::remove_orphan(engine, &container, &reason, grace).await;
+            // Gone, with its starter: nobody holds its GPUs any more.
+            if matches!(result, Ok(true)) {
+                crate::gpu::ledger::release(config, &container.name);
+            }
             (container, result)
         }));
     }

@@ -29,6 +29,9 @@ pub struct Record {
     pub start: i64,
     /// None for a native job: the starter is gone once it ran the job.
     pub container: Option<Container>,
+    /// The GPUs the job held here (see `gpu`), as `[gpus] devices` names them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<String>,
 }
 
 /// What ran in the container and how it ended.
@@ -95,6 +98,9 @@ impl Record {
             ),
             format!("  started      {}", utc(self.start)),
         ];
+        if !self.gpus.is_empty() {
+            out.push(format!("  gpus         {}", self.gpus.join(", ")));
+        }
         match &self.container {
             None => out.push("  image        none: the job ran natively".into()),
             Some(c) => {
@@ -189,6 +195,7 @@ mod tests {
             uid: 1001,
             queue: "all.q\n{\"qdock_usage\":1}".into(),
             start: 1_796_050_702,
+            gpus: Vec::new(),
             container: Some(Container {
                 name: "qdock-default-1234-0".into(),
                 image: "qdock/busybox:1".into(),

@@ -640,6 +640,59 @@ impl Job {
         }
     }
 
+    /// Grants the job `n` (at most 9) of the consumable `gpu` per slot, as the execd records a
+    /// `qsub -l gpu=n` job: its packed copy of the job in `<spool>/<host>/jobs/…` (see
+    /// src/packed_job.rs), made from one this cell's execd wrote (job 2651, `-l gpu=2`) with
+    /// the job number and the amount replaced. Removed with the spool entry.
+    pub fn granted_gpus(self, n: u32) -> Job {
+        const SPOOLED: &[u8] = include_bytes!("../data/packed-job-gpu2");
+        // `gpu`, no shortcut, an INT, "2", 2.0: the request, once in the file.
+        const REQUEST: &[u8] = b"gpu\0\0\0\0\0\x01\x32\0\x40\0\0\0\0\0\0\0";
+        assert!(n <= 9, "granted_gpus takes 0 to 9");
+        let mut packed = SPOOLED.to_vec();
+        assert_eq!(
+            packed[27..31],
+            2651u32.to_be_bytes(),
+            "the fixture's job number"
+        );
+        let id = u32::try_from(self.id).expect("a job id Grid Engine could give");
+        packed[27..31].copy_from_slice(&id.to_be_bytes());
+        let at = packed
+            .windows(REQUEST.len())
+            .position(|w| w == REQUEST)
+            .expect("the fixture's gpu request");
+        packed[at + 9] = b'0' + n as u8;
+        packed[at + 11..at + 19].copy_from_slice(&f64::from(n).to_be_bytes());
+        let path = self.packed_job_path();
+        let (uid, gid) = spool_owner();
+        for dir in path
+            .ancestors()
+            .skip(1)
+            .take(3)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            if !dir.exists() {
+                make_dir(dir, uid, gid, 0o755);
+            }
+        }
+        write_file(&path, packed, uid, gid, 0o644);
+        self
+    }
+
+    /// Where the execd keeps its packed copy of the job (src/job_proof.rs).
+    fn packed_job_path(&self) -> PathBuf {
+        let id = self.id;
+        spool_host_dir().join("jobs").join(format!(
+            "{:02}/{:04}/{:04}.{}",
+            (id / 100_000_000) % 10_000,
+            (id / 10_000) % 10_000,
+            id % 10_000,
+            self.task.unwrap_or(1)
+        ))
+    }
+
     /// Runs the job in another cell, which its spool entry states (see
     /// [`Job::write_spool_entry`]).
     pub fn cell(mut self, cell: &str) -> Job {
@@ -1002,6 +1055,7 @@ impl Job {
 impl Drop for Job {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(self.spool_entry());
+        let _ = fs::remove_file(self.packed_job_path());
         let name = self.container_name();
         if remove_container(&name) && !std::thread::panicking() {
             eprintln!("harness: removed container {name}, which the test left behind");

@@ -8,6 +8,7 @@ use super::prepare::Prepared;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::gpu::Gpu;
 use crate::job::JobContext;
 use crate::job_proof::Proven;
 use crate::privilege::Identity;
@@ -65,32 +66,48 @@ pub fn end(prepared: &Prepared, config: &Config, started: Started, code: u8, wal
         wall_ns: Some(wall_ns),
         usage: measured.ok().map(Into::into),
     };
-    let record = record_of(&prepared.proven, started.at, Some(container));
+    let record = record_of(
+        &prepared.proven,
+        started.at,
+        Some(container),
+        prepared.gpus.clone(),
+    );
     ledger::append(&config.usage.record, &record);
 }
 
 /// A job without an image, about to run: which jobs ran no image is provenance too. Only
 /// for a job Grid Engine proves (anyone may run the starter by hand, natively), and only by
-/// the run's first starter: one started again from inside the job is refused.
-pub fn native(job: &JobContext, config: &Config) -> Result<()> {
+/// the run's first starter: one started again from inside the job is refused. Returns the
+/// GPUs the job holds here.
+pub fn native(job: &JobContext, config: &Config) -> Result<Vec<Gpu>> {
     let Ok(proven) = job_proof::prove(&job.claim, &config.gridengine, &Identity::of_caller())
     else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     report::set_job(&proven.key);
-    match crate::run_mark::first_starter(&proven) {
-        Ok(true) => ledger::append(&config.usage.record, &record_of(&proven, now(), None)),
-        Ok(false) => {}
+    let first = match crate::run_mark::first_starter(&proven) {
+        Ok(first) => first,
         // The job runs all the same, as it would without qdock; only its record is lost.
         Err(e @ Error::RunMarkUnavailable { .. }) => {
             report::log(&format!("usage record not written: {e}"));
+            false
         }
         Err(e) => return Err(e),
+    };
+    let gpus = super::gpus::claim(&proven, config, None, &Default::default())?;
+    if first {
+        let ids = gpus.iter().map(|g| g.id.clone()).collect();
+        ledger::append(&config.usage.record, &record_of(&proven, now(), None, ids));
     }
-    Ok(())
+    Ok(gpus)
 }
 
-fn record_of(proven: &Proven, start: i64, container: Option<record::Container>) -> Record {
+fn record_of(
+    proven: &Proven,
+    start: i64,
+    container: Option<record::Container>,
+    gpus: Vec<String>,
+) -> Record {
     let key = &proven.key;
     let who = Identity::of_caller();
     Record {
@@ -106,6 +123,7 @@ fn record_of(proven: &Proven, start: i64, container: Option<record::Container>) 
         queue: proven.queue(),
         start,
         container,
+        gpus,
     }
 }
 

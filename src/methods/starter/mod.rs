@@ -14,6 +14,7 @@
 //! what it used and records the job.
 
 mod account;
+mod gpus;
 mod image;
 mod leftover;
 mod prepare;
@@ -73,7 +74,11 @@ fn start(argv: Vec<OsString>) -> Result<u8> {
             // is the spool's.
             job.script = start.script_file.unwrap_or_default();
         }
-        account::native(&job, &config)?;
+        let gpus = account::native(&job, &config)?;
+        if !gpus.is_empty() {
+            let visible = crate::gpu::visible(&gpus, false);
+            job.env.set(crate::gpu::VISIBLE, visible.as_ref());
+        }
         return Err(crate::methods::native::exec(&job));
     };
     if requested.trim().is_empty() {
@@ -107,6 +112,9 @@ fn start(argv: Vec<OsString>) -> Result<u8> {
         };
         // Whatever happened after create, the container goes: no orphans.
         let removed = remove_own(&prepared.engine, &prepared.spec, created).await;
+        if removed.is_ok() && !prepared.gpus.is_empty() {
+            crate::gpu::ledger::release(&config, &prepared.spec.name);
+        }
         crate::timing::mark("removal");
         let code = outcome?;
         if let Err(e) = removed {

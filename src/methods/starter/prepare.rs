@@ -29,6 +29,8 @@ pub struct Prepared {
     /// The script for the shell's stdin (`script_from_stdin`).
     pub script_input: Option<Vec<u8>>,
     pub io: Io,
+    /// The GPUs held for the container: freed once it is gone.
+    pub gpus: Vec<String>,
 }
 
 /// Where the job's output goes, and how its stdin comes.
@@ -116,6 +118,9 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
     };
     crate::timing::mark("pipes");
     let (affinity, online_cpus) = crate::binding::of_process();
+    // Last before the spec: what fails after it must free them again.
+    let gpus = super::gpus::claim_for_container(&proven, config, &engine).await?;
+    let gpu_ids: Vec<String> = gpus.gpus.iter().map(|g| g.id.clone()).collect();
     let host = Host {
         hostname: nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
@@ -128,6 +133,7 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
         seccomp_profile,
         starter,
         output,
+        gpus,
     };
     let limits = limits::of_process();
     let inputs = spec::Inputs {
@@ -140,9 +146,22 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
         user_mounts: &paths.user_mounts,
         host: &host,
     };
-    let (spec, notes) = spec::build(&inputs)?;
-    if let (Some(text), Io::Pipes(pipes)) = (&spec.profile, &io) {
-        pipes.write_profile(text)?;
+    let built = spec::build(&inputs).and_then(|(spec, notes)| {
+        if let (Some(text), Io::Pipes(pipes)) = (&spec.profile, &io) {
+            pipes.write_profile(text)?;
+        }
+        Ok((spec, notes))
+    });
+    let (spec, notes) = built.inspect_err(|_| {
+        if !gpu_ids.is_empty() {
+            crate::gpu::ledger::release(config, &proven.key.container_name());
+        }
+    })?;
+    if !host.gpus.unapplied.is_empty() {
+        report::warn(&format!(
+            "not applied from the CDI spec (the engine's API cannot carry them): {}",
+            host.gpus.unapplied.join(", ")
+        ));
     }
     crate::timing::mark("spec");
     if !notes.skipped_env.is_empty() {
@@ -165,6 +184,7 @@ pub async fn prepare(job: &JobContext, config: &Config, requested: &str) -> Resu
         image,
         script_input: paths.script_input,
         io,
+        gpus: gpu_ids,
     })
 }
 

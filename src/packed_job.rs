@@ -1,0 +1,282 @@
+//! The execd's own copy of a job, `<execd_spool>/<host>/jobs/00/0000/<job>.<task>`: the
+//! resources the job was granted on request (`qsub -l gpu=2`). The environment says nothing
+//! that counts there (`SGE_HGR_*`, `CUDA_VISIBLE_DEVICES` are the caller's to set), and the
+//! spool entry's `config` lists no requests, so this file is the one place on an execution
+//! host that says how many of a consumable the scheduler granted.
+//!
+//! The file is CULL's packed format (Grid Engine's `cull_pack.c`): big-endian 32-bit
+//! integers, 64-bit XDR doubles, NUL-terminated strings, and lists that carry their own field
+//! descriptors. Only the job element itself is packed without one (it is bound to the
+//! execd's job list), so its field types are fixed here per format version. The whole file
+//! must parse to its last byte, and name the job asked for, or nothing is believed: a string
+//! a user wrote (a job name, a variable) can never pass for a field.
+
+use std::collections::HashMap;
+
+/// The packed format's version (`CULL_VERSION`) and the job type's fields (`JB_Type`) in
+/// that version, one letter per field: Son of Grid Engine 8.1.9.
+const FORMATS: &[(u32, &str)] = &[(
+    0x1002_0000,
+    "USULLLLLLSSSSSSUSUUUSUSUSSBUBUULULLLUSOUULLLBLLLLULSLLSSLLLLLLLLLHRLLUUUULLDDDDDDUUUL",
+)];
+/// `JB_job_number` and `JB_hard_resource_list`: positions in the job's fields.
+const JOB_NUMBER: usize = 0;
+const HARD_RESOURCES: usize = 45;
+/// Complex entries' field names (`CE_name`, `CE_stringval`, `CE_doubleval`,
+/// `CE_consumable`).
+const CE_NAME: u32 = 900;
+const CE_STRINGVAL: u32 = 903;
+const CE_DOUBLEVAL: u32 = 904;
+const CE_CONSUMABLE: u32 = 906;
+/// `CE_consumable`'s value for a consumable counted once per job, not per slot.
+const CONSUMABLE_JOB: u32 = 2;
+/// An element packed with its own descriptor (`FREE_ELEM`).
+const FREE_ELEM: u32 = 1;
+
+/// One hard request of the job (`-l name=value`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub name: String,
+    /// As the job wrote it.
+    pub text: String,
+    /// As Grid Engine counted it.
+    pub amount: f64,
+    /// A consumable counted once for the job (`JOB`), not once per slot (`YES`).
+    pub per_job: bool,
+}
+
+/// The hard resource requests of job `job_id` in `packed`, or why the file is not believed.
+pub fn hard_requests(packed: &[u8], job_id: u64) -> Result<Vec<Request>, String> {
+    let mut r = Reader { buf: packed, at: 0 };
+    let (pad, version) = (r.u32()?, r.u32()?);
+    let types = FORMATS
+        .iter()
+        .find(|(v, _)| pad == 0 && *v == version)
+        .map(|(_, t)| t.as_bytes())
+        .ok_or_else(|| format!("unknown packed format {pad:#x} {version:#x}"))?;
+    let descr: Vec<(u32, u8)> = types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Ok((i as u32, type_code(*t)?)))
+        .collect::<Result<_, String>>()?;
+    let job = r.element(&descr)?;
+    if r.at != packed.len() {
+        return Err(format!("{} bytes after the job", packed.len() - r.at));
+    }
+    match job.get(&(JOB_NUMBER as u32)) {
+        Some(Value::Ulong(n)) if u64::from(*n) == job_id => {}
+        other => return Err(format!("the file is not job {job_id}'s: {other:?}")),
+    }
+    let Some(Value::List(entries)) = job.get(&(HARD_RESOURCES as u32)) else {
+        return Ok(Vec::new());
+    };
+    entries.iter().map(request).collect()
+}
+
+fn request(entry: &Element) -> Result<Request, String> {
+    match (
+        entry.get(&CE_NAME),
+        entry.get(&CE_STRINGVAL),
+        entry.get(&CE_DOUBLEVAL),
+        entry.get(&CE_CONSUMABLE),
+    ) {
+        (
+            Some(Value::Str(name)),
+            Some(Value::Str(text)),
+            Some(Value::Double(amount)),
+            Some(Value::Ulong(consumable)),
+        ) => Ok(Request {
+            name: name.clone(),
+            text: text.clone(),
+            amount: *amount,
+            per_job: *consumable == CONSUMABLE_JOB,
+        }),
+        _ => Err("a resource request without name and value".into()),
+    }
+}
+
+/// CULL's type codes (`lUlongT`, …) for the letters of [`FORMATS`].
+fn type_code(letter: u8) -> Result<u8, String> {
+    Ok(match letter {
+        b'D' => 2,
+        b'U' => 3,
+        b'B' => 6,
+        b'S' => 8,
+        b'L' => 9,
+        b'O' => 10,
+        b'R' => 11,
+        b'H' => 12,
+        other => return Err(format!("no type {:?}", other as char)),
+    })
+}
+
+type Element = HashMap<u32, Value>;
+
+#[derive(Debug)]
+enum Value {
+    Ulong(u32),
+    Str(String),
+    Double(f64),
+    List(Vec<Element>),
+    Other,
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.buf.len());
+        let end = end.ok_or_else(|| format!("cut short at byte {}", self.at))?;
+        let bytes = &self.buf[self.at..end];
+        self.at = end;
+        Ok(bytes)
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn count(&mut self) -> Result<usize, String> {
+        let n = self.u32()? as usize;
+        // Every counted thing takes at least one byte: a count past the end is a bad file,
+        // not an allocation to make.
+        if n > self.buf.len() - self.at {
+            return Err(format!("a count of {n} at byte {}", self.at));
+        }
+        Ok(n)
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        let rest = &self.buf[self.at..];
+        let len = rest
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or("an unterminated string")?;
+        let s = String::from_utf8_lossy(&rest[..len]).into_owned();
+        self.at += len + 1;
+        Ok(s)
+    }
+
+    fn descriptor(&mut self) -> Result<Vec<(u32, u8)>, String> {
+        let n = self.count()?;
+        (0..n)
+            .map(|_| Ok((self.u32()?, (self.u32()? & 0xff) as u8)))
+            .collect()
+    }
+
+    /// One element; `outer` is the descriptor of its list, unless it carries its own.
+    fn element(&mut self, outer: &[(u32, u8)]) -> Result<Element, String> {
+        let own;
+        let descr = if self.u32()? == FREE_ELEM {
+            own = self.descriptor()?;
+            &own[..]
+        } else {
+            outer
+        };
+        // The changed-bits field: a count of bits and their bytes.
+        let bits = self.count()?;
+        self.take(bits.div_ceil(8))?;
+        descr
+            .iter()
+            .map(|&(name, kind)| Ok((name, self.value(kind)?)))
+            .collect()
+    }
+
+    fn value(&mut self, kind: u8) -> Result<Value, String> {
+        Ok(match kind {
+            2 => {
+                let b = self.take(8)?;
+                Value::Double(f64::from_be_bytes(b.try_into().expect("8 bytes")))
+            }
+            3 => Value::Ulong(self.u32()?),
+            6 => {
+                self.u32()?;
+                Value::Other
+            }
+            8 | 12 => Value::Str(self.string()?),
+            9 => Value::List(self.list()?),
+            10 => {
+                if self.u32()? != 0 {
+                    let descr = self.descriptor()?;
+                    self.element(&descr)?;
+                }
+                Value::Other
+            }
+            11 => Value::Other,
+            13 => {
+                self.take(8)?;
+                Value::Other
+            }
+            other => return Err(format!("field type {other} at byte {}", self.at)),
+        })
+    }
+
+    fn list(&mut self) -> Result<Vec<Element>, String> {
+        if self.u32()? == 0 {
+            return Ok(Vec::new());
+        }
+        let n = self.count()?;
+        let _name = self.string()?;
+        let _changed = self.u32()?;
+        let descr = self.descriptor()?;
+        (0..n).map(|_| self.element(&descr)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Job 2651 as this cell's execd spooled it: `qsub -l gpu=2 -N myname -v FOO=gpu`.
+    const SPOOLED: &[u8] = include_bytes!("../tests/data/packed-job-gpu2");
+
+    #[test]
+    fn the_execd_copy_gives_the_hard_requests() {
+        let requests = hard_requests(SPOOLED, 2651).unwrap();
+        assert_eq!(
+            requests,
+            vec![Request {
+                name: "gpu".into(),
+                text: "2".into(),
+                amount: 2.0,
+                per_job: false,
+            }]
+        );
+    }
+
+    #[test]
+    fn another_jobs_file_is_not_believed() {
+        let e = hard_requests(SPOOLED, 2652).unwrap_err();
+        assert!(e.contains("not job 2652"), "{e}");
+    }
+
+    #[test]
+    fn a_file_cut_short_or_extended_is_not_believed() {
+        for cut in [0, 7, 100, SPOOLED.len() - 1] {
+            assert!(
+                hard_requests(&SPOOLED[..cut], 2651).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut longer = SPOOLED.to_vec();
+        longer.push(0);
+        assert!(
+            hard_requests(&longer, 2651)
+                .unwrap_err()
+                .contains("after the job")
+        );
+    }
+
+    #[test]
+    fn no_byte_flipped_anywhere_panics() {
+        for i in 0..SPOOLED.len() {
+            let mut bad = SPOOLED.to_vec();
+            bad[i] ^= 0xff;
+            let _ = hard_requests(&bad, 2651);
+        }
+    }
+}
