@@ -45,15 +45,18 @@ pub struct Request {
     pub per_job: bool,
 }
 
-/// The hard resource requests of job `job_id` in `packed`, or why the file is not believed.
-pub fn hard_requests(packed: &[u8], job_id: u64) -> Result<Vec<Request>, String> {
+/// The hard resource requests of job `job_id` in `packed`, None when the file is of a format
+/// qdock does not know (another Grid Engine), or why the file is not believed.
+pub fn hard_requests(packed: &[u8], job_id: u64) -> Result<Option<Vec<Request>>, String> {
     let mut r = Reader { buf: packed, at: 0 };
     let (pad, version) = (r.u32()?, r.u32()?);
-    let types = FORMATS
+    let Some(types) = FORMATS
         .iter()
         .find(|(v, _)| pad == 0 && *v == version)
         .map(|(_, t)| t.as_bytes())
-        .ok_or_else(|| format!("unknown packed format {pad:#x} {version:#x}"))?;
+    else {
+        return Ok(None);
+    };
     let descr: Vec<(u32, u8)> = types
         .iter()
         .enumerate()
@@ -68,9 +71,13 @@ pub fn hard_requests(packed: &[u8], job_id: u64) -> Result<Vec<Request>, String>
         other => return Err(format!("the file is not job {job_id}'s: {other:?}")),
     }
     let Some(Value::List(entries)) = job.get(&(HARD_RESOURCES as u32)) else {
-        return Ok(Vec::new());
+        return Ok(Some(Vec::new()));
     };
-    entries.iter().map(request).collect()
+    entries
+        .iter()
+        .map(request)
+        .collect::<Result<_, _>>()
+        .map(Some)
 }
 
 fn request(entry: &Element) -> Result<Request, String> {
@@ -238,7 +245,7 @@ mod tests {
     fn the_execd_copy_gives_the_hard_requests() {
         let requests = hard_requests(SPOOLED, 2651).unwrap();
         assert_eq!(
-            requests,
+            requests.unwrap(),
             vec![Request {
                 name: "gpu".into(),
                 text: "2".into(),
@@ -269,6 +276,13 @@ mod tests {
                 .unwrap_err()
                 .contains("after the job")
         );
+    }
+
+    #[test]
+    fn another_formats_file_is_no_grant_and_no_error() {
+        let mut other = SPOOLED.to_vec();
+        other[4..8].copy_from_slice(&0x1003_0000u32.to_be_bytes());
+        assert_eq!(hard_requests(&other, 2651), Ok(None));
     }
 
     #[test]

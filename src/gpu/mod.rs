@@ -217,7 +217,9 @@ pub fn visible(gpus: &[Gpu], in_container: bool) -> String {
 /// host (`JOB`). 0 for a job that asked for none, or that nothing proves (root, the admin's
 /// unsafe switch): no one else's word counts. The execd writes its copy of every job it
 /// runs; where there is none (a starter tried by hand beside a stand-in spool) there is no
-/// grant either. A copy that cannot be read is an error: the job may have asked for GPUs.
+/// grant either. A copy that cannot be read is an error: the job may have asked for GPUs. One
+/// of a format qdock does not read (another Grid Engine) is no grant, said in the job's `.e`
+/// file: failing every job of a GPU host would break the whole queue.
 pub fn granted(proven: &Proven, config: &GpuConfig) -> Result<usize, String> {
     let Proof::Spooled(job) = &proven.proof else {
         return Ok(0);
@@ -225,11 +227,14 @@ pub fn granted(proven: &Proven, config: &GpuConfig) -> Result<usize, String> {
     let Some(packed) = read_packed(job)? else {
         return Ok(0);
     };
-    let requests = crate::packed_job::hard_requests(&packed, proven.key.job_id()).map_err(|e| {
-        format!(
-            "the execd's copy of the job cannot be read ({e}): qdock reads GPU grants from Son of Grid Engine 8.1.9's"
-        )
-    })?;
+    let read = crate::packed_job::hard_requests(&packed, proven.key.job_id())
+        .map_err(|e| format!("the execd's copy of the job cannot be read ({e})"))?;
+    let Some(requests) = read else {
+        crate::report::warn(
+            "this Grid Engine's copy of the job is not Son of Grid Engine 8.1.9's, the one qdock reads GPU grants from: the job gets no GPU",
+        );
+        return Ok(0);
+    };
     let Some(request) = requests.iter().find(|r| r.name == config.complex) else {
         return Ok(0);
     };
