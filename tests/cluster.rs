@@ -517,7 +517,7 @@ fn an_engine_restart_under_a_job_loses_no_line_and_keeps_its_exit_code() {
     let expected: String = (0..n).map(|i| format!("{i}\n")).collect::<String>() + "end\n";
     assert_eq!(text, expected);
     let stderr = case.read(format!("count.sh.e{job}"));
-    assert!(stderr.contains("lost the Docker engine"), "{stderr}");
+    assert!(stderr.contains("lost the container engine"), "{stderr}");
     assert!(stderr.contains("engine is back"), "{stderr}");
     case.assert_clean();
 }
