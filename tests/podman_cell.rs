@@ -64,6 +64,18 @@ fn assert_ran_in_podman(job: u32) {
     }
 }
 
+/// `job` ran once, on the Podman host, and exited with `code` by itself (failed 0).
+fn assert_ran_on_host(case: &Case, job: u32, code: i32) {
+    let acct = case.wait_done(job, 1);
+    assert_eq!(acct.len(), 1, "run once, not requeued: {acct:?}");
+    assert_eq!(acct[0].get("hostname"), HOST.name, "{acct:?}");
+    assert_eq!(
+        (acct[0].failed(), acct[0].exit_status()),
+        (0, code),
+        "{acct:?}"
+    );
+}
+
 /// The case's jobs are gone, and no container of the cell is left in the host's Podman.
 fn assert_clean(case: &Case) {
     case.assert_clean();
@@ -97,13 +109,7 @@ fn a_script_job_and_a_binary_job_run_in_podman_with_their_output_and_exit_codes(
         &["-q", &queue, "-b", "y", "/bin/echo", "hi", "there"],
     );
 
-    let acct = case.wait_done(script, 1);
-    assert_eq!(acct[0].get("hostname"), HOST.name, "{acct:?}");
-    assert_eq!(
-        (acct[0].failed(), acct[0].exit_status()),
-        (0, 3),
-        "{acct:?}"
-    );
+    assert_ran_on_host(&case, script, 3);
     assert_eq!(
         case.read(format!("job.sh.o{script}")),
         format!("out\n{IMAGE}\n")
@@ -120,13 +126,7 @@ fn a_script_job_and_a_binary_job_run_in_podman_with_their_output_and_exit_codes(
     );
     assert_ran_in_podman(script);
 
-    let acct = case.wait_done(binary, 1);
-    assert_eq!(acct[0].get("hostname"), HOST.name, "{acct:?}");
-    assert_eq!(
-        (acct[0].failed(), acct[0].exit_status()),
-        (0, 0),
-        "{acct:?}"
-    );
+    assert_ran_on_host(&case, binary, 0);
     assert_eq!(case.read(format!("echo.o{binary}")), "hi there\n");
     assert_runs_line(&case.read(format!("echo.e{binary}")), binary);
     assert_ran_in_podman(binary);
@@ -264,25 +264,10 @@ fn the_jsv_sends_a_job_for_an_image_only_podman_holds_to_the_podman_host() {
         "{}",
         case.qstat_j(job)
     );
-    let acct = case.wait_done(job, 1);
-    assert_eq!(acct[0].get("hostname"), HOST.name, "{acct:?}");
-    assert_eq!(
-        (acct[0].failed(), acct[0].exit_status()),
-        (0, 0),
-        "{acct:?}"
-    );
+    assert_ran_on_host(&case, job, 0);
     assert_eq!(case.read(format!("marker.sh.o{job}")), format!("{IMAGE}\n"));
     assert_ran_in_podman(job);
     assert_clean(&case);
-}
-
-/// Prints 0, 1, 2 … every 0.1 s until told to go, then "end", and exits 7.
-const COUNTER: &str =
-    "i=0\nwhile [ ! -e go ]; do echo $i; i=$((i+1)); sleep 0.1; done\necho end\nexit 7\n";
-
-/// The counter lines in a job's output so far.
-fn counted(stdout: &str) -> usize {
-    stdout.lines().filter(|l| l.parse::<u32>().is_ok()).count()
 }
 
 /// Podman's API service stopped under a running job, as a package upgrade stops it: its
@@ -294,11 +279,11 @@ fn counted(stdout: &str) -> usize {
 fn a_podman_service_restart_under_a_job_loses_no_line_and_keeps_its_exit_code() {
     require_podman_host!();
     let case = Case::cluster("podman-restart");
-    case.script("count.sh", COUNTER);
+    case.script("count.sh", GO_COUNTER);
     let job = case.qsub_image(IMAGE, &["-q", &HOST.queue(), "count.sh"]);
     let out = || fs::read_to_string(case.path(&format!("count.sh.o{job}"))).unwrap_or_default();
     // 0 until the file exists: the shepherd creates it when the job starts.
-    let printed = || counted(&out());
+    let printed = || go_counted(&out());
     case.wait_until("the job printed 5 lines", JOB_TIMEOUT, || printed() >= 5);
     let engine = HOST.stop_engine();
     assert!(!HOST.engine_answers(), "Podman's service still answers");
@@ -317,16 +302,9 @@ fn a_podman_service_restart_under_a_job_loses_no_line_and_keeps_its_exit_code() 
     assert_eq!(podman_state(job).as_deref(), Some("exited"));
     assert_eq!(case.states(job), ["r"], "the starter waits for the service");
     engine.restart();
-    let acct = case.wait_done(job, 1);
-    assert_eq!(acct.len(), 1, "run once, not requeued: {acct:?}");
-    assert_eq!(acct[0].get("hostname"), HOST.name, "{acct:?}");
-    assert_eq!(
-        (acct[0].failed(), acct[0].exit_status()),
-        (0, 7),
-        "{acct:?}"
-    );
+    assert_ran_on_host(&case, job, 7);
     let text = out();
-    let n = counted(&text);
+    let n = go_counted(&text);
     let expected: String = (0..n).map(|i| format!("{i}\n")).collect::<String>() + "end\n";
     assert_eq!(text, expected);
     let stderr = case.read(format!("count.sh.e{job}"));

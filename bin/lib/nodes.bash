@@ -282,6 +282,20 @@ host_gid_range() {
     echo "$first-$((first + 99))"
 }
 
+# qc, retried for up to 60 s while the qmaster says it cannot resolve a host name: it keeps a
+# failed look-up for a while (seen: 20 s to a minute), so a host made again soon after its
+# removal took its name out of /etc/hosts is refused at first.
+qc_resolving() {
+    local out end=$((SECONDS + 60))
+    until out=$(qconf "$@" 2>&1); do
+        if [[ $out != *"can't resolve"* ]] || ((SECONDS >= end)); then
+            echo "setup-cluster: qconf $*: $out" >&2
+            return 1
+        fi
+        sleep 2
+    done
+}
+
 register_host() {
     local n=$1
     # A host's local configuration: its own gid_range (qconf -Aconf names it by its file).
@@ -290,7 +304,7 @@ register_host() {
     install -d "$tmp/conf"
     printf 'gid_range %s\n' "$range" >"$tmp/conf/$n"
     if ! qconf -sconf "$n" >/dev/null 2>&1; then
-        qc -Aconf "$tmp/conf/$n"
+        qc_resolving -Aconf "$tmp/conf/$n"
     elif ! grep -Eq "^gid_range +$range\$" <<<"$(qconf -sconf "$n")"; then
         qc -Mconf "$tmp/conf/$n"
     fi
