@@ -5,6 +5,10 @@
 //! changed. Jobs go to node3 by `-q all.q@node3`, or by the image only node3's Podman holds
 //! (the load sensor and the JSV); their containers are checked in node3's Podman with its
 //! own CLI and its event log. Each test holds the cell exclusively ([`Case::cluster`]).
+//!
+//! The tests are `#[ignore]`d: `bin/test`'s cell has two hosts, both on dockerd. `.ci/run`
+//! makes the mixed cell after it and runs them with `cargo test --test podman_cell --
+//! --ignored` (under `CI=true` a missing Podman host then fails them).
 
 #[macro_use]
 mod common;
@@ -95,6 +99,7 @@ fn assert_runs_line(stderr: &str, job: u32) {
 }
 
 #[test]
+#[ignore = "needs the mixed cell (bin/setup-cluster --hosts 3 --podman-host node3): cargo test --test podman_cell -- --ignored"]
 fn a_script_job_and_a_binary_job_run_in_podman_with_their_output_and_exit_codes() {
     require_podman_host!();
     let case = Case::cluster("podman-jobs");
@@ -135,6 +140,7 @@ fn a_script_job_and_a_binary_job_run_in_podman_with_their_output_and_exit_codes(
 
 /// `qrsh` on the Podman host: the command's output and exit code come back to qrsh.
 #[test]
+#[ignore = "needs the mixed cell (bin/setup-cluster --hosts 3 --podman-host node3): cargo test --test podman_cell -- --ignored"]
 fn qrsh_runs_a_command_in_podman_and_returns_its_exit_code() {
     require_podman_host!();
     let case = Case::cluster("podman-qrsh");
@@ -158,6 +164,7 @@ fn qrsh_runs_a_command_in_podman_and_returns_its_exit_code() {
 /// `qmod -sj` pauses the container in Podman and the job's output stops; `qmod -usj`
 /// unpauses it and the output goes on; `qdel` stops and removes it.
 #[test]
+#[ignore = "needs the mixed cell (bin/setup-cluster --hosts 3 --podman-host node3): cargo test --test podman_cell -- --ignored"]
 fn suspend_resume_and_qdel_act_on_the_container_in_podman() {
     require_podman_host!();
     let case = Case::cluster("podman-control");
@@ -232,6 +239,7 @@ fn suspend_resume_and_qdel_act_on_the_container_in_podman() {
 /// names under the names users type; the JSV sends a job for an image only Podman holds
 /// there, with no `-q` from the user.
 #[test]
+#[ignore = "needs the mixed cell (bin/setup-cluster --hosts 3 --podman-host node3): cargo test --test podman_cell -- --ignored"]
 fn the_jsv_sends_a_job_for_an_image_only_podman_holds_to_the_podman_host() {
     require_podman_host!();
     wait_until_no_host_pulls();
@@ -276,6 +284,7 @@ fn the_jsv_sends_a_job_for_an_image_only_podman_holds_to_the_podman_host() {
 /// The starter finds it when the service is back: no line lost, the job's own exit code, no
 /// requeue (Podman's /info says it has no live-restore; qdock knows better).
 #[test]
+#[ignore = "needs the mixed cell (bin/setup-cluster --hosts 3 --podman-host node3): cargo test --test podman_cell -- --ignored"]
 fn a_podman_service_restart_under_a_job_loses_no_line_and_keeps_its_exit_code() {
     require_podman_host!();
     let case = Case::cluster("podman-restart");
