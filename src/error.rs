@@ -139,7 +139,7 @@ pub enum Error {
     MountRefused { request: String, problem: String },
 
     #[error(
-        "cannot reach the Docker engine at {socket}: {cause}; check that dockerd runs and that qdock is installed root:docker mode 2755 (admin: qdock check)"
+        "cannot reach the container engine at {socket}: {cause}; check that the engine serving it (dockerd, or Podman's service) runs and that qdock is installed root:docker mode 2755 (admin: qdock check)"
     )]
     EngineUnreachable {
         socket: String,
@@ -148,11 +148,11 @@ pub enum Error {
     },
 
     #[error(
-        "the Docker engine at {socket} did not answer within {secs} s (engine.timeout_secs); check dockerd's health"
+        "the container engine at {socket} did not answer within {secs} s (engine.timeout_secs); check the health of the engine serving it (dockerd, or Podman's service)"
     )]
     EngineTimeout { socket: String, secs: u64 },
 
-    #[error("the Docker engine failed to {action}: {cause}")]
+    #[error("the container engine failed to {action}: {cause}")]
     Engine {
         action: String,
         #[source]
@@ -160,7 +160,7 @@ pub enum Error {
     },
 
     /// The engine said no (400) to what the job asks for: asking again cannot help.
-    #[error("the Docker engine refused to {action}: {cause}; {hint}")]
+    #[error("the container engine refused to {action}: {cause}; {hint}")]
     EngineRefused {
         action: String,
         hint: &'static str,
@@ -169,7 +169,7 @@ pub enum Error {
     },
 
     #[error(
-        "lost the Docker engine while the job ran in {name} ({cause}); its outcome is unknown, so it is not requeued: check its output, then qmod -cj to run it again or qdel it"
+        "lost the container engine while the job ran in {name} ({cause}); its outcome is unknown, so it is not requeued: check its output, then qmod -cj to run it again or qdel it"
     )]
     JobLost {
         name: String,
@@ -185,7 +185,7 @@ pub enum Error {
     /// The engine stopped and took the container with it (live-restore off): the job did
     /// not fail by itself, so it runs again.
     #[error(
-        "the Docker engine restarted and container {name} {fate}; the job did not fail by itself and is requeued (turn on the engine's live-restore so jobs outlive engine restarts)"
+        "the container engine restarted and container {name} {fate}; the job did not fail by itself and is requeued (with dockerd, turn on its live-restore so jobs outlive engine restarts)"
     )]
     DiedWithEngine { name: String, fate: &'static str },
 

@@ -474,28 +474,19 @@ fn unix_time() -> u64 {
         .as_secs()
 }
 
-/// Prints 0, 1, 2 … every 0.1 s until told to go, then "end", and exits 7.
-const COUNTER: &str =
-    "i=0\nwhile [ ! -e go ]; do echo $i; i=$((i+1)); sleep 0.1; done\necho end\nexit 7\n";
-
-/// The counter lines in a job's output so far.
-fn counted(stdout: &str) -> usize {
-    stdout.lines().filter(|l| l.parse::<u32>().is_ok()).count()
-}
-
 /// dockerd restarted under a job on node2 (live-restore on, as on every host): the output
 /// flows on while the engine is away, the starter finds the job when it is back.
 #[test]
 fn an_engine_restart_under_a_job_loses_no_line_and_keeps_its_exit_code() {
     require_hosts!();
     let case = Case::cluster("engine-restart");
-    case.script("count.sh", COUNTER);
+    case.script("count.sh", GO_COUNTER);
     let job = case.qsub_image(IMAGE, &["-q", &NODE2.queue(), "count.sh"]);
     let out = || case.read(format!("count.sh.o{job}"));
     // 0 until the file exists: the shepherd creates it when the job starts.
     let printed = || {
         let path = case.path(&format!("count.sh.o{job}"));
-        fs::read_to_string(path).map_or(0, |text| counted(&text))
+        fs::read_to_string(path).map_or(0, |text| go_counted(&text))
     };
     case.wait_until("the job printed 5 lines", JOB_TIMEOUT, || printed() >= 5);
     let container = task_container(job, 0);
@@ -513,11 +504,11 @@ fn an_engine_restart_under_a_job_loses_no_line_and_keeps_its_exit_code() {
     assert_eq!(acct[0].get("hostname"), NODE2.name, "{acct:?}");
     assert_eq!(acct[0].exit_status(), 7, "{acct:?}");
     let text = out();
-    let n = counted(&text);
+    let n = go_counted(&text);
     let expected: String = (0..n).map(|i| format!("{i}\n")).collect::<String>() + "end\n";
     assert_eq!(text, expected);
     let stderr = case.read(format!("count.sh.e{job}"));
-    assert!(stderr.contains("lost the Docker engine"), "{stderr}");
+    assert!(stderr.contains("lost the container engine"), "{stderr}");
     assert!(stderr.contains("engine is back"), "{stderr}");
     case.assert_clean();
 }

@@ -42,7 +42,7 @@ fn with_live_restore_an_engine_restart_loses_no_line_and_keeps_the_exit_code() {
     let expected: String = (0..LINES).map(|i| format!("{i}\n")).collect();
     assert_eq!(out.stdout_text(), expected, "{out:?}\n{}", engine.log());
     out.assert_code(5);
-    out.assert_qdock_line(&["lost the Docker engine"]);
+    out.assert_qdock_line(&["lost the container engine"]);
     out.assert_qdock_line(&["engine is back"]);
     assert_eq!(engine.containers(), Vec::<String>::new());
 }

@@ -376,7 +376,7 @@ fn unreachable_engine_requeues_the_job() {
     let stderr = case.read(format!("marker.sh.e{job}"));
     let lines: Vec<&str> = stderr.lines().collect();
     assert!(
-        lines[0].starts_with("qdock: cannot reach the Docker engine"),
+        lines[0].starts_with("qdock: cannot reach the container engine"),
         ".e file: {stderr:?}"
     );
     assert_runs_line(lines[1], job, 0);

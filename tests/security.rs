@@ -513,7 +513,7 @@ fn missing_socket_requeues() {
         .expect_refusal(
             99,
             &[
-                "cannot reach the Docker engine",
+                "cannot reach the container engine",
                 &socket.display().to_string(),
             ],
         );

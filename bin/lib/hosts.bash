@@ -5,6 +5,8 @@
 
 # Per host: daemon.json (its engine), docker/ (data root), qdock/ (its /etc/qdock),
 # log/ (its /var/log), spool/ (its execd spool directory); plus hosts (every host's /etc/hosts).
+# A host whose engine is Podman (--podman-host) has podman/ (its /var/lib/containers) in
+# place of daemon.json and docker/.
 hosts_state=/var/lib/qdock-hosts
 # Per host: uts and mnt, the files that keep its namespaces (its network one is
 # /run/netns/<host>, made by `ip netns`). A private mount, as unshare(1) asks for.
@@ -21,8 +23,13 @@ host_addr() { echo "$hosts_prefix.$((${1#node} + 1))"; }
 host_names() {
     local d
     for d in "$hosts_state"/node*/; do
-        [[ -f $d/daemon.json ]] && basename "$d"
+        [[ -f $d/daemon.json || -d $d/podman ]] && basename "$d"
     done | sort -V
+}
+
+# Host $1's engine as made: podman or docker.
+host_engine() {
+    if [[ -d $hosts_state/$1/podman ]]; then echo podman; else echo docker; fi
 }
 
 # Is $1 a name bin/setup-cluster gives a host?

@@ -66,14 +66,15 @@ create_namespaces() {
     ip -n "$n" link set eth0 up
     ip -n "$n" link set lo up
     # The copy of this machine's mounts drops what lives under /run (other namespaces'
-    # files, the system engine's state) and everything below the system engine's data
-    # root: a copy would keep them busy. Then the host's own directories go on top.
+    # files, the system engine's state) and everything below the system engines' data
+    # roots (dockerd's, Podman's): a copy would keep them busy. Then the host's own directories go on top.
     # shellcheck disable=SC2016 # the inner shell expands them
     nsenter "--net=/run/netns/$n" unshare "--uts=$r/uts" "--mount=$r/mnt" --propagation private \
         sh -euc '
             n=$1
             hostname "$n"
-            findmnt -rn -o TARGET | grep -E "^/run/|^/var/lib/docker/" | sort -r | xargs -r umount -l
+            findmnt -rn -o TARGET | grep -E "^/run/|^/var/lib/docker/|^/var/lib/containers/" \
+                | sort -r | xargs -r umount -l
             mount -t tmpfs -o mode=755,nosuid,nodev tmpfs /run
             mkdir -p /run/lock
         ' create-host "$n" || { remove_namespaces "$n"; die "$n: could not set up its namespaces (see above)"; }
@@ -82,12 +83,13 @@ create_namespaces() {
 }
 
 # Mounts host $1's own /etc/hosts, /etc/qdock, /var/log and execd spool over this machine's,
-# each one not mounted yet: at its making, and again after a removal here detached one from
+# and a Podman host's own /var/lib/containers (Podman's storage and state), each one not
+# mounted yet: at its making, and again after a removal here detached one from
 # every namespace (Linux >= 3.18: apt-get purge qdock, or bin/install --uninstall --purge,
 # takes /etc/qdock away, and the host would read this machine's config from then on).
 bind_own_dirs() {
     local n=$1 s=$hosts_state/$1
-    install -d -m 0755 /etc/qdock
+    install -d -m 0755 /etc/qdock /var/lib/containers
     # shellcheck disable=SC2016 # the inner shell expands them
     nsenter "--mount=$hosts_run/$n/mnt" sh -euc '
         s=$1
@@ -96,6 +98,7 @@ bind_own_dirs() {
         bind "$s/qdock" /etc/qdock
         bind "$s/log" /var/log
         bind "$s/spool" /var/spool/gridengine/execd
+        if [ -d "$s/podman" ]; then bind "$s/podman" /var/lib/containers; fi
     ' bind-own-dirs "$s"
 }
 
@@ -112,16 +115,22 @@ in_host() { "$repo/bin/on-host" "$@"; }
 
 # --- the host's files -----------------------------------------------------------------
 
-# Host $1's state directory: its engine's daemon.json, its config (a copy of this
-# machine's, made once: the admin, or a test, changes it there), its log and spool dirs.
+# Host $1's state directory: its engine's daemon.json (or, with $2 podman, Podman's
+# storage), its config (a copy of this machine's, made once: the admin, or a test, changes
+# it there), its log and spool dirs.
 write_host_files() {
     local n=$1 s=$hosts_state/$1
-    install -d -m 0755 "$hosts_state" "$s" "$s/docker" "$s/qdock" "$s/log"
+    install -d -m 0755 "$hosts_state" "$s" "$s/qdock" "$s/log"
     install -d -o sgeadmin -g sgeadmin -m 0755 "$s/spool" "$s/spool/$n"
     # On a fresh machine bin/install has not made this machine's config yet: the example.
     local conf=/etc/qdock/qdock.toml
     [[ -f $conf ]] || conf=$repo/sge-conf/qdock.example.toml
     [[ -e $s/qdock/qdock.toml ]] || install -o root -g root -m 0644 "$conf" "$s/qdock/qdock.toml"
+    if [[ $2 == podman ]]; then
+        write_podman_host_files "$n"
+        return
+    fi
+    install -d -m 0755 "$s/docker"
     # /run is the host's own, so the engine's defaults there are its own; named anyway.
     # live-restore: containers keep running while the engine restarts. The registry on
     # the bridge speaks plain HTTP.
@@ -139,6 +148,22 @@ EOF
     cmp -s "$tmp/daemon.json" "$s/daemon.json" || cp "$tmp/daemon.json" "$s/daemon.json"
 }
 
+# A Podman host: Podman's storage of its own (its /var/lib/containers), and its config's
+# `[engine] socket` naming the Podman socket in its own /run: nothing else in the config
+# changes, as for a site that runs Podman.
+write_podman_host_files() {
+    local s=$hosts_state/$1
+    install -d -m 0700 "$s/podman"
+    local socket="socket = \"$podman_socket\""
+    awk -v line="$socket" '
+        /^\[/ { in_engine = ($0 == "[engine]") }
+        in_engine && /^socket *=/ { $0 = line; done = 1 }
+        { print }
+        END { if (!done) exit 1 }' "$s/qdock/qdock.toml" >"$tmp/qdock.toml" \
+        || die "$1: $s/qdock/qdock.toml has no [engine] socket line to point at Podman"
+    cmp -s "$tmp/qdock.toml" "$s/qdock/qdock.toml" || cat "$tmp/qdock.toml" >"$s/qdock/qdock.toml"
+}
+
 # --- the host's daemons ---------------------------------------------------------------
 
 host_docker_answers() { in_host "$1" timeout 10 docker info >/dev/null 2>&1; }
@@ -154,12 +179,46 @@ start_host_docker() {
     wait_for 30 host_docker_answers "$n" || die "$n: dockerd did not answer in 30 s; see $hosts_state/$n/log/dockerd.log"
 }
 
-# The host's engine gets this machine's test image (no registry needed).
+# Podman's API service in host $1, on the socket its config names, in its own /run, with
+# the storage of its own: as bin/lib/podman.bash serves it on this machine (group docker,
+# 0660). The containers run under Podman's conmon, not under the service: they outlive it.
+host_podman_answers() {
+    in_host "$1" timeout 10 env DOCKER_HOST="unix://$podman_socket" docker version >/dev/null 2>&1
+}
+
+start_host_podman() {
+    local n=$1
+    if [[ -n $(host_pids "$n" podman) ]] && wait_for 20 host_podman_answers "$n"; then return; fi
+    log "$n: starting podman system service (log $hosts_state/$n/log/podman.log)"
+    in_host "$n" install -d -m 0755 "$(dirname "$podman_socket")"
+    in_host "$n" rm -f "$podman_socket"
+    in_host "$n" setsid "${clean_env[@]}" podman system service --time=0 "unix://$podman_socket" \
+        </dev/null >>"$hosts_state/$n/log/podman.log" 2>&1 &
+    wait_for 30 host_podman_answers "$n" || die "$n: podman did not answer in 30 s; see $hosts_state/$n/log/podman.log"
+    in_host "$n" chgrp docker "$podman_socket"
+    in_host "$n" chmod 0660 "$podman_socket"
+}
+
+start_host_engine() {
+    case $(host_engine "$1") in
+        podman) start_host_podman "$1" ;;
+        *) start_host_docker "$1" ;;
+    esac
+}
+
+# The host's engine gets this machine's test image (no registry needed). Podman names a
+# loaded image localhost/<name>; qdock finds it under <name> (src/engine/mod.rs).
 load_test_image() {
     local n=$1 image=qdock/busybox:1 want
     want=$(docker image inspect -f '{{.Id}}' "$image")
-    [[ "$(in_host "$n" docker image inspect -f '{{.Id}}' "$image" 2>/dev/null)" == "$want" ]] && return
-    docker save "$image" | in_host "$n" docker load -q >/dev/null
+    if [[ $(host_engine "$n") == podman ]]; then
+        [[ "sha256:$(in_host "$n" podman image inspect -f '{{.Id}}' "localhost/$image" 2>/dev/null)" == "$want" ]] \
+            && return
+        docker save "$image" | in_host "$n" podman load -q >/dev/null
+    else
+        [[ "$(in_host "$n" docker image inspect -f '{{.Id}}' "$image" 2>/dev/null)" == "$want" ]] && return
+        docker save "$image" | in_host "$n" docker load -q >/dev/null
+    fi
     log "$n: loaded $image"
 }
 
@@ -201,7 +260,12 @@ host_is_empty() { [[ -z $(host_pids "$1") ]]; }
 stop_host_processes() {
     local n=$1 pid
     host_namespaces_exist "$n" || return 0
-    in_host "$n" sh -c 'docker ps -aq | xargs -r docker rm -f' >/dev/null 2>&1 || true
+    # A Podman host's CLI reaches its own storage only once its directories are mounted.
+    if [[ $(host_engine "$n") == podman ]]; then
+        host_is_up "$n" && { in_host "$n" podman rm -af -t 0 >/dev/null 2>&1 || true; }
+    else
+        in_host "$n" sh -c 'docker ps -aq | xargs -r docker rm -f' >/dev/null 2>&1 || true
+    fi
     for pid in $(host_pids "$n"); do kill "$pid" 2>/dev/null || true; done
     wait_for 20 host_is_empty "$n" \
         || for pid in $(host_pids "$n"); do kill -KILL "$pid" 2>/dev/null || true; done
@@ -218,6 +282,20 @@ host_gid_range() {
     echo "$first-$((first + 99))"
 }
 
+# qc, retried for up to 60 s while the qmaster says it cannot resolve a host name: it keeps a
+# failed look-up for a while (seen: 20 s to a minute), so a host made again soon after its
+# removal took its name out of /etc/hosts is refused at first.
+qc_resolving() {
+    local out end=$((SECONDS + 60))
+    until out=$(qconf "$@" 2>&1); do
+        if [[ $out != *"can't resolve"* ]] || ((SECONDS >= end)); then
+            echo "setup-cluster: qconf $*: $out" >&2
+            return 1
+        fi
+        sleep 2
+    done
+}
+
 register_host() {
     local n=$1
     # A host's local configuration: its own gid_range (qconf -Aconf names it by its file).
@@ -226,7 +304,7 @@ register_host() {
     install -d "$tmp/conf"
     printf 'gid_range %s\n' "$range" >"$tmp/conf/$n"
     if ! qconf -sconf "$n" >/dev/null 2>&1; then
-        qc -Aconf "$tmp/conf/$n"
+        qc_resolving -Aconf "$tmp/conf/$n"
     elif ! grep -Eq "^gid_range +$range\$" <<<"$(qconf -sconf "$n")"; then
         qc -Mconf "$tmp/conf/$n"
     fi
@@ -246,11 +324,20 @@ unregister_host() {
 
 # --- adding and removing hosts --------------------------------------------------------
 
+# Makes or repairs host $1 with engine $2 (docker or podman); a host made with the other
+# engine is made anew (its containers and jobs end).
 add_host() {
-    local n=$1
-    write_host_files "$n"
+    local n=$1 engine=$2
+    if [[ -d $hosts_state/$n && $(host_engine "$n") != "$engine" ]]; then
+        # It stays an exec host of the cell (and in @allhosts) meanwhile.
+        log "$n: its engine becomes $engine (its containers and jobs end)"
+        stop_host_processes "$n"
+        remove_namespaces "$n"
+        rm -rf "${hosts_state:?}/$n"
+    fi
+    write_host_files "$n" "$engine"
     create_namespaces "$n"
-    start_host_docker "$n"
+    start_host_engine "$n"
     load_test_image "$n"
     register_host "$n"
     start_host_execd "$n"
@@ -274,8 +361,17 @@ wanted_hosts() {
     for ((i = 1; i <= $1; i++)); do echo "node$i"; done
 }
 
+# The engine host $1 is to run: Podman for the --podman-host ($2), dockerd for the others;
+# without --hosts ($3 empty) each host keeps the engine it was made with.
+wanted_engine() {
+    if [[ -z $3 ]]; then host_engine "$1"
+    elif [[ $1 == "$2" ]]; then echo podman
+    else echo docker
+    fi
+}
+
 # Adds, repairs or removes hosts so that exactly the wanted ones run; $1 as for
-# wanted_hosts. @allhosts (all.q's hostlist) then names this machine and them. A new
+# wanted_hosts, $2 the host whose engine is Podman (none when empty). @allhosts (all.q's hostlist) then names this machine and them. A new
 # host's queue instance starts enabled; one an admin disabled stays so.
 setup_hosts() {
     local want n
@@ -301,7 +397,7 @@ setup_hosts() {
     ensure_bridge
     install -d -m 0755 "$hosts_state"
     write_hosts_files "${want[@]}"
-    for n in "${want[@]}"; do add_host "$n"; done
+    for n in "${want[@]}"; do add_host "$n" "$(wanted_engine "$n" "${2:-}" "$1")"; done
     set_allhosts "$host" "${want[@]}"
     for n in "${want[@]}"; do make_queue_healthy "$n" keep-disabled; done
     log "hosts: ${want[*]} on $hosts_bridge ($hosts_prefix.0/24); enter one with bin/on-host HOST CMD"

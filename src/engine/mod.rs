@@ -24,6 +24,8 @@
 //! - it names a container on its way to `exited` `stopped`, which bollard's types refuse:
 //!   look-ups and lists are read here ([`Engine::inspect`]);
 //! - it answers an events filter naming a label key alone with no events;
+//! - its containers outlive its API service (each runs under its own conmon), as dockerd's do
+//!   with `live-restore`, which its `/info` denies: [`Engine::live_restore`] says true;
 //! - it reports no OOM kill on a cgroup v1 host (`State.OOMKilled` stays false, no `oom`
 //!   event; measured with 4.3.1): a job killed for memory ends with 137 but without the
 //!   "out of memory" line.
@@ -220,6 +222,11 @@ impl Engine {
 
     /// Whether the engine keeps containers running while it is away (`live-restore`).
     pub async fn live_restore(&self) -> Result<bool> {
+        // Podman's containers run under their own conmon, never under the API service, and
+        // outlive it always; its /info says `LiveRestoreEnabled: false` all the same.
+        if self.kind == Kind::Podman {
+            return Ok(true);
+        }
         let info = self
             .docker
             .info()

@@ -207,6 +207,16 @@ pub fn containers_of(job: u32) -> Vec<String> {
     text(&out.stdout).lines().map(str::to_string).collect()
 }
 
+/// A job script that prints 0, 1, 2 … every 0.1 s until a file `go` appears in its working
+/// directory, then "end", and exits 7: for a job that must outlive an engine's restart.
+pub const GO_COUNTER: &str =
+    "i=0\nwhile [ ! -e go ]; do echo $i; i=$((i+1)); sleep 0.1; done\necho end\nexit 7\n";
+
+/// The counter lines of [`GO_COUNTER`] in a job's output so far.
+pub fn go_counted(stdout: &str) -> usize {
+    stdout.lines().filter(|l| l.parse::<u32>().is_ok()).count()
+}
+
 /// The name of the container of task `task` (0 for a non-array job) of `job`.
 pub fn task_container(job: u32, task: u32) -> String {
     format!("qdock-{SGE_CELL}-{job}-{task}")

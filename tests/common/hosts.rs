@@ -5,7 +5,9 @@
 //! ([`super::cell::Case::cluster`]) meanwhile, so no other test of its process runs.
 //!
 //! Prerequisites: at least [`HOSTS`] hosts; without them [`require_hosts`] skips the test
-//! with a printed reason, or fails it under `CI=true`.
+//! with a printed reason, or fails it under `CI=true`. The mixed cell's Podman host
+//! ([`PODMAN_HOST`], `bin/setup-cluster --hosts 3 --podman-host node3`) likewise, through
+//! [`require_podman_host`].
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -45,14 +47,65 @@ pub fn require_hosts() -> bool {
         })
 }
 
+/// True when the cell and the Podman host [`PODMAN_HOST`] are usable: Podman serves it, with
+/// the test image, and its config names Podman's socket.
+pub fn require_podman_host() -> bool {
+    static CHECKED: OnceLock<Result<(), String>> = OnceLock::new();
+    let host = PODMAN_HOST;
+    super::cell::require_cell()
+        && prerequisites_met(&CHECKED, || {
+            let made = format!(
+                "bin/setup-cluster --hosts 3 --podman-host {} makes it",
+                host.name
+            );
+            if !Path::new(STATE).join(host.name).join("podman").is_dir() {
+                return Err(format!("{} is no Podman host; {made}", host.name));
+            }
+            let out = host.docker(&["image", "inspect", "--format", "{{.Id}}", IMAGE]);
+            if !out.status.success() {
+                return Err(format!(
+                    "{}'s Podman has no {IMAGE} ({}); {made}",
+                    host.name,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+            let config = fs::read_to_string(host.config_path()).map_err(|e| e.to_string())?;
+            let socket = format!("socket = \"{}\"", super::engine::PODMAN_SOCKET);
+            if !config.lines().any(|l| l.trim() == socket) {
+                return Err(format!("{}'s qdock.toml lacks {socket}; {made}", host.name));
+            }
+            Ok(())
+        })
+}
+
+/// The engine a host runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostEngine {
+    Dockerd,
+    /// Rootful Podman's API service on [`super::engine::PODMAN_SOCKET`] in the host's /run.
+    Podman,
+}
+
 /// One execution host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Host {
     pub name: &'static str,
+    pub engine: HostEngine,
 }
 
-pub const NODE1: Host = Host { name: "node1" };
-pub const NODE2: Host = Host { name: "node2" };
+pub const NODE1: Host = Host {
+    name: "node1",
+    engine: HostEngine::Dockerd,
+};
+pub const NODE2: Host = Host {
+    name: "node2",
+    engine: HostEngine::Dockerd,
+};
+/// The mixed cell's Podman host (tests/podman_cell.rs).
+pub const PODMAN_HOST: Host = Host {
+    name: "node3",
+    engine: HostEngine::Podman,
+};
 
 impl Host {
     pub fn all() -> [Host; HOSTS] {
@@ -90,17 +143,41 @@ impl Host {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
-    /// The docker CLI against the host's engine.
+    /// The engine's own CLI against the host's engine: `docker`, or `podman` on a Podman
+    /// host (the same commands and formats for what the tests ask; Podman's image IDs have
+    /// no `sha256:`).
     pub fn docker(&self, args: &[&str]) -> Output {
-        let mut argv = vec!["docker"];
-        argv.extend_from_slice(args);
-        self.run(&argv)
+        self.run(&self.cli(args))
     }
 
     pub fn docker_text(&self, args: &[&str]) -> String {
-        let mut argv = vec!["docker"];
+        self.run_text(&self.cli(args))
+    }
+
+    fn cli<'a>(&self, args: &[&'a str]) -> Vec<&'a str> {
+        let mut argv = vec![self.daemon_cli().0];
         argv.extend_from_slice(args);
-        self.run_text(&argv)
+        argv
+    }
+
+    /// The engine's CLI and the name of its daemon's process.
+    fn daemon_cli(&self) -> (&'static str, &'static str) {
+        match self.engine {
+            HostEngine::Dockerd => ("docker", "dockerd"),
+            HostEngine::Podman => ("podman", "podman"),
+        }
+    }
+
+    /// True when the engine answers on the socket the host's qdock uses: the docker CLI
+    /// through that socket (Podman's CLI would not ask its service).
+    pub fn engine_answers(&self) -> bool {
+        let socket = match self.engine {
+            HostEngine::Dockerd => "unix:///var/run/docker.sock".to_string(),
+            HostEngine::Podman => format!("unix://{}", super::engine::PODMAN_SOCKET),
+        };
+        self.run(&["docker", "-H", &socket, "version"])
+            .status
+            .success()
     }
 
     /// The names of the containers of this cell on the host's engine (all states).
@@ -187,10 +264,10 @@ impl Host {
     }
 
     /// Stops the host's engine as a package upgrade does (SIGTERM to dockerd: with the
-    /// hosts' live-restore its containers run on) until [`EngineAway::restart`] or the
-    /// guard's drop starts it again.
+    /// hosts' live-restore its containers run on; to Podman's service: its containers run
+    /// under their conmon) until [`EngineAway::restart`] or the guard's drop starts it again.
     pub fn stop_engine(&self) -> EngineAway {
-        self.kill_daemon("dockerd", Signal::SIGTERM);
+        self.kill_daemon(self.daemon_cli().1, Signal::SIGTERM);
         EngineAway {
             host: *self,
             away: true,
@@ -331,7 +408,11 @@ impl EngineAway {
     pub fn restart(mut self) {
         self.away = false;
         restart_missing_daemons();
-        self.host.docker_text(&["info", "--format", "{{.ID}}"]);
+        assert!(
+            self.host.engine_answers(),
+            "{}'s engine is back",
+            self.host.name
+        );
     }
 }
 

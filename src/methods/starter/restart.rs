@@ -40,10 +40,10 @@ pub async fn exit_code(engine: &Engine, id: &str, name: &str) -> Result<i64> {
         }
         let secs = engine.reconnect_secs();
         report::info(&format!(
-            "lost the Docker engine; waiting up to {secs} s for it to come back"
+            "lost the container engine; waiting up to {secs} s for it to come back"
         ));
         come_back(engine, id, name, Duration::from_secs(secs)).await?;
-        report::info("the Docker engine is back; waiting for the job");
+        report::info("the container engine is back; waiting for the job");
     }
 }
 
