@@ -11,82 +11,119 @@
 //! must parse to its last byte, and name the job asked for, or nothing is believed: a string
 //! a user wrote (a job name, a variable) can never pass for a field.
 
-use std::collections::HashMap;
+/// One version of the packed format (`CULL_VERSION`) as one Grid Engine writes it: the job
+/// type's fields (`JB_Type`), one letter per field, and where the grant is among them.
+struct Format {
+    version: u32,
+    job: &'static str,
+    grant: Grant,
+    /// Open Cluster Scheduler's layout (see [`Reader::ocs`]).
+    ocs: bool,
+}
 
-/// The packed format's version (`CULL_VERSION`) and the job type's fields (`JB_Type`) in
-/// that version, one letter per field: Son of Grid Engine 8.1.9.
-const FORMATS: &[(u32, &str)] = &[(
-    0x1002_0000,
-    "USULLLLLLSSSSSSUSUUUSUSUSSBUBUULULLLUSOUULLLBLLLLULSLLSSLLLLLLLLLHRLLUUUULLDDDDDDUUUL",
-)];
-/// `JB_job_number` and `JB_hard_resource_list`: positions in the job's fields.
+/// Where a format keeps what the job was granted, by field positions.
+enum Grant {
+    /// Son of Grid Engine: the job's hard requests (`JB_hard_resource_list`, complex entries:
+    /// `CE_name`, `CE_stringval`, `CE_doubleval`, `CE_consumable`), counted by the scheduler.
+    HardRequests { list: usize },
+    /// Open Cluster Scheduler: each array task's granted resources (`JB_ja_tasks`,
+    /// `JAT_granted_resources_list`, entries `GRU_name`, `GRU_amount`,
+    /// `GRU_resource_map_list` of `RESL_value` ids, `GRU_host`), per host, with RSMAP ids.
+    GrantedResources { tasks: usize, granted: usize },
+}
+
+const FORMATS: &[Format] = &[
+    Format {
+        version: 0x1002_0000,
+        job: "USULLLLLLSSSSSSUSUUUSUSUSSBUBUULULLLUSOUULLLBLLLLULSLLSSLLLLLLLLLHRLLUUUULLDDDDDDUUUL",
+        grant: Grant::HardRequests { list: 45 },
+        ocs: false,
+    },
+    // Open Cluster Scheduler 9.1.4 (V914_TAG): ULONG64 times, request sets, RSMAP grants.
+    Format {
+        version: 0x1002_1000,
+        job: "USULLLLLLSSSSSSUSWWWSUSUSSBUBUULULLLUSOUULLLBLULSLSSLLLLLLLLLHRLLUWWULLDDDDDDUUUOSLLUUU",
+        grant: Grant::GrantedResources {
+            tasks: 60,
+            granted: 8,
+        },
+        ocs: true,
+    },
+];
+/// `JB_job_number`: the first of the job's fields.
 const JOB_NUMBER: usize = 0;
-const HARD_RESOURCES: usize = 45;
-/// Complex entries' field names (`CE_name`, `CE_stringval`, `CE_doubleval`,
-/// `CE_consumable`).
-const CE_NAME: u32 = 900;
-const CE_STRINGVAL: u32 = 903;
-const CE_DOUBLEVAL: u32 = 904;
-const CE_CONSUMABLE: u32 = 906;
 /// `CE_consumable`'s value for a consumable counted once per job, not per slot.
 const CONSUMABLE_JOB: u32 = 2;
 /// An element packed with its own descriptor (`FREE_ELEM`).
 const FREE_ELEM: u32 = 1;
 
-/// One hard request of the job (`-l name=value`).
+/// What the job was granted of one resource.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
     pub name: String,
-    /// As the job wrote it.
+    /// As the job wrote it (Son of Grid Engine), or the ids granted, space-separated.
     pub text: String,
     /// As Grid Engine counted it.
     pub amount: f64,
     /// A consumable counted once for the job (`JOB`), not once per slot (`YES`).
     pub per_job: bool,
+    /// Where a Grid Engine grants per host (Open Cluster Scheduler): the host, and the
+    /// resource map's ids granted there (`gpu=2(0 1)`), which are the devices to give.
+    pub host: Option<String>,
+    pub ids: Vec<String>,
 }
 
-/// The hard resource requests of job `job_id` in `packed`, None when the file is of a format
-/// qdock does not know (another Grid Engine), or why the file is not believed.
+/// What job `job_id` in `packed` was granted, None when the file is of a format qdock does
+/// not know (another Grid Engine), or why the file is not believed.
 pub fn hard_requests(packed: &[u8], job_id: u64) -> Result<Option<Vec<Request>>, String> {
-    let mut r = Reader { buf: packed, at: 0 };
+    let mut r = Reader {
+        buf: packed,
+        at: 0,
+        ocs: false,
+    };
     let (pad, version) = (r.u32()?, r.u32()?);
-    let Some(types) = FORMATS
-        .iter()
-        .find(|(v, _)| pad == 0 && *v == version)
-        .map(|(_, t)| t.as_bytes())
-    else {
+    let Some(format) = FORMATS.iter().find(|f| pad == 0 && f.version == version) else {
         return Ok(None);
     };
-    let descr: Vec<(u32, u8)> = types
-        .iter()
+    if format.ocs {
+        r.ocs = true;
+        let _auth_info = r.string()?;
+    }
+    let descr: Vec<(u32, u8)> = format
+        .job
+        .bytes()
         .enumerate()
-        .map(|(i, t)| Ok((i as u32, type_code(*t)?)))
+        .map(|(i, t)| Ok((i as u32, type_code(t)?)))
         .collect::<Result<_, String>>()?;
     let job = r.element(&descr)?;
     if r.at != packed.len() {
         return Err(format!("{} bytes after the job", packed.len() - r.at));
     }
-    match job.get(&(JOB_NUMBER as u32)) {
+    match job.get(JOB_NUMBER) {
         Some(Value::Ulong(n)) if u64::from(*n) == job_id => {}
         other => return Err(format!("the file is not job {job_id}'s: {other:?}")),
     }
-    let Some(Value::List(entries)) = job.get(&(HARD_RESOURCES as u32)) else {
-        return Ok(Some(Vec::new()));
+    let requests: Result<Vec<Request>, String> = match format.grant {
+        Grant::HardRequests { list } => list_at(&job, list).iter().map(request).collect(),
+        Grant::GrantedResources { tasks, granted } => list_at(&job, tasks)
+            .iter()
+            .flat_map(|task| list_at(task, granted))
+            .map(granted_resource)
+            .collect(),
     };
-    entries
-        .iter()
-        .map(request)
-        .collect::<Result<_, _>>()
-        .map(Some)
+    requests.map(Some)
+}
+
+/// The list at field `position` of `element`: none when the field holds no list.
+fn list_at(element: &Element, position: usize) -> &[Element] {
+    match element.get(position) {
+        Some(Value::List(entries)) => entries,
+        _ => &[],
+    }
 }
 
 fn request(entry: &Element) -> Result<Request, String> {
-    match (
-        entry.get(&CE_NAME),
-        entry.get(&CE_STRINGVAL),
-        entry.get(&CE_DOUBLEVAL),
-        entry.get(&CE_CONSUMABLE),
-    ) {
+    match (entry.first(), entry.get(3), entry.get(4), entry.get(6)) {
         (
             Some(Value::Str(name)),
             Some(Value::Str(text)),
@@ -97,8 +134,33 @@ fn request(entry: &Element) -> Result<Request, String> {
             text: text.clone(),
             amount: *amount,
             per_job: *consumable == CONSUMABLE_JOB,
+            host: None,
+            ids: Vec::new(),
         }),
         _ => Err("a resource request without name and value".into()),
+    }
+}
+
+fn granted_resource(entry: &Element) -> Result<Request, String> {
+    match (entry.get(1), entry.get(2), entry.get(5)) {
+        (Some(Value::Str(name)), Some(Value::Double(amount)), Some(Value::Str(host))) => {
+            let ids: Vec<String> = list_at(entry, 3)
+                .iter()
+                .filter_map(|id| match id.first() {
+                    Some(Value::Str(value)) => Some(value.clone()),
+                    _ => None,
+                })
+                .collect();
+            Ok(Request {
+                name: name.clone(),
+                text: ids.join(" "),
+                amount: *amount,
+                per_job: false,
+                host: Some(host.clone()),
+                ids,
+            })
+        }
+        _ => Err("a granted resource without name, amount and host".into()),
     }
 }
 
@@ -113,11 +175,13 @@ fn type_code(letter: u8) -> Result<u8, String> {
         b'O' => 10,
         b'R' => 11,
         b'H' => 12,
+        b'W' => 13,
         other => return Err(format!("no type {:?}", other as char)),
     })
 }
 
-type Element = HashMap<u32, Value>;
+/// An element's fields in its descriptor's order.
+type Element = Vec<Value>;
 
 #[derive(Debug)]
 enum Value {
@@ -131,6 +195,10 @@ enum Value {
 struct Reader<'a> {
     buf: &'a [u8],
     at: usize,
+    /// Open Cluster Scheduler's layout: an authentication string after the version; no
+    /// changed-bits field in an element; a list without count and changed flag, each
+    /// element after a 1 and the last followed by a 0.
+    ocs: bool,
 }
 
 impl Reader<'_> {
@@ -185,12 +253,11 @@ impl Reader<'_> {
             outer
         };
         // The changed-bits field: a count of bits and their bytes.
-        let bits = self.count()?;
-        self.take(bits.div_ceil(8))?;
-        descr
-            .iter()
-            .map(|&(name, kind)| Ok((name, self.value(kind)?)))
-            .collect()
+        if !self.ocs {
+            let bits = self.count()?;
+            self.take(bits.div_ceil(8))?;
+        }
+        descr.iter().map(|&(_, kind)| self.value(kind)).collect()
     }
 
     fn value(&mut self, kind: u8) -> Result<Value, String> {
@@ -226,6 +293,18 @@ impl Reader<'_> {
         if self.u32()? == 0 {
             return Ok(Vec::new());
         }
+        if self.ocs {
+            let _name = self.string()?;
+            let descr = self.descriptor()?;
+            let mut elements = Vec::new();
+            loop {
+                match self.u32()? {
+                    0 => return Ok(elements),
+                    1 => elements.push(self.element(&descr)?),
+                    other => return Err(format!("{other} where an element or the end was")),
+                }
+            }
+        }
         let n = self.count()?;
         let _name = self.string()?;
         let _changed = self.u32()?;
@@ -251,8 +330,26 @@ mod tests {
                 text: "2".into(),
                 amount: 2.0,
                 per_job: false,
+                host: None,
+                ids: Vec::new(),
             }]
         );
+    }
+
+    /// Job 24 of the Open Cluster Scheduler 9.1.4 trial cell (host `ocs1`, `complex_values
+    /// gpu=4(0 1 2 3)`, an RSMAP): `qsub -l gpu=2`, granted the ids 0 and 1.
+    const OCS: &[u8] = include_bytes!("../tests/data/packed-job-ocs-gpu2");
+
+    #[test]
+    fn open_cluster_schedulers_copy_gives_the_ids_granted_per_host() {
+        let requests = hard_requests(OCS, 24).unwrap().unwrap();
+        let gpu: Vec<_> = requests.iter().filter(|r| r.name == "gpu").collect();
+        assert_eq!(gpu.len(), 1, "{requests:?}");
+        assert_eq!(gpu[0].host.as_deref(), Some("ocs1"));
+        assert_eq!(gpu[0].ids, vec!["0", "1"]);
+        assert_eq!(gpu[0].amount, 2.0);
+        assert!(hard_requests(OCS, 25).is_err());
+        assert!(hard_requests(&OCS[..OCS.len() - 1], 24).is_err());
     }
 
     #[test]

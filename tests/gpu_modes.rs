@@ -15,7 +15,7 @@ use common::*;
 const SEE: &str = "echo \"visible=${CUDA_VISIBLE_DEVICES-unset}\"\n\
                    for d in /dev/qdock-gpu*; do [ -c \"$d\" ] && echo x > \"$d\" && echo \"$d\"; done\ntrue\n";
 
-/// A config of `[gpus]` lines with a ledger of the job's own, root:docker 1770 like
+/// A config of `[gpus]` lines with a ledger of the job's own, root:docker 2770 like
 /// /var/lib/qdock/gpus.
 fn gpu_config(job: &Job, lines: &str) -> (String, PathBuf) {
     for i in 0..4 {
@@ -26,7 +26,7 @@ fn gpu_config(job: &Job, lines: &str) -> (String, PathBuf) {
         );
     }
     let dir = job.dir.join("gpus");
-    make_dir(&dir, 0, docker_gid().expect("the docker group"), 0o1770);
+    make_dir(&dir, 0, docker_gid().expect("the docker group"), 0o2770);
     let config = format!("[gpus]\n{lines}\nlock_dir = \"{}\"\n", dir.display());
     (config, dir)
 }
@@ -121,4 +121,21 @@ fn two_jobs_racing_for_the_last_gpu_never_share_it() {
     out.assert_code(0);
     out.assert_stdout("visible=0\n/dev/qdock-gpu3\n");
     assert_eq!(holdings(&ledger), Vec::<String>::new());
+}
+
+/// Root's `qdock gc` sweeping the ledger before any starter made its lock: the lock it makes
+/// is the group's, and a job then takes its GPU (a lock of root's group refused every
+/// starter, found on the Open Cluster Scheduler trial).
+#[test]
+fn a_ledger_roots_gc_made_first_serves_every_starter() {
+    require_engine!();
+    let job = Job::new(SEE).granted_gpus(1);
+    let (config, ledger) = gpu_config(&job, "devices = [\"/dev/qdock-gpu1\"]");
+    let path = job.write_config(&config);
+    let admin = Job::new("").native().mode(Mode::Root(Some(path.clone())));
+    let swept = admin.run_method("qdock", &["gc", "--cell", &job.cell], DEFAULT_TIMEOUT);
+    swept.assert_code(0);
+    assert!(ledger.join(".lock").exists(), "{swept:?}");
+    job.mode(Mode::Config(path))
+        .expect(0, "visible=0\n/dev/qdock-gpu1\n");
 }

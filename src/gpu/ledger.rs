@@ -1,5 +1,6 @@
 //! Who holds which GPU of this host: one file per device in use in `[gpus] lock_dir`
-//! (bin/install: `root:docker` 1770, so no user can look inside, add or remove one), naming
+//! (bin/install: `root:docker` 2770, so no user can look inside, add or remove one, while
+//! any starter may take over a holding that ended, whoever made it), naming
 //! the job task, its spool host and its container. Every change happens under one `flock` of
 //! the directory's `.lock`, so two starters racing for the last device never both get it.
 //!
@@ -11,7 +12,8 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::Gpu;
@@ -174,16 +176,38 @@ impl<'a> Ledger<'a> {
         h.run_over(self.gridengine) && h.container.as_ref().is_none_or(|c| gone.contains(c))
     }
 
+    /// The ledger's lock: read-only is enough for flock(2), so whoever made the file, every
+    /// starter of the group can take it.
     fn lock(&self) -> std::io::Result<nix::fcntl::Flock<fs::File>> {
-        let file = fs::OpenOptions::new()
+        let path = self.dir.join(".lock");
+        let flags = nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC;
+        let file = match fs::OpenOptions::new()
             .read(true)
-            .write(true)
-            .create(true)
-            .mode(0o660)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-            .open(self.dir.join(".lock"))?;
+            .custom_flags(flags)
+            .open(&path)
+        {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                let file = fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .mode(0o660)
+                    .custom_flags(flags)
+                    .open(&path)?;
+                self.share(&file, 0o660)?;
+                file
+            }
+            opened => opened?,
+        };
         nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
             .map_err(|(_, e)| std::io::Error::from(e))
+    }
+
+    /// A file of the ledger belongs to the directory's group (docker), whoever made it: every
+    /// starter must read it, and one root's gc made would be root's group otherwise.
+    fn share(&self, file: &fs::File, mode: u32) -> std::io::Result<()> {
+        let gid = fs::metadata(self.dir)?.gid();
+        nix::unistd::fchown(file.as_fd(), None, Some(nix::unistd::Gid::from_raw(gid)))?;
+        file.set_permissions(fs::Permissions::from_mode(mode))
     }
 
     fn path(&self, gpu: &Gpu) -> PathBuf {
@@ -210,13 +234,15 @@ impl<'a> Ledger<'a> {
     fn write(&self, gpu: &Gpu, holder: &Holder) -> std::io::Result<()> {
         let path = self.path(gpu);
         let tmp = self.dir.join(format!(".{}.new", file_name(&gpu.id)));
+        // One left by a starter killed while writing (maybe another user's) goes first.
+        remove(&tmp)?;
         let mut file = fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o640)
             .custom_flags(nix::libc::O_NOFOLLOW)
             .open(&tmp)?;
+        self.share(&file, 0o640)?;
         file.write_all(holder.line().as_bytes())?;
         fs::rename(&tmp, &path)
     }

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use crate::config::{GpuConfig, GpuMode};
 use crate::job_proof::{Proof, Proven, SpooledJob};
 use crate::mount::MountSpec;
+use crate::packed_job::Request;
 
 pub use found::host_gpus;
 
@@ -183,13 +184,13 @@ pub fn findings(config: &GpuConfig) -> Vec<(bool, String)> {
     }
     let dir = &config.lock_dir;
     match std::fs::metadata(dir) {
-        Ok(m) if m.is_dir() && m.uid() == 0 && m.mode() & 0o7007 == 0o1000 => {
+        Ok(m) if m.is_dir() && m.uid() == 0 && m.mode() & 0o1777 == 0o770 => {
             out.push((true, format!("gpus: holdings in {}", dir.display())));
         }
         _ => out.push((
             false,
             format!(
-                "gpus: {} is missing or not root's with mode 1770; sge-conf/setup-host install makes it",
+                "gpus: {} is missing or not root's with mode 2770; sge-conf/setup-host install makes it",
                 dir.display()
             ),
         )),
@@ -220,28 +221,57 @@ pub fn visible(gpus: &[Gpu], in_container: bool) -> String {
 /// grant either. A copy that cannot be read is an error: the job may have asked for GPUs. One
 /// of a format qdock does not read (another Grid Engine) is no grant, said in the job's `.e`
 /// file: failing every job of a GPU host would break the whole queue.
-pub fn granted(proven: &Proven, config: &GpuConfig) -> Result<usize, String> {
+pub fn granted(proven: &Proven, config: &GpuConfig) -> Result<Granted, String> {
     let Proof::Spooled(job) = &proven.proof else {
-        return Ok(0);
+        return Ok(Granted::default());
     };
     let Some(packed) = read_packed(job)? else {
-        return Ok(0);
+        return Ok(Granted::default());
     };
     let read = crate::packed_job::hard_requests(&packed, proven.key.job_id())
         .map_err(|e| format!("the execd's copy of the job cannot be read ({e})"))?;
     let Some(requests) = read else {
         crate::report::warn(
-            "this Grid Engine's copy of the job is not Son of Grid Engine 8.1.9's, the one qdock reads GPU grants from: the job gets no GPU",
+            "this Grid Engine's copy of the job is in a format qdock reads no GPU grant from (Son of Grid Engine 8.1.9's and Open Cluster Scheduler 9.1's it reads): the job gets no GPU",
         );
-        return Ok(0);
+        return Ok(Granted::default());
     };
-    let Some(request) = requests.iter().find(|r| r.name == config.complex) else {
-        return Ok(0);
+    // A grant per host (Open Cluster Scheduler's) counts on its own host only.
+    let here = |r: &&Request| {
+        r.host.as_deref().is_none_or(|h| {
+            h == job.spool_host || h.split('.').next() == Some(job.spool_host.as_str())
+        })
     };
-    host_count(request, job)
+    let mine: Vec<&Request> = requests
+        .iter()
+        .filter(|r| r.name == config.complex)
+        .filter(here)
+        .collect();
+    let Some(first) = mine.first() else {
+        return Ok(Granted::default());
+    };
+    if mine.iter().any(|r| !r.ids.is_empty()) {
+        let ids: Vec<String> = mine.iter().flat_map(|r| r.ids.iter().cloned()).collect();
+        return Ok(Granted {
+            count: ids.len(),
+            ids,
+        });
+    }
+    Ok(Granted {
+        count: host_count(first, job)?,
+        ids: Vec::new(),
+    })
 }
 
-fn host_count(request: &crate::packed_job::Request, job: &SpooledJob) -> Result<usize, String> {
+/// What the job holds here: a count, and the ids of the devices when Grid Engine chose them
+/// (an RSMAP grant, which then names the host's GPUs by their numbers).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Granted {
+    pub count: usize,
+    pub ids: Vec<String>,
+}
+
+fn host_count(request: &Request, job: &SpooledJob) -> Result<usize, String> {
     let amount = request.amount;
     if amount < 0.0 || amount.fract() != 0.0 || amount > 1024.0 {
         return Err(format!(

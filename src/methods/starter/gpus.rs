@@ -30,10 +30,32 @@ pub fn claim(
     if gpus.is_empty() {
         return Ok(Vec::new());
     }
-    let want = gpu::granted(proven, &config.gpus).map_err(unavailable)?;
+    let granted = gpu::granted(proven, &config.gpus).map_err(unavailable)?;
+    let want = granted.count;
     if want == 0 {
         return Ok(Vec::new());
     }
+    // Grid Engine chose the devices (an RSMAP grant): those, by the host's numbers.
+    let gpus = if granted.ids.is_empty() {
+        gpus
+    } else {
+        let chosen: Vec<Gpu> = granted
+            .ids
+            .iter()
+            .filter_map(|id| gpus.iter().find(|g| &g.index == id).cloned())
+            .collect();
+        if chosen.len() < want {
+            return Err(unavailable(format!(
+                "Grid Engine granted the GPUs {} but this host numbers its GPUs {} ({source})",
+                granted.ids.join(" "),
+                gpus.iter()
+                    .map(|g| g.index.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )));
+        }
+        chosen
+    };
     if gpus.len() < want {
         return Err(Error::GpusMissing {
             job,
