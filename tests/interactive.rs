@@ -8,52 +8,11 @@ mod common;
 
 use std::io::Write;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::cell::*;
-use common::pty::Session;
+use common::pty::{Session, qrsh_shell, session_job};
 use common::*;
-
-const PROMPT: &str = "pty-prompt> ";
-
-/// `qrsh -pty y -v PS1=… EXTRA sh` as alice on a terminal of 33 x 97.
-fn qrsh_shell(case: &Case, extra: &[&str]) -> Session {
-    let ps1 = format!("PS1={PROMPT}");
-    let mut args = vec!["-pty", "y", "-now", "no", "-v", &ps1];
-    args.extend_from_slice(extra);
-    args.push("sh");
-    Session::spawn(case.client_command("qrsh", &args), 33, 97, JOB_TIMEOUT)
-}
-
-/// Runs `line` in the shell; returns what the terminal showed until a marker echoed after
-/// it. The marker is computed by the shell, so the echo of the typed line cannot match it:
-/// prompts (busybox asks the terminal for the cursor position and prompts again) do not
-/// count.
-fn run(shell: &mut Session, line: &str) -> String {
-    static SERIAL: AtomicU32 = AtomicU32::new(1);
-    let n = SERIAL.fetch_add(1, Ordering::Relaxed);
-    shell.send(format!("{line}; echo \"done-$(({n}*7))\"\r").as_bytes());
-    shell.expect(&format!("done-{}", n * 7))
-}
-
-/// Waits for the shell's first prompt and returns the job's id, which the test then tracks.
-fn session_job(case: &Case, shell: &mut Session) -> u32 {
-    shell.expect(PROMPT);
-    let said = run(shell, "echo \"job-$JOB_ID-\"");
-    let job = said
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("job-")?
-                .trim_end()
-                .strip_suffix('-')?
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("no job id in {said:?}"));
-    case.track(job);
-    job
-}
 
 /// The pid of the job's `sleep 4321`, in or out of a container: a process of the job's own
 /// (its environment names the job) with exactly that command line.
@@ -89,18 +48,18 @@ fn assert_ended(case: &Case, job: u32) {
 /// shell runs.
 fn use_the_shell(case: &Case, mut shell: Session, os_id: &str) {
     let job = session_job(case, &mut shell);
-    let os = run(&mut shell, "grep ^ID= /etc/os-release");
+    let os = shell.run("grep ^ID= /etc/os-release");
     assert!(os.contains(&format!("ID={os_id}\r\n")), "{os:?}");
-    let tty = run(&mut shell, "tty");
+    let tty = shell.run("tty");
     assert!(tty.contains("\r\n/dev/pts/"), "{tty:?}");
-    let size = run(&mut shell, "stty size");
+    let size = shell.run("stty size");
     assert!(size.contains("\r\n33 97\r\n"), "{size:?}");
     // The new size travels qrsh -> shepherd -> starter -> engine: asked again until it
     // arrived, each answer awaited.
     shell.resize(40, 120);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let size = run(&mut shell, "stty size");
+        let size = shell.run("stty size");
         if size.contains("\r\n40 120\r\n") {
             break;
         }
@@ -119,7 +78,7 @@ fn use_the_shell(case: &Case, mut shell: Session, os_id: &str) {
         || shell.transcript(),
     );
     shell.send(b"\x03");
-    let status = run(&mut shell, "echo \"rc-$?\"");
+    let status = shell.run("echo \"rc-$?\"");
     assert!(status.contains("rc-130\r\n"), "{status:?}");
     assert_eq!(job_sleep(job), None);
     shell.send(b"exit 7\r");

@@ -10,15 +10,6 @@ use std::time::Duration;
 use common::cell::*;
 use common::*;
 
-/// The `Cpus_allowed_list` line a job prints with `grep Cpus_allowed_list /proc/self/status`.
-fn cpus_allowed(output: &str) -> &str {
-    output
-        .lines()
-        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-        .map(str::trim)
-        .unwrap_or_else(|| panic!("no Cpus_allowed_list in {output:?}"))
-}
-
 /// The host's online CPUs as a list (`0-1`), what an unbound process may use.
 fn online_cpus() -> String {
     std::fs::read_to_string("/sys/devices/system/cpu/online")
@@ -56,21 +47,7 @@ fn smp_job_gets_its_slots_cpu_quota_and_hostfile_in_the_image() {
     case.wait_for_container(image, 0, "running");
     let name = task_container(image, 0);
     assert_eq!(inspect(&name, "{{.HostConfig.NanoCpus}}"), "2000000000");
-    let hostfile_mount = inspect(
-        &name,
-        "{{range .Mounts}}{{if eq .Type \"bind\"}}{{.Source}} {{.Destination}} {{.RW}}\n{{end}}{{end}}",
-    );
-    let hostfile_mount = hostfile_mount
-        .lines()
-        .find(|l| l.contains("pe_hostfile"))
-        .unwrap_or_else(|| panic!("no pe_hostfile mount: {hostfile_mount}"));
-    let fields: Vec<&str> = hostfile_mount.split(' ').collect();
-    assert_eq!(fields[0], fields[1], "mounted at its own path");
-    assert_eq!(fields[2], "false", "read-only");
-    assert!(
-        fields[0].ends_with(&format!("/active_jobs/{image}.1/pe_hostfile")),
-        "{hostfile_mount}"
-    );
+    assert_pe_hostfile_mounted(&inspect(&name, BIND_MOUNTS), image);
     std::fs::write(case.path("go"), "").expect("go");
     for (job, name) in [(native, "smp_native"), (image, "smp_image")] {
         let acct = case.wait_done(job, 1);

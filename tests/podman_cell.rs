@@ -15,6 +15,7 @@ mod common;
 
 use common::cell::*;
 use common::hosts::*;
+use common::pty::{qrsh_shell, session_job};
 use common::*;
 
 use std::fs;
@@ -31,41 +32,67 @@ macro_rules! require_podman_host {
     };
 }
 
-/// The state of `job`'s container (task 0) in the Podman host's Podman; None once it is gone.
-fn podman_state(job: u32) -> Option<String> {
-    let name = task_container(job, 0);
-    let out = HOST.docker(&["inspect", "--format", "{{.State.Status}}", &name]);
+/// What Podman says of the container of `job`'s task `task` (0 for a job that is no array)
+/// by `podman inspect --format FORMAT`; None once it is gone.
+fn podman_inspect(job: u32, task: u32, format: &str) -> Option<String> {
+    let name = task_container(job, task);
+    let out = HOST.docker(&["inspect", "--format", format, &name]);
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// What Podman's event log on the host says happened to `job`'s container, in order
-/// (`create`, `start`, `pause`, `died`, `remove` …).
-fn podman_events(job: u32) -> Vec<String> {
-    let filter = format!("container={}", task_container(job, 0));
+/// The state of `job`'s container (task 0) in the Podman host's Podman; None once it is gone.
+fn podman_state(job: u32) -> Option<String> {
+    podman_inspect(job, 0, "{{.State.Status}}")
+}
+
+/// Waits until the container of `job`'s task `task` runs in the host's Podman.
+fn wait_running_in_podman(case: &Case, job: u32, task: u32) {
+    case.wait_until(
+        &format!("{} runs in Podman", task_container(job, task)),
+        JOB_TIMEOUT,
+        || podman_inspect(job, task, "{{.State.Status}}").as_deref() == Some("running"),
+    );
+}
+
+/// Podman's event log on the host about the container of `job`'s task `task`, in order, each
+/// event as `format` shows it (`{{.Status}}`: `create`, `start`, `pause`, `died`, `remove` …).
+fn podman_event_log(job: u32, task: u32, format: &str) -> Vec<String> {
+    let filter = format!("container={}", task_container(job, task));
     HOST.docker_text(&[
         "events",
         "--stream=false",
         "--filter",
         &filter,
         "--format",
-        "{{.Status}}",
+        format,
     ])
     .lines()
     .map(str::to_string)
     .collect()
 }
 
-/// The job's container came and went in the host's Podman: created, started, died, removed.
-fn assert_ran_in_podman(job: u32) {
-    let events = podman_events(job);
+/// What happened to `job`'s container (task 0) in Podman: `create`, `start`, `pause` …
+fn podman_events(job: u32) -> Vec<String> {
+    podman_event_log(job, 0, "{{.Status}}")
+}
+
+/// The container of `job`'s task `task` came and went in the host's Podman: created,
+/// started, died, removed.
+fn assert_task_ran_in_podman(job: u32, task: u32) {
+    let events = podman_event_log(job, task, "{{.Status}}");
     for wanted in ["create", "start", "died", "remove"] {
         assert!(
             events.iter().any(|e| e == wanted),
-            "no {wanted} in Podman's events of job {job}: {events:?}"
+            "no {wanted} in Podman's events of job {job}.{task}: {events:?}"
         );
     }
+}
+
+/// [`assert_task_ran_in_podman`] for a job that is no array.
+fn assert_ran_in_podman(job: u32) {
+    assert_task_ran_in_podman(job, 0);
 }
 
 /// `job` ran once, on the Podman host, and exited with `code` by itself (failed 0).
@@ -325,5 +352,265 @@ fn a_podman_service_restart_under_a_job_loses_no_line_and_keeps_its_exit_code() 
         stderr.contains("qdock: the container engine is back"),
         "{stderr}"
     );
+    assert_clean(&case);
+}
+
+/// Unix seconds now, as the usage record's `start`.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64
+}
+
+/// `-t 1-3` on the Podman host: one container per task, each created, started, ended with
+/// its task's own exit status (`qacct` and Podman's `died` event) and removed. `qdock usage
+/// JOB` as alice gives each task's record: node3, its container, the image's ID in node3's
+/// Podman, an exact measure.
+#[test]
+#[ignore = "needs the mixed cell (bin/setup-cluster --hosts 3 --podman-host node3): cargo test --test podman_cell -- --ignored"]
+fn an_array_job_runs_a_podman_container_per_task_each_in_the_usage_record() {
+    require_podman_host!();
+    let case = Case::cluster("podman-array");
+    case.script(
+        "task.sh",
+        "echo \"task $SGE_TASK_ID\"\ncat /qdock-image-marker\nexit $((SGE_TASK_ID + 10))\n",
+    );
+    let began = unix_now();
+    let job = case.qsub_image(
+        IMAGE,
+        &["-q", &HOST.queue(), "-t", "1-3", "-N", "arr", "task.sh"],
+    );
+    let acct = case.wait_done(job, 3);
+    let mut ended: Vec<(String, &str, i32, i32)> = acct
+        .iter()
+        .map(|a| {
+            let task = a.get("taskid").to_string();
+            (task, a.get("hostname"), a.failed(), a.exit_status())
+        })
+        .collect();
+    ended.sort();
+    let expected: Vec<(String, &str, i32, i32)> = (1..=3)
+        .map(|t| (t.to_string(), HOST.name, 0, t + 10))
+        .collect();
+    assert_eq!(ended, expected, "{acct:?}");
+    for task in 1..=3 {
+        assert_eq!(
+            case.read(format!("arr.o{job}.{task}")),
+            format!("task {task}\n{IMAGE}\n")
+        );
+        assert_task_ran_in_podman(job, task);
+        let died = podman_event_log(job, task, "{{.Status}} {{.ContainerExitCode}}");
+        assert!(
+            died.contains(&format!("died {}", task + 10)),
+            "task {task}: {died:?}"
+        );
+    }
+
+    let image_id = HOST.docker_text(&["image", "inspect", "--format", "{{.Id}}", IMAGE]);
+    let json = case.client("qdock", &["usage", "--json", &job.to_string()]);
+    // An earlier run's job of the same number (a qmaster started anew) started before.
+    let mut records: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .filter(|r: &serde_json::Value| r["start"].as_i64() >= Some(began))
+        .collect();
+    records.sort_by_key(|r| r["task"].as_u64());
+    assert_eq!(records.len(), 3, "{json}");
+    for (r, task) in records.iter().zip(1..=3) {
+        assert_eq!(
+            (&r["task"], &r["owner"], &r["host"]),
+            (&task.into(), &"alice".into(), &HOST.name.into()),
+            "{json}"
+        );
+        let c = &r["container"];
+        assert_eq!(c["name"], task_container(job, task), "{json}");
+        assert_eq!(c["exit"], task + 10, "{json}");
+        // Podman's CLI shows the ID without the `sha256:` its API gives.
+        assert_eq!(
+            c["image_id"]
+                .as_str()
+                .map(|id| id.trim_start_matches("sha256:")),
+            Some(image_id.trim_start_matches("sha256:")),
+            "{json}"
+        );
+        assert_eq!(c["usage"]["exact"], true, "{json}");
+    }
+    assert_clean(&case);
+}
+
+/// The resource requests on the Podman host, three jobs at once in its four slots, each
+/// container seen by Podman and from inside its cgroups:
+/// - `-pe smp 2`: `NSLOTS=2`, two CPUs' quota, the execd's `$PE_HOSTFILE` mounted read-only
+///   at its own path;
+/// - `-binding linear:1 -l h_vmem=256M`: the cpuset is the one core Grid Engine bound the job
+///   to (its starter's affinity); the memory limit is 256 MiB, no swap beyond it, and a child
+///   allocating more is killed while the job goes on;
+/// - `-l h_rt=0:0:5`: Grid Engine ends the job at its limit (`failed` 37), its container
+///   stopped and gone from Podman.
+#[test]
+#[ignore = "needs the mixed cell (bin/setup-cluster --hosts 3 --podman-host node3): cargo test --test podman_cell -- --ignored"]
+fn pe_smp_binding_h_vmem_and_h_rt_act_on_the_podman_container() {
+    require_podman_host!();
+    let case = Case::cluster("podman-resources");
+    let queue = HOST.queue();
+    case.script(
+        "smp.sh",
+        &format!(
+            "echo \"slots=$NSLOTS pe=$PE\"\ncat \"$PE_HOSTFILE\"\n\
+             cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us\n{UNTIL_GO}"
+        ),
+    );
+    case.script(
+        "bound.sh",
+        &format!(
+            "grep Cpus_allowed_list /proc/self/status\ncat /sys/fs/cgroup/cpuset/cpuset.cpus\n\
+             cat /sys/fs/cgroup/memory/memory.limit_in_bytes\n{UNTIL_GO}\
+             head -c 600m /dev/zero | tail > /dev/null\necho \"survived $?\"\n"
+        ),
+    );
+    case.script("long.sh", "echo started\nsleep 60\necho not-reached\n");
+    let timed = case.qsub_image(IMAGE, &["-q", &queue, "-l", "h_rt=0:0:5", "long.sh"]);
+    let smp = case.qsub_image(IMAGE, &["-q", &queue, "-pe", "smp", "2", "smp.sh"]);
+    let bound = case.qsub_image(
+        IMAGE,
+        &[
+            "-q",
+            &queue,
+            "-binding",
+            "linear:1",
+            "-l",
+            "h_vmem=256M",
+            "bound.sh",
+        ],
+    );
+    for job in [timed, smp, bound] {
+        wait_running_in_podman(&case, job, 0);
+    }
+    let look = |job, format| podman_inspect(job, 0, format).unwrap_or_default();
+
+    assert_eq!(look(smp, "{{.HostConfig.NanoCpus}}"), "2000000000");
+    let mounts = look(smp, BIND_MOUNTS);
+    assert_pe_hostfile_mounted(&mounts, smp);
+    // The execd's own file: node3's spool.
+    let spool = format!("/{}/active_jobs/{smp}.1/pe_hostfile ", HOST.name);
+    assert!(mounts.contains(&spool), "{mounts}");
+
+    let starter = look(bound, "{{index .Config.Labels \"qdock.starter-pid\"}}");
+    let status = fs::read_to_string(format!("/proc/{starter}/status"))
+        .unwrap_or_else(|e| panic!("the starter {starter:?}: {e}"));
+    let job_cores = cpus_allowed(&status).to_string();
+    assert!(
+        job_cores.parse::<u32>().is_ok(),
+        "bound to one core: {job_cores}"
+    );
+    assert_eq!(look(bound, "{{.HostConfig.CpusetCpus}}"), job_cores);
+    let limit = (256u64 << 20).to_string();
+    assert_eq!(
+        look(bound, "{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}}"),
+        format!("{limit} {limit}")
+    );
+
+    let grace = Duration::from_secs(5) + stop_grace() + Duration::from_secs(10);
+    case.wait_until("the h_rt job's container gone from Podman", grace, || {
+        podman_state(timed).is_none()
+    });
+    let acct = case.wait_done(timed, 1);
+    assert_eq!(acct[0].get("hostname"), HOST.name, "{acct:?}");
+    // failed 37: "qmaster enforced h_rt, h_cpu, or h_vmem limit"
+    assert_eq!(acct[0].failed(), 37, "{acct:?}");
+    assert!(acct[0].exit_status() >= 128, "killed: {acct:?}");
+    let wall = acct[0].wallclock_secs();
+    assert!((5.0..30.0).contains(&wall), "{acct:?}");
+    assert_eq!(case.read(format!("long.sh.o{timed}")), "started\n");
+    assert_ran_in_podman(timed);
+
+    fs::write(case.path("go"), "").expect("go");
+    for job in [smp, bound] {
+        assert_ran_on_host(&case, job, 0);
+        assert_ran_in_podman(job);
+    }
+    let out = case.read(format!("smp.sh.o{smp}"));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first(), Some(&"slots=2 pe=smp"), "{out}");
+    // One host, both slots: "node3 2 all.q@node3 UNDEFINED".
+    let host_line: Vec<&str> = lines
+        .get(1)
+        .copied()
+        .unwrap_or_default()
+        .split(' ')
+        .collect();
+    assert_eq!(host_line[..3], [HOST.name, "2", queue.as_str()], "{out}");
+    let quota: Vec<u64> = lines[2..].iter().filter_map(|l| l.parse().ok()).collect();
+    assert!(
+        matches!(quota[..], [quota, period] if quota == 2 * period),
+        "two CPUs' quota: {out}"
+    );
+    assert_eq!(
+        case.read(format!("bound.sh.o{bound}")),
+        format!("Cpus_allowed_list:\t{job_cores}\n{job_cores}\n{limit}\nsurvived 137\n")
+    );
+    assert_clean(&case);
+}
+
+/// `qrsh -pty y` on the Podman host: a shell in the image on a terminal of the container's
+/// own (Podman's `Config.Tty`), its size that of the user's terminal, the shell's exit code
+/// qrsh's.
+#[test]
+#[ignore = "needs the mixed cell (bin/setup-cluster --hosts 3 --podman-host node3): cargo test --test podman_cell -- --ignored"]
+fn qrsh_with_a_terminal_gives_a_shell_in_a_podman_container() {
+    require_podman_host!();
+    let case = Case::cluster("podman-pty");
+    let queue = HOST.queue();
+    let image = format!("IMAGE={IMAGE}");
+    let mut shell = qrsh_shell(&case, &["-q", &queue, "-v", &image]);
+    let job = session_job(&case, &mut shell);
+    assert_eq!(
+        podman_inspect(job, 0, "{{.State.Status}} {{.Config.Tty}}").as_deref(),
+        Some("running true")
+    );
+    let said = shell.run("hostname; cat /qdock-image-marker; tty; stty size");
+    assert!(
+        said.contains(&format!("\r\n{}\r\n{IMAGE}\r\n/dev/pts/", HOST.name)),
+        "{said:?}"
+    );
+    assert!(said.contains("\r\n33 97\r\n"), "{said:?}");
+    shell.send(b"exit 7\r");
+    let status = shell.wait();
+    assert_eq!(status.code(), Some(7), "{}", shell.transcript());
+    case.wait_until("the job left qstat", JOB_TIMEOUT, || {
+        case.states(job).is_empty()
+    });
+    assert_ran_in_podman(job);
+    assert_clean(&case);
+}
+
+/// A starter SIGKILLed under its running container (as the shepherd kills it when qrsh dies):
+/// nobody is left to remove the container but node3's `qdock gc --watch`, which does, in
+/// Podman.
+#[test]
+#[ignore = "needs the mixed cell (bin/setup-cluster --hosts 3 --podman-host node3): cargo test --test podman_cell -- --ignored"]
+fn a_killed_starters_podman_container_is_removed_by_the_hosts_gc_watcher() {
+    require_podman_host!();
+    let case = Case::cluster("podman-orphan");
+    case.script("hold.sh", UNTIL_GO);
+    let job = case.qsub_image(IMAGE, &["-q", &HOST.queue(), "hold.sh"]);
+    wait_running_in_podman(&case, job, 0);
+    let removed = format!("removed {} ", task_container(job, 0));
+    let log = || HOST.log("qdock-gc-watch.log");
+    assert!(!log().contains(&removed), "an earlier {removed:?}");
+    let starter: i32 = podman_inspect(job, 0, "{{index .Config.Labels \"qdock.starter-pid\"}}")
+        .and_then(|p| p.parse().ok())
+        .expect("the starter's pid");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(starter), Signal::SIGKILL)
+        .expect("kill the starter");
+    case.wait_until("node3's watcher removed the container", JOB_TIMEOUT, || {
+        log().contains(&removed)
+    });
+    assert_eq!(podman_state(job), None);
+    let acct = case.wait_done(job, 1);
+    assert_eq!(acct[0].get("hostname"), HOST.name, "{acct:?}");
+    assert_eq!(acct[0].exit_status(), 137, "{acct:?}");
+    assert!(podman_events(job).iter().any(|e| e == "remove"));
     assert_clean(&case);
 }

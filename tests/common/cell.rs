@@ -222,6 +222,27 @@ pub fn task_container(job: u32, task: u32) -> String {
     format!("qdock-{SGE_CELL}-{job}-{task}")
 }
 
+/// `docker inspect --format` (or `podman inspect`) of a container's bind mounts, a line each:
+/// `SOURCE DESTINATION RW`.
+pub const BIND_MOUNTS: &str =
+    "{{range .Mounts}}{{if eq .Type \"bind\"}}{{.Source}} {{.Destination}} {{.RW}}\n{{end}}{{end}}";
+
+/// The container of `-pe` job `job` has the execd's `$PE_HOSTFILE` mounted read-only at its
+/// own path; `mounts` is the container's [`BIND_MOUNTS`].
+pub fn assert_pe_hostfile_mounted(mounts: &str, job: u32) {
+    let hostfile = mounts
+        .lines()
+        .find(|l| l.contains("pe_hostfile"))
+        .unwrap_or_else(|| panic!("no pe_hostfile mount: {mounts}"));
+    let fields: Vec<&str> = hostfile.split(' ').collect();
+    assert_eq!(fields[0], fields[1], "mounted at its own path: {hostfile}");
+    assert_eq!(fields[2], "false", "read-only: {hostfile}");
+    assert!(
+        fields[0].ends_with(&format!("/active_jobs/{job}.1/pe_hostfile")),
+        "{hostfile}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Hosts and their load values (qdock load-sensor)
 

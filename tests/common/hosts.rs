@@ -218,6 +218,13 @@ impl Host {
         Path::new(STATE).join(self.name).join("qdock/qdock.toml")
     }
 
+    /// The host's log file `name` (in its own /var/log) as this machine sees it; empty while
+    /// it does not exist.
+    pub fn log(&self, name: &str) -> String {
+        fs::read_to_string(Path::new(STATE).join(self.name).join("log").join(name))
+            .unwrap_or_default()
+    }
+
     /// Sets `key = value` (TOML) in `[table]` of the host's config until the guard is
     /// dropped.
     pub fn set_config_value(&self, table: &str, key: &str, value: &str) -> ConfigGuard {

@@ -1639,6 +1639,16 @@ impl Job {
     }
 }
 
+/// The CPUs in the `Cpus_allowed_list` line of a `/proc/<pid>/status`, or of a job's output
+/// of `grep Cpus_allowed_list /proc/self/status`.
+pub fn cpus_allowed(status: &str) -> &str {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no Cpus_allowed_list in {status:?}"))
+}
+
 // ---------------------------------------------------------------------------------------------
 // An independent clock
 

@@ -1,18 +1,21 @@
 //! A program on a terminal of the test's own, as a user at a terminal runs `qrsh -pty y`: the
 //! test types bytes, reads what the terminal shows, and sets its window size. Every wait is
 //! for text to appear (or the program to end), under a deadline that fails the test.
+//! [`qrsh_shell`] starts such a shell through Grid Engine, [`Session::run`] runs a line in it.
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::pty::{Winsize, openpty};
 
 use super::Running;
+use super::cell::{Case, JOB_TIMEOUT};
 
 /// What the terminal showed, and whether the program's side of it closed.
 #[derive(Default)]
@@ -120,6 +123,17 @@ impl Session {
         }
     }
 
+    /// Runs `line` in the shell on the terminal; returns what the terminal showed until a
+    /// marker echoed after it. The marker is computed by the shell, so the echo of the typed
+    /// line cannot match it: prompts (busybox asks the terminal for the cursor position and
+    /// prompts again) do not count.
+    pub fn run(&mut self, line: &str) -> String {
+        static SERIAL: AtomicU32 = AtomicU32::new(1);
+        let n = SERIAL.fetch_add(1, Ordering::Relaxed);
+        self.send(format!("{line}; echo \"done-$(({n}*7))\"\r").as_bytes());
+        self.expect(&format!("done-{}", n * 7))
+    }
+
     /// Sets the terminal's size, as a terminal emulator does when its window changes: the
     /// kernel tells the program's foreground process group with SIGWINCH.
     pub fn resize(&mut self, rows: u16, cols: u16) {
@@ -186,6 +200,36 @@ impl Drop for Session {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The prompt of [`qrsh_shell`]'s shell.
+pub const PROMPT: &str = "pty-prompt> ";
+
+/// `qrsh -pty y -v PS1=… EXTRA sh` as alice on a terminal of 33 x 97.
+pub fn qrsh_shell(case: &Case, extra: &[&str]) -> Session {
+    let ps1 = format!("PS1={PROMPT}");
+    let mut args = vec!["-pty", "y", "-now", "no", "-v", &ps1];
+    args.extend_from_slice(extra);
+    args.push("sh");
+    Session::spawn(case.client_command("qrsh", &args), 33, 97, JOB_TIMEOUT)
+}
+
+/// Waits for the shell's first prompt and returns the job's id, which the case then tracks.
+pub fn session_job(case: &Case, shell: &mut Session) -> u32 {
+    shell.expect(PROMPT);
+    let said = shell.run("echo \"job-$JOB_ID-\"");
+    let job = said
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("job-")?
+                .trim_end()
+                .strip_suffix('-')?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no job id in {said:?}"));
+    case.track(job);
+    job
 }
 
 /// A terminal whose other side nobody reads, as a stopped client leaves it: what a program
