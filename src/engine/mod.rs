@@ -27,8 +27,8 @@
 //! - its containers outlive its API service (each runs under its own conmon), as dockerd's do
 //!   with `live-restore`, which its `/info` denies: [`Engine::live_restore`] says true;
 //! - it reports no OOM kill on a cgroup v1 host (`State.OOMKilled` stays false, no `oom`
-//!   event; measured with 4.3.1): a job killed for memory ends with 137 but without the
-//!   "out of memory" line.
+//!   event; measured with 4.3.1): the starter asks the kernel too, whose count in the
+//!   container's memory cgroup the usage probe reads (crate::usage).
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -142,7 +142,6 @@ pub struct Container {
     pub state: State,
     pub labels: HashMap<String, String>,
     pub oom_killed: bool,
-    pub memory_limit: Option<i64>,
     /// The host pid of the container's first process while it runs.
     pub pid: Option<i32>,
     /// When it last started and exited, as the engine's inspect gives them (RFC 3339, UTC).
@@ -563,7 +562,6 @@ impl Engine {
             state: State::parse(&c.state.status),
             labels: c.config.labels.unwrap_or_default(),
             oom_killed: c.state.oom_killed,
-            memory_limit: c.host_config.memory.filter(|&m| m > 0),
             pid: i32::try_from(c.state.pid).ok().filter(|&p| p > 0),
             started_at: c.state.started_at,
             finished_at: c.state.finished_at,
@@ -713,7 +711,6 @@ impl Engine {
                 oom_killed: false,
                 started_at: None,
                 finished_at: None,
-                memory_limit: None,
                 pid: None,
             })
             .collect())
@@ -757,7 +754,6 @@ impl Engine {
                 oom_killed: false,
                 started_at: None,
                 finished_at: None,
-                memory_limit: None,
                 pid: None,
             })
         });
@@ -803,7 +799,6 @@ struct Inspected {
     name: String,
     state: InspectedState,
     config: InspectedConfig,
-    host_config: InspectedHostConfig,
 }
 
 #[derive(serde::Deserialize)]
@@ -823,12 +818,6 @@ struct InspectedState {
 #[serde(rename_all = "PascalCase")]
 struct InspectedConfig {
     labels: Option<HashMap<String, String>>,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct InspectedHostConfig {
-    memory: Option<i64>,
 }
 
 /// One entry of `GET /containers/json`.

@@ -33,6 +33,16 @@ pub struct Usage {
     pub peak_memory_sampled: bool,
     pub io_read_bytes: u64,
     pub io_write_bytes: u64,
+    /// Processes of the container the kernel killed for want of memory, as its memory
+    /// cgroup counts them (v1: `memory.oom_control`, v2: `memory.events`, each an `oom_kill`
+    /// line). The engine's `State.OOMKilled` is not enough: Podman 4.3 on cgroup v1 never
+    /// sets it. Absent from records of jobs without one, and from those written before.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub oom_kills: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A [`Usage`] and how it was obtained.
@@ -81,26 +91,31 @@ const V1_PROCS: &str = "cpuacct";
 
 /// v1: nanoseconds in three files; `memory.max_usage_in_bytes`;
 /// `blkio.throttle.io_service_bytes_recursive`, `MAJ:MIN Op bytes` lines, as the engine
-/// reads them for its stats (the throttle files count every device, whatever scheduler).
-const V1_FILES: [CgroupFile; 5] = [
+/// reads them for its stats (the throttle files count every device, whatever scheduler);
+/// `memory.oom_control`, a flat keyed file.
+const V1_FILES: [CgroupFile; 6] = [
     file(V1_PROCS, "cpuacct.usage"),
     file(V1_PROCS, "cpuacct.usage_user"),
     file(V1_PROCS, "cpuacct.usage_sys"),
     file("memory", "memory.max_usage_in_bytes"),
     file("blkio", "blkio.throttle.io_service_bytes_recursive"),
+    file("memory", "memory.oom_control"),
 ];
 /// v2: `cpu.stat` (`usage_usec` and its split, in every cgroup whether or not the cpu
 /// controller is enabled there), a memory file, `io.stat` (`MAJ:MIN rbytes=… wbytes=…`
-/// lines, one per device the cgroup used).
-const V2_FILES: [CgroupFile; 3] = [
+/// lines, one per device the cgroup used), `memory.events`, a flat keyed file there
+/// wherever the memory file is.
+const V2_FILES: [CgroupFile; 4] = [
     file("", "cpu.stat"),
     file("", "memory.peak"),
     file("", "io.stat"),
+    file("", "memory.events"),
 ];
-const V2_FILES_WITHOUT_PEAK: [CgroupFile; 3] = [
+const V2_FILES_WITHOUT_PEAK: [CgroupFile; 4] = [
     file("", "cpu.stat"),
     file("", "memory.current"),
     file("", "io.stat"),
+    file("", "memory.events"),
 ];
 
 impl Hierarchy {
@@ -155,6 +170,7 @@ impl Hierarchy {
                     peak_memory_sampled: false,
                     io_read_bytes,
                     io_write_bytes,
+                    oom_kills: oom_kills(&texts[5]),
                 })
             }
             Hierarchy::V2 => {
@@ -172,6 +188,7 @@ impl Hierarchy {
                     peak_memory_sampled: memory == Memory::Current,
                     io_read_bytes,
                     io_write_bytes,
+                    oom_kills: oom_kills(&texts[3]),
                 })
             }
         }
@@ -302,12 +319,22 @@ pub fn is_namespace_init(status: &str) -> bool {
         == Some("1")
 }
 
-/// The number after `key` in a flat keyed file (`usage_usec 6314698` lines: `cpu.stat`).
+/// The number after `key` in a flat keyed file (`usage_usec 6314698` lines: `cpu.stat`,
+/// `memory.events`, v1's `memory.oom_control`).
 fn flat_keyed(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|line| {
         let (k, value) = line.split_once(' ')?;
         (k == key).then(|| value.trim().parse().ok())?
     })
+}
+
+/// The OOM kills a memory cgroup counted: the `oom_kill` line of v1's `memory.oom_control`
+/// (`oom_kill_disable 0`, `under_oom 0`, `oom_kill 1`) or of v2's `memory.events` (`low 0`,
+/// `high 0`, `max 14`, `oom 1`, `oom_kill 1`, …; `oom` counts the times the limit was hit,
+/// not kills). A v1 kernel before 4.13 has no such line: none counted, the engine's word
+/// alone then tells.
+fn oom_kills(text: &str) -> u64 {
+    flat_keyed(text, "oom_kill").unwrap_or(0)
 }
 
 /// Read and written bytes summed over the devices of `io.stat`, a nested keyed file:
@@ -400,8 +427,11 @@ mod tests {
     const BLKIO: &str = "8:0 Read 4096\n8:0 Write 12288\n8:0 Sync 16384\n8:0 Async 0\n\
                          8:0 Discard 0\n8:0 Total 16384\n8:16 Read 1024\n8:16 Write 0\nTotal 16384\n";
 
+    /// As Linux 6.18 writes it for a container none of whose processes was killed.
+    const OOM_CONTROL: &str = "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n";
+
     fn v1(user: &str, system: &str, peak: &str, blkio: &str) -> Vec<String> {
-        ["21650500000\n", user, system, peak, blkio]
+        ["21650500000\n", user, system, peak, blkio, OOM_CONTROL]
             .map(String::from)
             .to_vec()
     }
@@ -415,8 +445,13 @@ mod tests {
     const IO_STAT: &str = "8:16 rbytes=1459200 wbytes=314773504 rios=192 wios=353 dbytes=0 dios=0\n\
                            8:0 rbytes=90430464 wbytes=299008000 rios=8950 wios=1252 dbytes=50331648 dios=3021\n";
 
+    /// As a 6.1 kernel writes it for a container that never reached its limit.
+    const MEMORY_EVENTS: &str = "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n";
+
     fn v2(cpu_stat: &str, memory: &str, io_stat: &str) -> Vec<String> {
-        [cpu_stat, memory, io_stat].map(String::from).to_vec()
+        [cpu_stat, memory, io_stat, MEMORY_EVENTS]
+            .map(String::from)
+            .to_vec()
     }
 
     #[test]
@@ -433,6 +468,7 @@ mod tests {
                 peak_memory_sampled: false,
                 io_read_bytes: 5120,
                 io_write_bytes: 12288,
+                oom_kills: 0,
             }
         );
         // v1 has a peak whatever a v2 kernel lacks.
@@ -454,6 +490,7 @@ mod tests {
                 peak_memory_sampled: false,
                 io_read_bytes: 1_459_200 + 90_430_464,
                 io_write_bytes: 314_773_504 + 299_008_000,
+                oom_kills: 0,
             }
         );
         // Without the cpu controller cpu.stat has the three times only; io.stat is empty
@@ -468,6 +505,32 @@ mod tests {
             .usage(Memory::Peak, &v2(bare, "4096\n", older))
             .unwrap();
         assert_eq!((usage.io_read_bytes, usage.io_write_bytes), (512, 1024));
+    }
+
+    #[test]
+    fn the_memory_cgroup_counts_the_oom_kills_on_either_hierarchy() {
+        // v1: a container one of whose processes was killed, the memory freed since.
+        let mut texts = v1("1", "2", "3", "");
+        texts[5] = "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n".into();
+        let usage = Hierarchy::V1.usage(Memory::Peak, &texts).unwrap();
+        assert_eq!(usage.oom_kills, 1);
+        // Before Linux 4.13 the file has no count: none is told.
+        texts[5] = "oom_kill_disable 0\nunder_oom 0\n".into();
+        let usage = Hierarchy::V1.usage(Memory::Peak, &texts).unwrap();
+        assert_eq!(usage.oom_kills, 0);
+        // v2: `oom` (the limit hit) and `oom_group_kill` are other counts.
+        let mut texts = v2(CPU_STAT, "4096\n", "");
+        texts[3] = "low 0\nhigh 0\nmax 31\noom 3\noom_kill 2\noom_group_kill 0\n".into();
+        for memory in [Memory::Peak, Memory::Current] {
+            assert_eq!(Hierarchy::V2.usage(memory, &texts).unwrap().oom_kills, 2);
+        }
+        assert_eq!(
+            Hierarchy::V2
+                .usage(Memory::Peak, &v2(CPU_STAT, "4096\n", ""))
+                .unwrap()
+                .oom_kills,
+            0
+        );
     }
 
     #[test]
@@ -517,12 +580,18 @@ mod tests {
         };
         assert_eq!(
             names(Hierarchy::V2),
-            [("", "cpu.stat"), ("", "memory.peak"), ("", "io.stat")]
+            [
+                ("", "cpu.stat"),
+                ("", "memory.peak"),
+                ("", "io.stat"),
+                ("", "memory.events")
+            ]
         );
         assert_eq!(
             names(Hierarchy::V1)[3],
             ("memory", "memory.max_usage_in_bytes")
         );
+        assert_eq!(names(Hierarchy::V1)[5], ("memory", "memory.oom_control"));
     }
 
     #[test]
@@ -588,6 +657,7 @@ mod tests {
             peak_memory_sampled: false,
             io_read_bytes: 0,
             io_write_bytes: 12288,
+            oom_kills: 0,
         };
         let exact = Ok(Measured { usage, exact: true });
         assert_eq!(

@@ -158,6 +158,12 @@ impl Record {
                             bytes(u.io_read_bytes),
                             bytes(u.io_write_bytes)
                         ));
+                        if u.oom_kills > 0 {
+                            out.push(format!(
+                                "  OOM kills    {} (processes killed for want of memory)",
+                                u.oom_kills
+                            ));
+                        }
                     }
                 }
             }
@@ -213,6 +219,7 @@ mod tests {
                         peak_memory_sampled: false,
                         io_read_bytes: 0,
                         io_write_bytes: 4096,
+                        oom_kills: 0,
                     },
                     exact: true,
                 }),
@@ -281,5 +288,23 @@ mod tests {
         let kept = sample().line();
         assert!(!kept.contains("peak_memory_sampled"), "{kept}");
         assert_eq!(parse(&kept), vec![sample()]);
+    }
+
+    #[test]
+    fn oom_kills_are_recorded_and_told_only_when_there_were_some() {
+        let mut record = sample();
+        let recorded = record.container.as_mut().unwrap().usage.as_mut().unwrap();
+        recorded.usage.oom_kills = 2;
+        let line = record.line();
+        assert!(line.contains("\"oom_kills\":2"), "{line}");
+        assert_eq!(parse(&line), vec![record.clone()]);
+        assert!(
+            record
+                .describe()
+                .contains("  OOM kills    2 (processes killed for want of memory)")
+        );
+        // None: no field, no line, and records written before read as none.
+        assert!(!sample().line().contains("oom_kills"));
+        assert!(!sample().describe().contains("OOM"));
     }
 }

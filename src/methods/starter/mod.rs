@@ -37,6 +37,7 @@ use crate::signals::{Received, Signals};
 use crate::spec::{ContainerSpec, Stdin};
 use crate::{environ, report};
 use prepare::Io;
+use supervise::Exit;
 
 pub use stdio::check_installation as check_stdio;
 
@@ -99,15 +100,15 @@ fn start(argv: Vec<OsString>) -> Result<u8> {
         let mut signals = Signals::install()?;
         let mut prepared = tokio::select! {
             prepared = prepare::prepare(&job, &config, &requested) => prepared?,
-            n = signals.next_terminate() => return Ok(128 + n as u8),
+            n = signals.next_terminate() => return Ok(Exit::Stopped(n).code()),
         };
         let created = RefCell::new(None);
         let started = RefCell::new(None);
         let outcome = execute(&mut prepared, &created, &started, &mut signals).await;
         let (created, started) = (created.take(), started.take());
-        // Only a container that ran has run for a while.
-        let wall_ns = match (&created, &started) {
-            (Some(id), Some(s)) => Some(account::wall_time(&prepared.engine, id, s).await),
+        // Only a container that ran has an end to tell, asked before it is removed.
+        let ended = match (&created, &started) {
+            (Some(id), Some(s)) => Some(account::ended(&prepared.engine, id, s).await),
             _ => None,
         };
         // Whatever happened after create, the container goes: no orphans.
@@ -116,22 +117,22 @@ fn start(argv: Vec<OsString>) -> Result<u8> {
             crate::gpu::ledger::release(&config, &prepared.spec.name);
         }
         crate::timing::mark("removal");
-        let code = outcome?;
+        let exit = outcome?;
         if let Err(e) = removed {
             report::warn(&format!(
                 "could not remove container {}: {e}; `qdock gc` will",
                 prepared.spec.name
             ));
         }
-        if let (Some(started), Some(wall_ns)) = (started, wall_ns) {
-            account::end(&prepared, &config, started, code, wall_ns);
+        if let (Some(started), Some(ended)) = (started, ended) {
+            account::end(&prepared, &config, started, exit, ended);
             crate::timing::mark("record");
         }
-        Ok(code)
+        Ok(exit.code())
     })
 }
 
-/// Creates, starts and supervises the container; returns the starter's exit code.
+/// Creates, starts and supervises the container; returns how the job ended.
 /// `created` receives the container's ID as soon as it exists, `started` its usage watch
 /// once it runs.
 async fn execute(
@@ -139,7 +140,7 @@ async fn execute(
     created: &RefCell<Option<String>>,
     started: &RefCell<Option<account::Started>>,
     signals: &mut Signals,
-) -> Result<u8> {
+) -> Result<Exit> {
     let (engine, spec) = (&prepared.engine, &prepared.spec);
     let announcement = prepared.announcement();
     let script_input = prepared.script_input.clone();
@@ -194,7 +195,7 @@ async fn execute(
                         }
                         created.replace(Some(id));
                     }
-                    return Ok(128 + n as u8);
+                    return Ok(Exit::Stopped(n));
                 }
                 Received::Forward(_) => warnings.push(received),
             },

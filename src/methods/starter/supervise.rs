@@ -42,6 +42,25 @@ pub async fn feed(mut input: crate::engine::Input, script: Vec<u8>) -> Result<()
 
 pub type Pending<'a> = Pin<Box<dyn Future<Output = Result<()>> + 'a>>;
 
+/// How the job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// It ran to its end and exited with this code.
+    Ran(u8),
+    /// Grid Engine stopped it with this signal: the starter exits with 128 plus it.
+    Stopped(i32),
+}
+
+impl Exit {
+    /// The starter's exit code.
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Ran(code) => code,
+            Exit::Stopped(n) => 128 + n as u8,
+        }
+    }
+}
+
 pub async fn supervise(
     engine: &Engine,
     spec: &ContainerSpec,
@@ -50,7 +69,7 @@ pub async fn supervise(
     mut writers: Option<Writers>,
     mut feeding: Option<Pending<'_>>,
     signals: &mut Signals,
-) -> Result<u8> {
+) -> Result<Exit> {
     let name = spec.name.as_str();
     let mut sink = Sink::default();
     let wait = super::restart::exit_code(engine, id, name);
@@ -111,36 +130,8 @@ pub async fn supervise(
         }
     }
     crate::timing::mark("output");
-    let code = exit.unwrap_or(0);
     if let Some(n) = terminated {
-        return Ok(128 + n as u8);
+        return Ok(Exit::Stopped(n));
     }
-    let code = u8::try_from(code).unwrap_or(255);
-    if code == 0 {
-        // Nothing to explain: the look-up below is for failures only.
-        return Ok(0);
-    }
-    // The job ran to its end: a failed look-up must not turn it into a requeue (99).
-    match engine.inspect(id).await {
-        Ok(Some(c)) if c.oom_killed => {
-            let limit = c
-                .memory_limit
-                .map(|m| format!("{} MiB", m >> 20))
-                .unwrap_or_else(|| "none set".into());
-            // OOMKilled is set when any process of the container was killed; when the job
-            // itself survived that, its own exit code stands, as it would natively.
-            report::info(&if code == 137 {
-                format!("the job ran out of memory (limit {limit}) and was killed")
-            } else {
-                format!(
-                    "a process of the job ran out of memory (limit {limit}) and was killed; the job went on and exited with {code}"
-                )
-            });
-        }
-        Ok(_) => {}
-        Err(e) => report::warn(&format!(
-            "could not check whether the job ran out of memory: {e}"
-        )),
-    }
-    Ok(code)
+    Ok(Exit::Ran(u8::try_from(exit.unwrap_or(0)).unwrap_or(255)))
 }
