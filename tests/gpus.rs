@@ -160,6 +160,27 @@ fn a_native_job_gets_the_host_numbers_of_its_gpus() {
     case.assert_clean();
 }
 
+/// A consumable per slot: `-pe smp 2 -l gpu=1` holds one GPU per slot granted on the host,
+/// two, as Grid Engine counts it.
+#[test]
+fn a_parallel_job_holds_its_hosts_share_per_slot() {
+    require_cell!();
+    let _gpus = take_gpus();
+    let case = Case::new("gpu-pe");
+    case.script("see.sh", SEE);
+    let job = case.qsub_image(
+        IMAGE,
+        &[
+            "-pe", "smp", "2", "-l", "gpu=1", "-o", "out", "-j", "y", "see.sh",
+        ],
+    );
+    assert_eq!(case.wait_done(job, 1)[0].exit_status(), 0);
+    let (nodes, visible) = seen(&case.read("out"));
+    assert_eq!(nodes.len(), 2, "{nodes:?}");
+    assert_eq!(visible, "0,1");
+    case.assert_clean();
+}
+
 /// Two jobs of two GPUs each, running at once, hold disjoint devices: all four between them.
 #[test]
 fn two_concurrent_jobs_hold_disjoint_gpus() {
