@@ -148,23 +148,20 @@ impl<'a> Ledger<'a> {
 
     /// Frees every device `container` holds: it is gone.
     pub fn release_container(&self, container: &str) -> std::io::Result<usize> {
-        let _lock = self.lock()?;
-        let mut freed = 0;
-        for (path, h) in self.holdings() {
-            if h.container.as_deref() == Some(container) {
-                remove(&path)?;
-                freed += 1;
-            }
-        }
-        Ok(freed)
+        self.free(|h| h.container.as_deref() == Some(container))
     }
 
     /// Frees every holding that has ended (`qdock gc`); returns how many.
     pub fn sweep(&self, gone: &HashSet<String>) -> std::io::Result<usize> {
+        self.free(|h| self.ended(h, gone))
+    }
+
+    /// Removes, under the lock, the holdings `which` picks; returns how many.
+    fn free(&self, which: impl Fn(&Holder) -> bool) -> std::io::Result<usize> {
         let _lock = self.lock()?;
         let mut freed = 0;
         for (path, h) in self.holdings() {
-            if self.ended(&h, gone) {
+            if which(&h) {
                 remove(&path)?;
                 freed += 1;
             }

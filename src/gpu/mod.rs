@@ -14,7 +14,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
 
 use crate::config::{GpuConfig, GpuMode};
-use crate::job_proof::{Proof, Proven, SpooledJob};
+use crate::job_proof::SpooledJob;
 use crate::mount::MountSpec;
 use crate::packed_job::Request;
 
@@ -213,22 +213,19 @@ pub fn visible(gpus: &[Gpu], in_container: bool) -> String {
     names.join(",")
 }
 
-/// How many GPUs the proven job holds on this host: its hard request of `config.complex`
-/// (`-l gpu=2`), once per slot here (a `YES` consumable) or once for the job on its master
-/// host (`JOB`). 0 for a job that asked for none, or that nothing proves (root, the admin's
-/// unsafe switch): no one else's word counts. The execd writes its copy of every job it
+/// What job `job_id`, as its spool proves it, holds on this host: its hard request of
+/// `config.complex` (`-l gpu=2`), once per slot here (a `YES` consumable) or once for the job
+/// on its master host (`JOB`); or the ids an RSMAP grant names. Nothing for a job that asked
+/// for none; no one else's word counts. The execd writes its copy of every job it
 /// runs; where there is none (a starter tried by hand beside a stand-in spool) there is no
 /// grant either. A copy that cannot be read is an error: the job may have asked for GPUs. One
 /// of a format qdock does not read (another Grid Engine) is no grant, said in the job's `.e`
 /// file: failing every job of a GPU host would break the whole queue.
-pub fn granted(proven: &Proven, config: &GpuConfig) -> Result<Granted, String> {
-    let Proof::Spooled(job) = &proven.proof else {
-        return Ok(Granted::default());
-    };
+pub fn granted(job: &SpooledJob, job_id: u64, config: &GpuConfig) -> Result<Granted, String> {
     let Some(packed) = read_packed(job)? else {
         return Ok(Granted::default());
     };
-    let read = crate::packed_job::hard_requests(&packed, proven.key.job_id())
+    let read = crate::packed_job::hard_requests(&packed, job_id)
         .map_err(|e| format!("the execd's copy of the job cannot be read ({e})"))?;
     let Some(requests) = read else {
         crate::report::warn(

@@ -155,7 +155,7 @@ pub fn native(job: &JobContext, config: &Config) -> Result<Vec<Gpu>> {
         }
         Err(e) => return Err(e),
     };
-    let gpus = super::gpus::claim(&proven, config, None, &Default::default())?;
+    let gpus = super::gpus::claim_native(&proven, config)?;
     if first {
         let ids = gpus.iter().map(|g| g.id.clone()).collect();
         ledger::append(&config.usage.record, &record_of(&proven, now(), None, ids));
