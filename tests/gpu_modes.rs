@@ -139,3 +139,18 @@ fn a_ledger_roots_gc_made_first_serves_every_starter() {
     job.mode(Mode::Config(path))
         .expect(0, "visible=0\n/dev/qdock-gpu1\n");
 }
+
+/// A packed copy of the job that the user could have written (owned by them) is no grant:
+/// only the execd's counts.
+#[test]
+fn a_packed_job_the_user_owns_grants_nothing() {
+    require_engine!();
+    let job = Job::new(SEE).granted_gpus(2);
+    let packed = job.packed_job_path();
+    std::os::unix::fs::chown(&packed, Some(job.user.uid), Some(job.user.gid))
+        .expect("hand the packed job to the user");
+    let (config, ledger) = gpu_config(&job, "devices = [\"/dev/qdock-gpu0\", \"/dev/qdock-gpu1\"]");
+    let job = job.with_config(&config);
+    job.expect(0, "visible=unset\n");
+    assert_eq!(holdings(&ledger), Vec::<String>::new());
+}

@@ -682,7 +682,7 @@ impl Job {
     }
 
     /// Where the execd keeps its packed copy of the job (src/job_proof.rs).
-    fn packed_job_path(&self) -> PathBuf {
+    pub fn packed_job_path(&self) -> PathBuf {
         let id = self.id;
         spool_host_dir().join("jobs").join(format!(
             "{:02}/{:04}/{:04}.{}",
