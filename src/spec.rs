@@ -108,6 +108,8 @@ pub struct Stdio {
     pub helper: PathBuf,
     pub stdout: PathBuf,
     pub stderr: PathBuf,
+    /// The FIFO on which the starter lets the job start (the helper's `--wait`).
+    pub go: PathBuf,
     /// Where the starter writes a login shell's profile when the spec has one.
     pub profile: PathBuf,
 }
@@ -116,6 +118,7 @@ pub struct Stdio {
 pub const STDIO_HELPER: &str = "/.qdock/stdio";
 pub const STDIO_STDOUT: &str = "/.qdock/stdout";
 pub const STDIO_STDERR: &str = "/.qdock/stderr";
+pub const STDIO_GO: &str = "/.qdock/go";
 
 /// The default mount sources, each already widened to its anchor (see `mount_source`) and
 /// mounted at its own path; `None` where there is nothing to mount.
@@ -352,8 +355,9 @@ fn labels(i: &Inputs) -> BTreeMap<String, String> {
 }
 
 /// What the container runs. Through the output helper, which opens the pipes onto fds 1
-/// and 2, makes TMPDIR's link in the container's /tmp (`--link`), then execs the job's
-/// command as it is, argv[0] included. On a terminal the engine execs the program with its
+/// and 2, waits for the starter's go-ahead (`--wait`: the starter follows the container's
+/// first process by then), makes TMPDIR's link in the container's /tmp (`--link`), then
+/// execs the job's command as it is, argv[0] included. On a terminal the engine execs the program with its
 /// path as argv[0]: a login shell is lost there, but Grid Engine starts none with a
 /// terminal (qrsh_starter, the only one handing the starter a terminal, sets
 /// SGE_STARTER_USE_LOGIN_SHELL=false).
@@ -372,7 +376,9 @@ fn entrypoint(
                     text(target.as_os_str()),
                 ]
             });
-            std::iter::once(STDIO_HELPER.to_string())
+            [STDIO_HELPER, "--wait", STDIO_GO]
+                .map(String::from)
+                .into_iter()
                 .chain(link)
                 .chain([STDIO_STDOUT, STDIO_STDERR].map(String::from))
                 .chain([text(&start.argv0), text(&start.program)])
@@ -403,6 +409,7 @@ fn mounts<'a>(
             (&stdio.helper, STDIO_HELPER),
             (&stdio.stdout, STDIO_STDOUT),
             (&stdio.stderr, STDIO_STDERR),
+            (&stdio.go, STDIO_GO),
         ]
         .into_iter()
         .chain(profile.then_some((&stdio.profile, IMAGE_ENV_PROFILE)))
@@ -687,6 +694,7 @@ mod tests {
             helper: "/usr/local/bin/qdock-stdio".into(),
             stdout: "/var/lib/qdock/stdio/j.1/stdout".into(),
             stderr: "/var/lib/qdock/stdio/j.1/stderr".into(),
+            go: "/var/lib/qdock/stdio/j.1/go".into(),
             profile: "/var/lib/qdock/stdio/j.1/profile".into(),
         }
     }
@@ -695,10 +703,10 @@ mod tests {
     /// (argv[0] and the program), and its arguments.
     fn command(spec: &ContainerSpec) -> (Vec<String>, Vec<String>) {
         let link = ["--link", "/tmp/42.1.all.q", "/.qdock/tmp/42.1.all.q"];
-        let (helper, job) = spec.entrypoint.split_at(6);
-        assert_eq!(helper[0], STDIO_HELPER);
-        assert_eq!(helper[1..4], link);
-        assert_eq!(helper[4..], [STDIO_STDOUT, STDIO_STDERR]);
+        let (helper, job) = spec.entrypoint.split_at(8);
+        assert_eq!(helper[..3], [STDIO_HELPER, "--wait", STDIO_GO]);
+        assert_eq!(helper[3..6], link);
+        assert_eq!(helper[6..], [STDIO_STDOUT, STDIO_STDERR]);
         (job.to_vec(), spec.cmd.clone())
     }
 
@@ -810,6 +818,7 @@ mod tests {
                 STDIO_HELPER,
                 STDIO_STDOUT,
                 STDIO_STDERR,
+                STDIO_GO,
                 "/spool/job_scripts/42",
                 "/etc/passwd",
                 "/etc/group",
@@ -817,7 +826,7 @@ mod tests {
                 HOST_TMP
             ]
         );
-        let (stdio, mounts) = spec.mounts.split_at(3);
+        let (stdio, mounts) = spec.mounts.split_at(4);
         assert!(stdio.iter().all(|m| m.read_only));
         assert_eq!(stdio[0].source, pipes().helper);
         assert!(mounts[0].read_only && mounts[1].read_only && !mounts[3].read_only);
@@ -1168,7 +1177,7 @@ mod tests {
     fn a_tmpdir_in_the_hosts_tmp_gets_the_job_a_tmp_of_its_own() {
         let (spec, _) = build_with(&job(&[]), &Config::default());
         assert_eq!(
-            spec.entrypoint[1..4],
+            spec.entrypoint[3..6],
             ["--link", "/tmp/42.1.all.q", "/.qdock/tmp/42.1.all.q"]
         );
         let mut config = Config::default();

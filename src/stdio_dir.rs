@@ -18,9 +18,9 @@ use crate::process::ProcessId;
 /// 1770).
 pub const DIR: &str = "/var/lib/qdock/stdio";
 
-/// What a starter makes in its directory: these FIFOs, and the login shell's profile (a
-/// plain file), and nothing else.
-pub const PIPES: [&str; 2] = ["stdout", "stderr"];
+/// What a starter makes in its directory: these FIFOs (the job's output, and the go-ahead it
+/// waits for), and the login shell's profile (a plain file), and nothing else.
+pub const PIPES: [&str; 3] = ["stdout", "stderr", "go"];
 pub const PROFILE: &str = "profile";
 
 /// The mkdtemp(3) template for the directory of `starter`'s job in container `container`.

@@ -540,3 +540,28 @@ fn a_container_job_sees_the_network_of_a_native_job() {
     assert_eq!(seen, native_seen);
     case.assert_clean();
 }
+
+/// node1's dockerd puts its containers below a cgroup parent (`/qdock-node1`), where the
+/// starter cannot look before the engine says: a job of a millisecond used to end before
+/// that answer, its line saying "not measured" (5 of 6 `-b y true` jobs on the earlier
+/// build). The output helper now holds the job until the starter follows the container, so
+/// every one is measured exactly.
+#[test]
+fn millisecond_jobs_below_an_engines_cgroup_parent_are_measured_exactly() {
+    require_hosts!();
+    let case = Case::cluster("cgroup-parent");
+    let queue = NODE1.queue();
+    let jobs: Vec<u32> = (0..6)
+        .map(|_| case.qsub_image(IMAGE, &["-q", &queue, "-b", "y", "true"]))
+        .collect();
+    for &job in &jobs {
+        assert_all_ran_well_on(&case.wait_done(job, 1), NODE1);
+        let stderr = case.read(format!("true.e{job}"));
+        let usage = stderr.lines().last().unwrap_or_default();
+        assert!(usage.starts_with("qdock: usage: wall "), "{stderr}");
+        for absent in ["not measured", "missing"] {
+            assert!(!usage.contains(absent), "job {job}: {usage}");
+        }
+    }
+    case.assert_clean();
+}

@@ -4,6 +4,7 @@
 #[macro_use]
 mod common;
 
+use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
@@ -621,4 +622,63 @@ fn failures_reach_syslog() {
                 .any(|l| l.contains("qdock-starter[") && l.contains(&job_part))
         })
     });
+}
+
+/// The output helper execs the job only on the starter's go-ahead (one byte on the FIFO
+/// `--wait` names), so a job never runs unseen by its starter's usage probe, nor at all once
+/// its starter is gone: with no writer left on the FIFO (a starter killed before the
+/// go-ahead, or before the helper opened it), the helper says so and exits 125 at once,
+/// the job not run. Run on the host: the helper is the same static binary in any container.
+#[test]
+fn the_output_helper_runs_the_job_only_on_the_starters_go_ahead() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = std::env::temp_dir().join(format!("qdock-go-ahead-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir(&dir).expect("a scratch directory");
+    let fifo = |name: &str| {
+        let path = dir.join(name);
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        path
+    };
+    let (out, err, go) = (fifo("out"), fifo("err"), fifo("go"));
+    let reader = |path: &std::path::Path| {
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(path)
+            .expect("a read end")
+    };
+    let (_out, mut err_read) = (reader(&out), reader(&err));
+    let ran = dir.join("ran");
+    let helper = |go: &std::path::Path| {
+        std::process::Command::new(cargo_bin(STDIO_HELPER))
+            .arg("--wait")
+            .args([go, &out, &err])
+            .args(["sh", "/bin/sh", "-c", "touch \"$0\""])
+            .arg(&ran)
+            .status()
+            .expect("run the helper")
+    };
+
+    let status = helper(&go);
+    assert_eq!(status.code(), Some(125), "{status:?}");
+    assert!(!ran.exists(), "the job ran without its starter");
+    let mut said = String::new();
+    let _ = std::io::Read::read_to_string(&mut err_read, &mut said);
+    assert_eq!(
+        said,
+        "qdock-stdio: the job's starter ended before the job could start\n"
+    );
+
+    // The starter's ends, as it holds them, and its byte.
+    let held = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&go)
+        .expect("the starter's ends");
+    std::io::Write::write_all(&mut &held, b"g").expect("the go-ahead");
+    let status = helper(&go);
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(ran.exists(), "the job did not run on the go-ahead");
+    let _ = fs::remove_dir_all(&dir);
 }

@@ -230,6 +230,29 @@ fn a_job_over_in_milliseconds_is_measured_exactly_with_its_wall_time() {
     }
 }
 
+/// Ten jobs of a millisecond started at once, on a host that is busy with them: each job
+/// waits in its container until the starter follows it (the output helper's go-ahead), so
+/// none ends unseen and every one has figures. (Whether each read came before the engine
+/// removed the cgroup, or the sample taken at the pin stands, depends on the load: the line
+/// says which.)
+#[test]
+fn millisecond_jobs_started_at_once_are_each_measured() {
+    require_engine!();
+    let jobs: Vec<Job> = (0..10).map(|_| Job::new("true\n")).collect();
+    let running: Vec<Running> = jobs.iter().map(Job::spawn).collect();
+    for (job, running) in jobs.iter().zip(running) {
+        let out = running.wait(secs(60));
+        out.assert_code(0);
+        let last = out.stderr.lines().last().unwrap_or_default().to_string();
+        assert!(last.starts_with("qdock: usage: wall "), "{out:?}");
+        assert!(!last.contains("not measured"), "{last}");
+        assert!(figure(&last, "cpu ") > 0.0, "{last}");
+        let records = records(ALICE, job);
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert!(number(&records[0]["container"], "/usage/cpu_ns") > 0.0);
+    }
+}
+
 #[test]
 fn native_jobs_are_recorded_without_an_image() {
     require_engine!();

@@ -423,7 +423,7 @@ mod tests {
             Base::open_at(&self.0.join("base")).unwrap().0
         }
 
-        /// A directory as a starter makes it, with its two FIFOs.
+        /// A directory as a starter makes it, with its FIFOs.
         fn starters(&self, name: &str) -> PathBuf {
             let dir = self.0.join("base").join(name);
             std::fs::create_dir(&dir).unwrap();

@@ -14,8 +14,10 @@
 //!
 //! A job over within milliseconds ends before the engine has even answered the start, and
 //! its cgroup may be gone by then. So the cgroup is looked for from the moment the start is
-//! asked for ([`watch_start`]): the engine makes it during the start, at its default place,
-//! and the first process is pinned before it can exit.
+//! asked for ([`watch_start`]): the engine makes it during the start, at its default place
+//! (elsewhere the engine says where once it answered), and the job itself waits until its
+//! first process is pinned: the starter's go-ahead, which the output helper in the container
+//! waits for before it execs the job.
 //!
 //! The looking and the following run on a thread of their own, blocked in poll(2): the
 //! starter's runtime is busiest with the container's output and the engine's replies just
@@ -83,42 +85,52 @@ impl Follower {
 }
 
 /// Runs `start`, which starts container `id`, and follows the container from the moment it
-/// is asked for; returns what `start` returned and the watch.
+/// is asked for; returns what `start` returned and the watch. `go` lets the job itself start
+/// (the output helper waits for it): called once the container's first process is pinned,
+/// or once it is clear that it cannot be, and at the latest on return. Until then even a
+/// job of a millisecond cannot end, nor its cgroup go, unseen.
 pub async fn watch_start<T>(
     engine: &Engine,
     id: &str,
     start: impl Future<Output = T>,
+    go: impl Fn() + Send + Sync + 'static,
 ) -> (T, Watch) {
+    let go = Arc::new(go);
     let latest = Latest::default();
     let answered = Arc::new(AtomicBool::new(false));
     let (placed, found) = tokio::sync::oneshot::channel();
     let follower = {
         let (id, latest, answered) = (id.to_string(), latest.clone(), answered.clone());
-        Follower::spawn(move |stopped| early(&id, &latest, &answered, placed, &stopped))
+        let go = go.clone();
+        Follower::spawn(move |stopped| early(&id, &latest, &answered, placed, &*go, &stopped))
     };
     let outcome = start.await;
     answered.store(true, Ordering::SeqCst);
     // Within a millisecond: the thread looks once more, now that the start has answered.
-    if found.await == Ok(true) {
-        let watch = Watch {
+    let watch = if found.await == Ok(true) {
+        Watch {
             latest,
             follower,
             problem: None,
-        };
-        return (outcome, watch);
-    }
-    // Not at a default place: the engine says where.
-    (outcome, watch(engine, id).await)
+        }
+    } else {
+        // Not at a default place: the engine says where.
+        watch(engine, id).await
+    };
+    go();
+    (outcome, watch)
 }
 
 /// Looks for container `id`'s cgroup at the engine's default places until the start has
-/// `answered`, telling `placed` whether it is there; then pins its first process and
-/// follows it, or reads at once when it has already ended.
+/// `answered`, telling `placed` whether it is there once its first process is pinned (and
+/// then letting the job `go`); then follows that process, or reads at once when it has
+/// already ended.
 fn early(
     id: &str,
     latest: &Latest,
     answered: &AtomicBool,
     placed: tokio::sync::oneshot::Sender<bool>,
+    go: &dyn Fn(),
     stopped: &OwnedFd,
 ) {
     let (path, files) = loop {
@@ -136,20 +148,28 @@ fn early(
             return;
         }
     };
-    let _ = placed.send(true);
     loop {
         let over = answered.load(Ordering::SeqCst);
         match first_process(&path) {
-            Ok(Some(pidfd)) => return follow(&pidfd, &files, latest, stopped),
-            // Started and already over: the cgroup holds its final figures.
+            Ok(Some(pidfd)) => {
+                go();
+                let _ = placed.send(true);
+                return follow(&pidfd, &files, latest, stopped);
+            }
+            // Started and already over (a container without the output helper's wait): the
+            // cgroup holds its final figures.
             Ok(None) if over => {
                 if let Ok(usage) = files.read() {
                     keep(latest, Measured { usage, exact: true });
                 }
+                let _ = placed.send(true);
                 return;
             }
             Ok(None) if pause(stopped) => {}
-            Ok(None) | Err(_) => return,
+            Ok(None) | Err(_) => {
+                let _ = placed.send(true);
+                return;
+            }
         }
     }
 }

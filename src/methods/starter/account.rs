@@ -27,10 +27,16 @@ pub struct Started {
     watch: Watch,
 }
 
-/// Runs `start`, which starts container `id`, and follows the container from then on.
-pub async fn begin<T>(engine: &Engine, id: &str, start: impl Future<Output = T>) -> (T, Started) {
+/// Runs `start`, which starts container `id`, and follows the container from then on;
+/// `go` lets the job run once it is followed (see [`probe::watch_start`]).
+pub async fn begin<T>(
+    engine: &Engine,
+    id: &str,
+    start: impl Future<Output = T>,
+    go: impl Fn() + Send + Sync + 'static,
+) -> (T, Started) {
     let (at, began) = (now(), Instant::now());
-    let (outcome, watch) = probe::watch_start(engine, id, start).await;
+    let (outcome, watch) = probe::watch_start(engine, id, start, go).await;
     (outcome, Started { at, began, watch })
 }
 

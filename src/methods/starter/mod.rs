@@ -151,6 +151,11 @@ async fn execute(
         created.replace(Some(id.clone()));
         // Said once the container exists, so a job refused before has one line only: why.
         report::info(&announcement);
+        // A job with a terminal has no output helper to hold it: it runs at once.
+        let gate = match &*io {
+            Io::Pipes(pipes) => Some(pipes.gate()),
+            Io::Terminal(_) => None,
+        };
         let (output, writers, input) = match &mut *io {
             Io::Terminal(terminal) => {
                 let (output, input) = engine.attach_terminal(&id).await?;
@@ -164,7 +169,8 @@ async fn execute(
             }
         };
         crate::timing::mark("attach");
-        let (outcome, watch) = account::begin(engine, &id, engine.start(&id)).await;
+        let go = move || gate.iter().for_each(stdio::Gate::open);
+        let (outcome, watch) = account::begin(engine, &id, engine.start(&id), go).await;
         outcome?;
         crate::timing::mark("start");
         if let Io::Pipes(pipes) = io {

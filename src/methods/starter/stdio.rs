@@ -38,6 +38,8 @@ use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::BytesMut;
 use futures_util::StreamExt;
@@ -62,11 +64,33 @@ pub struct Pipes {
     /// The read ends, handed out once by [`Pipes::output`].
     reads: Option<[OwnedFd; 2]>,
     writers: Option<Writers>,
+    gate: Option<Gate>,
 }
 
-/// The starter's own write ends: while they are open, the pipes do not end.
+/// The starter's own write ends: while they are open, the pipes do not end. With them both
+/// ends of the go-ahead FIFO, so that its byte waits there for the helper however late it
+/// opens it.
 pub struct Writers {
-    _open: [OwnedFd; 2],
+    _open: [OwnedFd; 4],
+}
+
+/// Lets the job start: one byte on the go-ahead FIFO, which the helper waits for
+/// (helper/qdock-stdio.rs, `--wait`). Opened once; every later call does nothing.
+#[derive(Clone)]
+pub struct Gate(Arc<GateInner>);
+
+struct GateInner {
+    go: OwnedFd,
+    opened: AtomicBool,
+}
+
+impl Gate {
+    pub fn open(&self) {
+        if !self.0.opened.swap(true, Ordering::SeqCst) {
+            // Cannot block nor fail for want of room: the FIFO is empty, written once.
+            let _ = nix::unistd::write(&self.0.go, b"g");
+        }
+    }
 }
 
 impl Pipes {
@@ -88,12 +112,14 @@ impl Pipes {
             dir: Some(dir.clone()),
             stdio: Stdio {
                 helper,
-                stdout: dir.join("stdout"),
-                stderr: dir.join("stderr"),
+                stdout: dir.join(stdio_dir::PIPES[0]),
+                stderr: dir.join(stdio_dir::PIPES[1]),
+                go: dir.join(stdio_dir::PIPES[2]),
                 profile: dir.join(stdio_dir::PROFILE),
             },
             reads: None,
             writers: None,
+            gate: None,
         };
         // The caller's umask must not lock the job (or the starter) out.
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
@@ -103,10 +129,18 @@ impl Pipes {
         };
         let (out, out_kept) = make(&pipes.stdio.stdout)?;
         let (err, err_kept) = make(&pipes.stdio.stderr)?;
+        let (go_read, go) = make(&pipes.stdio.go)?;
+        let go_kept = go
+            .try_clone()
+            .map_err(|e| Error::io("keep the job's go-ahead pipe", e))?;
         pipes.reads = Some([out, err]);
         pipes.writers = Some(Writers {
-            _open: [out_kept, err_kept],
+            _open: [out_kept, err_kept, go_read, go_kept],
         });
+        pipes.gate = Some(Gate(Arc::new(GateInner {
+            go,
+            opened: AtomicBool::new(false),
+        })));
         Ok(pipes)
     }
 
@@ -122,6 +156,11 @@ impl Pipes {
             .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
         file.write_all(text.as_bytes())
             .map_err(|e| Error::io(format!("write {}", path.display()), e))
+    }
+
+    /// What lets the job start once its container is followed.
+    pub fn gate(&self) -> Gate {
+        self.gate.clone().expect("made with the pipes")
     }
 
     /// What the spec mounts into the container.
