@@ -1,15 +1,26 @@
 //! The engine's HTTP where bollard does not serve: the version ping on a new connection,
 //! the terminal's attach upgrade, and the look-ups whose answers bollard's types would refuse
-//! (Podman's states). Plain HTTP/1.x over the unix socket.
+//! (Podman's states). Each is one request on a connection of its own to the unix socket,
+//! through hyper's HTTP/1 client (bollard's own), which reads the answer's framing; its
+//! status code decides, never the engine's words.
 
 use std::time::Duration;
 
 use bollard::ClientVersion;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{CONNECTION, HOST, HeaderValue, UPGRADE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 
 use super::{Engine, Kind};
 use crate::error::{Cause, Error, Result};
+
+/// The connection an attach hands over: the container's stream, both ways.
+pub(super) type Upgraded = TokioIo<hyper::upgrade::Upgraded>;
 
 impl Engine {
     /// GETs `path` (under the API version) and reads the answer as a `T`; None for a 404.
@@ -22,40 +33,33 @@ impl Engine {
     ) -> Result<Option<T>> {
         let path = format!("/v{}{path}", self.docker.client_version());
         let timeout = Some(Duration::from_secs(self.timeout_secs));
-        self.request(action, "GET", &path, timeout).await
+        self.request(action, Method::GET, &path, timeout).await
     }
 
     /// Sends `method path` (the whole path, version included) and reads the answer as a
-    /// `T`; None for a 404. HTTP/1.0: the answer is never chunked and ends when the engine
-    /// closes. Without a `timeout` it waits as long as the engine takes.
+    /// `T`; None for a 404. Without a `timeout` it waits as long as the engine takes.
     pub(super) async fn request<T: serde::de::DeserializeOwned>(
         &self,
         action: &str,
-        method: &str,
+        method: Method,
         path: &str,
         timeout: Option<Duration>,
     ) -> Result<Option<T>> {
-        let request = format!("{method} {path} HTTP/1.0\r\nHost: docker\r\n\r\n");
         let exchange = async {
-            let mut stream = UnixStream::connect(&self.socket)
-                .await
-                .map_err(|e| (true, Cause::of(e)))?;
-            stream
-                .write_all(request.as_bytes())
+            let (mut sender, _) = open(&self.socket).await.map_err(|e| (true, e))?;
+            let answer = sender
+                .send_request(new_request(method, path).map_err(|e| (false, e))?)
                 .await
                 .map_err(|e| (false, Cause::of(e)))?;
-            let mut answer = Vec::new();
-            stream
-                .read_to_end(&mut answer)
-                .await
-                .map_err(|e| (false, Cause::of(e)))?;
-            Ok(answer)
+            let code = answer.status();
+            let body = read_body(answer).await.map_err(|e| (false, e))?;
+            Ok((code, body))
         };
         let answered = match timeout {
             Some(limit) => tokio::time::timeout(limit, exchange).await,
             None => Ok(exchange.await),
         };
-        let answer = match answered {
+        let (code, body) = match answered {
             Ok(Ok(answer)) => answer,
             Ok(Err((true, cause))) => {
                 return Err(Error::EngineUnreachable {
@@ -80,42 +84,95 @@ impl Engine {
             action: action.to_string(),
             cause,
         };
-        let (code, body) = split_answer(&answer).map_err(|e| failed(Cause::text(e)))?;
         match code {
-            404 => Ok(None),
-            200..=299 => serde_json::from_slice(body)
+            StatusCode::NOT_FOUND => Ok(None),
+            _ if code.is_success() => serde_json::from_slice(&body)
                 .map(Some)
                 .map_err(|e| failed(Cause::of(e))),
-            _ => Err(failed(Cause::text(answer_message(code, body)))),
+            _ => Err(failed(Cause::text(answer_message(code, &body)))),
         }
     }
 }
 
-/// An HTTP answer's status code and body.
-fn split_answer(answer: &[u8]) -> std::result::Result<(u16, &[u8]), String> {
-    let end = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("its answer has no end of head")?;
-    let head = String::from_utf8_lossy(&answer[..end]);
-    let status = head.lines().next().unwrap_or("");
-    let code = status
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("it answered {status:?}"))?;
-    Ok((code, &answer[end + 4..]))
+/// Asks the engine at `socket` to hand the connection over for `path` (an attach), as the
+/// docker CLI does: `Upgrade: tcp`, answered `101`. Both dockerd (20.10) and Podman (4.3)
+/// answer so when asked; the bytes that came with the answer are the stream's first.
+/// Otherwise the answer's status code, when there was one, and the engine's words.
+pub(super) async fn upgrade(
+    socket: &str,
+    path: &str,
+) -> std::result::Result<Upgraded, (Option<u16>, Cause)> {
+    let (mut sender, _) = open(socket).await.map_err(|e| (None, e))?;
+    let mut asked = new_request(Method::POST, path).map_err(|e| (None, e))?;
+    let headers = asked.headers_mut();
+    headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(UPGRADE, HeaderValue::from_static("tcp"));
+    let answer = sender
+        .send_request(asked)
+        .await
+        .map_err(|e| (None, Cause::of(e)))?;
+    let code = answer.status();
+    if code != StatusCode::SWITCHING_PROTOCOLS {
+        let refused = |cause| (Some(code.as_u16()), cause);
+        // A success that is no upgrade would stream for good: only a failure's body is read.
+        if code.is_success() {
+            return Err(refused(Cause::text(format!(
+                "it answered {code} without handing the connection over"
+            ))));
+        }
+        let body = read_body(answer).await.map_err(refused)?;
+        return Err(refused(Cause::text(answer_message(code, &body))));
+    }
+    let upgraded = hyper::upgrade::on(answer)
+        .await
+        .map_err(|e| (Some(code.as_u16()), Cause::of(e)))?;
+    Ok(TokioIo::new(upgraded))
+}
+
+/// A new HTTP/1 connection to the engine at `socket`, with the pid of the process serving it
+/// when the kernel tells it. Its own task drives the connection until the answer is read or,
+/// for an attach, the connection is handed over; its failures reach the request's answer.
+async fn open(
+    socket: &str,
+) -> std::result::Result<(SendRequest<Empty<Bytes>>, Option<i32>), Cause> {
+    let stream = UnixStream::connect(socket).await.map_err(Cause::of)?;
+    let server = stream.peer_cred().ok().and_then(|c| c.pid());
+    let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(Cause::of)?;
+    tokio::spawn(connection.with_upgrades());
+    Ok((sender, server))
+}
+
+/// `method path` without a body. dockerd refuses an HTTP/1.1 request without a `Host`.
+fn new_request(method: Method, path: &str) -> std::result::Result<Request<Empty<Bytes>>, Cause> {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header(HOST, "docker")
+        .body(Empty::new())
+        .map_err(Cause::of)
+}
+
+/// The whole body of an answer.
+async fn read_body(answer: Response<Incoming>) -> std::result::Result<Bytes, Cause> {
+    Ok(answer
+        .into_body()
+        .collect()
+        .await
+        .map_err(Cause::of)?
+        .to_bytes())
 }
 
 /// The engine's own words for a failed request (`{"message": …}`), else its status.
-fn answer_message(code: u16, body: &[u8]) -> String {
+fn answer_message(code: StatusCode, body: &[u8]) -> String {
     #[derive(serde::Deserialize)]
     struct Answer {
         message: String,
     }
     serde_json::from_slice::<Answer>(body)
         .map(|a| a.message)
-        .unwrap_or_else(|_| format!("status {code}"))
+        .unwrap_or_else(|_| format!("status {}", code.as_u16()))
 }
 
 /// `text` percent-encoded for a URL's path segment or query value.
@@ -154,21 +211,13 @@ pub(super) async fn reach(socket: &str, secs: u64) -> Result<(ClientVersion, Kin
 async fn api_version(
     socket: &str,
 ) -> std::result::Result<(ClientVersion, Kind, Option<i32>), Cause> {
-    let mut stream = UnixStream::connect(socket).await.map_err(Cause::of)?;
-    let server = stream.peer_cred().ok().and_then(|c| c.pid());
-    stream
-        .write_all(b"HEAD /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")
-        .await
-        .map_err(Cause::of)?;
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 512];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 << 10 {
-        match stream.read(&mut buf).await.map_err(Cause::of)? {
-            0 => break,
-            n => head.extend_from_slice(&buf[..n]),
-        }
-    }
-    let (api, kind) = ping_answer(&String::from_utf8_lossy(&head)).map_err(Cause::text)?;
+    let (mut sender, server) = open(socket).await?;
+    let mut ping = new_request(Method::HEAD, "/_ping")?;
+    // One request: the engine may close the connection as soon as it has answered.
+    ping.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    let answer = sender.send_request(ping).await.map_err(Cause::of)?;
+    let (api, kind) = ping_answer(&answer).map_err(Cause::text)?;
     let ours = bollard::API_DEFAULT_VERSION;
     let (major_version, minor_version) = api.min((ours.major_version, ours.minor_version));
     let version = ClientVersion {
@@ -180,45 +229,23 @@ async fn api_version(
 
 /// What the head of a `/_ping` answer says: the engine's API version and kind. Anything but
 /// a 200 with an `Api-Version` is no engine of ours.
-fn ping_answer(text: &str) -> std::result::Result<((usize, usize), Kind), String> {
-    let status = text.lines().next().unwrap_or("");
-    if status.split_whitespace().nth(1) != Some("200") {
-        return Err(format!("it answered {status:?}"));
+fn ping_answer<B>(answer: &Response<B>) -> std::result::Result<((usize, usize), Kind), String> {
+    let status = answer.status();
+    if status != StatusCode::OK {
+        return Err(format!("it answered {status}"));
     }
-    let header = |name: &str| {
-        text.lines().find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
-        })
-    };
+    let header = |name: &str| answer.headers().get(name).and_then(|v| v.to_str().ok());
     let kind = match header("libpod-api-version") {
         Some(_) => Kind::Podman,
         None => Kind::Docker,
     };
     let api = header("api-version")
         .and_then(|v| {
-            let (major, minor) = v.split_once('.')?;
+            let (major, minor) = v.trim().split_once('.')?;
             Some((major.parse::<usize>().ok()?, minor.parse::<usize>().ok()?))
         })
-        .ok_or_else(|| format!("it does not speak the Docker API (answer: {status:?})"))?;
+        .ok_or_else(|| format!("it does not speak the Docker API (answer: {status})"))?;
     Ok((api, kind))
-}
-
-/// Whether the engine's answer to an attach request (its head, up to the blank line) hands
-/// the connection over; otherwise its status code and the engine's own words.
-pub(super) fn upgraded(head: &[u8]) -> std::result::Result<(), (Option<u16>, String)> {
-    let text = String::from_utf8_lossy(head);
-    let status = text.lines().next().unwrap_or("");
-    let code = status
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok());
-    // 101 answers the upgrade; engines that ignore it hijack the connection after a 200.
-    if matches!(code, Some(101 | 200)) {
-        Ok(())
-    } else {
-        Err((code, format!("it answered {status:?}")))
-    }
 }
 
 #[cfg(test)]
@@ -226,41 +253,52 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_answer_is_split_into_status_and_body() {
-        let answer = b"HTTP/1.0 404 Not Found\r\nContent-Type: application/json\r\n\r\n{\"message\":\"no such container\"}";
-        let (code, body) = split_answer(answer).unwrap();
-        assert_eq!(code, 404);
-        assert_eq!(answer_message(code, body), "no such container");
-        assert_eq!(answer_message(500, b"<html>"), "status 500");
-        assert!(split_answer(b"HTTP/1.0 200 OK\r\n").is_err());
+    fn a_failed_request_is_told_in_the_engines_words() {
+        let body = b"{\"message\":\"no such container\"}";
+        assert_eq!(
+            answer_message(StatusCode::NOT_FOUND, body),
+            "no such container"
+        );
+        assert_eq!(
+            answer_message(StatusCode::INTERNAL_SERVER_ERROR, b"<html>"),
+            "status 500"
+        );
         assert_eq!(
             encoded(r#"{"label":["qdock.job-id"]}"#),
             "%7B%22label%22%3A%5B%22qdock.job-id%22%5D%7D"
         );
     }
 
-    #[test]
-    fn an_attach_is_upgraded_only_when_the_engine_says_so() {
-        let answer = b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n";
-        assert_eq!(upgraded(answer), Ok(()));
-        assert_eq!(upgraded(b"HTTP/1.1 200 OK\r\n\r\n"), Ok(()));
-        let refused = upgraded(b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n\r\n");
-        assert_eq!(
-            refused,
-            Err((Some(404), "it answered \"HTTP/1.1 404 Not Found\"".into()))
-        );
-        assert!(upgraded(b"").is_err());
+    fn answer(status: u16, headers: &[(&str, &str)]) -> Response<()> {
+        let mut answer = Response::builder().status(status);
+        for (name, value) in headers {
+            answer = answer.header(*name, *value);
+        }
+        answer.body(()).unwrap()
     }
 
     #[test]
     fn a_ping_is_an_engine_only_with_its_status_and_version() {
-        let docker = "HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nServer: Docker/20.10.24 (linux)\r\n";
-        assert_eq!(ping_answer(docker), Ok(((1, 41), Kind::Docker)));
-        let podman = "HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nLibpod-Api-Version: 4.3.1\r\n";
-        assert_eq!(ping_answer(podman), Ok(((1, 41), Kind::Podman)));
+        let docker = answer(
+            200,
+            &[
+                ("Api-Version", "1.41"),
+                ("Server", "Docker/20.10.24 (linux)"),
+            ],
+        );
+        assert_eq!(ping_answer(&docker), Ok(((1, 41), Kind::Docker)));
+        let podman = answer(
+            200,
+            &[("Api-Version", "1.41"), ("Libpod-Api-Version", "4.3.1")],
+        );
+        assert_eq!(ping_answer(&podman), Ok(((1, 41), Kind::Podman)));
         // A proxy's error page may carry the header it passed on: the status decides.
-        let refused = "HTTP/1.1 503 Service Unavailable\r\nApi-Version: 1.41\r\n";
-        assert!(ping_answer(refused).is_err());
-        assert!(ping_answer("HTTP/1.1 200 OK\r\nServer: nginx\r\n").is_err());
+        let refused = answer(503, &[("Api-Version", "1.41")]);
+        assert_eq!(
+            ping_answer(&refused),
+            Err("it answered 503 Service Unavailable".into())
+        );
+        assert!(ping_answer(&answer(200, &[("Server", "nginx")])).is_err());
+        assert!(ping_answer(&answer(200, &[("Api-Version", "v2")])).is_err());
     }
 }

@@ -1,7 +1,8 @@
 //! The only module that talks to the Docker Engine. It speaks in qdock's terms: specs in,
 //! states and errors with fixes out. Here the API client, the only user of bollard's
-//! client; `translate` turns the pure spec into the engine's types; `http` does the HTTP
-//! bollard does not (the version ping, look-ups bollard's types would refuse).
+//! client; `translate` turns the pure spec into the engine's types; `http` does, through
+//! hyper, the HTTP bollard does not (the version ping, the terminal's attach upgrade, look-ups
+//! bollard's types would refuse).
 //!
 //! It speaks to rootful Podman's Docker-compatible API too (4.3, API 1.41), told apart by
 //! its `/_ping` answer. Podman's differences are handled here and nowhere else:
@@ -42,13 +43,12 @@ use bollard::query_parameters::{
     WaitContainerOptions,
 };
 use futures_util::{Stream, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::UnixStream;
+use tokio::io::{AsyncReadExt, AsyncWrite};
 
 mod http;
 mod translate;
 
-use http::{encoded, reach, upgraded};
+use http::{encoded, reach, upgrade};
 use translate::{create_body, process_limits};
 
 use crate::config::EngineConfig;
@@ -387,49 +387,19 @@ impl Engine {
     /// Attaches to a container that has a terminal, before start. Its stream is then the
     /// terminal's bytes as they come, which bollard's decoder misreads: a chunk starting with
     /// byte 0, 1 or 2 passes for a multiplexing header and the session's output stalls. So
-    /// the connection upgrade is done here, as the docker CLI does it.
+    /// the connection is upgraded here ([`http::upgrade`]) and read raw.
     pub async fn attach_terminal(&self, id: &str) -> Result<(Output, Input)> {
         let action = format!("attach to the terminal of container {}", short(id));
         let path = format!(
-            "/v{}/containers/{id}/attach?stream=1&stdin=1&stdout=1&stderr=1",
-            self.docker.client_version()
+            "/v{}/containers/{}/attach?stream=1&stdin=1&stdout=1&stderr=1",
+            self.docker.client_version(),
+            encoded(id)
         );
-        let upgrade = async {
-            let mut stream = UnixStream::connect(&self.socket)
-                .await
-                .map_err(|e| (None, Cause::of(e)))?;
-            let request = format!(
-                "POST {path} HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
-            );
-            stream
-                .write_all(request.as_bytes())
-                .await
-                .map_err(|e| (None, Cause::of(e)))?;
-            let mut head = Vec::with_capacity(512);
-            let mut buf = [0u8; 512];
-            let end = loop {
-                if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-                    break end + 4;
-                }
-                if head.len() > 16 << 10 {
-                    return Err((None, Cause::text("its answer has no end")));
-                }
-                match stream
-                    .read(&mut buf)
-                    .await
-                    .map_err(|e| (None, Cause::of(e)))?
-                {
-                    0 => return Err((None, Cause::text("it closed the connection"))),
-                    n => head.extend_from_slice(&buf[..n]),
-                }
-            };
-            upgraded(&head[..end]).map_err(|(code, text)| (code, Cause::text(text)))?;
-            // What came after the answer is already the terminal's.
-            Ok((stream, head.split_off(end)))
-        };
         let secs = self.timeout_secs;
-        let (stream, early) = match tokio::time::timeout(Duration::from_secs(secs), upgrade).await {
-            Ok(Ok(upgraded)) => upgraded,
+        let upgraded =
+            tokio::time::timeout(Duration::from_secs(secs), upgrade(&self.socket, &path));
+        let stream = match upgraded.await {
+            Ok(Ok(stream)) => stream,
             Ok(Err((Some(code), cause))) if self.prepared_at_attach(code) => {
                 return Err(Error::Engine {
                     action: format!("start container {}", short(id)),
@@ -444,9 +414,8 @@ impl Engine {
                 });
             }
         };
-        let (read, write) = stream.into_split();
-        let early = (!early.is_empty()).then(|| Ok(Chunk::Stdout(early.into())));
-        let rest = futures_util::stream::unfold(Some(read), move |read| {
+        let (read, write) = tokio::io::split(stream);
+        let output = futures_util::stream::unfold(Some(read), move |read| {
             let action = action.clone();
             async move {
                 let mut read = read?;
@@ -467,7 +436,6 @@ impl Engine {
                 }
             }
         });
-        let output = futures_util::stream::iter(early).chain(rest);
         Ok((Box::pin(output), Box::pin(write)))
     }
 
@@ -541,7 +509,7 @@ impl Engine {
             "/v{PODMAN_API}/libpod/containers/{}/wait?condition=stopped&condition=exited&interval=50ms",
             encoded(id)
         );
-        self.request::<i64>(&action, "POST", &path, None)
+        self.request::<i64>(&action, hyper::Method::POST, &path, None)
             .await?
             .ok_or_else(|| Error::Engine {
                 action,
