@@ -2,7 +2,8 @@
 //! four fake GPUs `bin/setup-cluster --fake-gpus 4` made and registered (`complex_values
 //! gpu=4`, `[gpus] devices` in /etc/qdock/qdock.toml, mode `devices`). Each job lists the
 //! GPU nodes it sees and writes to them. The tests of this file take the host's GPUs one at
-//! a time ([`GPUS`]): each counts on all four being free when it starts. The modes' own
+//! a time ([`GPUS`]): each counts on all four being free when it starts. One more test, for
+//! the mixed cell's Podman host, is `#[ignore]`d as tests/podman_cell.rs is. The modes' own
 //! translations and the race for the last device: tests/gpu_modes.rs.
 
 #[macro_use]
@@ -14,6 +15,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use common::cell::*;
+use common::hosts::*;
 use common::*;
 
 /// The host's GPUs, held by one test at a time.
@@ -41,6 +43,15 @@ fn take_gpus() -> std::sync::MutexGuard<'static, ()> {
     GPUS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// `qsub` of a job in the image on this machine's host, whose four GPUs these tests count (a
+/// mixed cell's Podman host has two of its own).
+fn qsub_here(case: &Case, args: &[&str]) -> u32 {
+    let queue = home_queue();
+    let mut all = vec!["-q", queue.as_str()];
+    all.extend_from_slice(args);
+    case.qsub_image(IMAGE, &all)
+}
+
 /// The GPU nodes a job's output names, and its `visible=` line.
 fn seen(output: &str) -> (BTreeSet<String>, String) {
     let nodes = output
@@ -56,9 +67,9 @@ fn seen(output: &str) -> (BTreeSet<String>, String) {
     (nodes, visible)
 }
 
-/// The holdings in the ledger naming `container`.
-fn holdings_of(container: &str) -> usize {
-    std::fs::read_dir(LOCK_DIR)
+/// The holdings in the ledger `dir` naming `container`.
+fn holdings_in(dir: &str, container: &str) -> usize {
+    std::fs::read_dir(dir)
         .map(|d| {
             d.flatten()
                 .filter(|e| {
@@ -70,6 +81,11 @@ fn holdings_of(container: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// The holdings in this machine's ledger naming `container`.
+fn holdings_of(container: &str) -> usize {
+    holdings_in(LOCK_DIR, container)
+}
+
 /// Two GPUs granted: the container sees exactly two nodes, numbered 0 and 1 for CUDA, and
 /// writes to them; the two others are absent. The grant is in the usage record, and the
 /// holdings are gone with the job.
@@ -79,7 +95,7 @@ fn a_job_granted_two_gpus_sees_exactly_its_two() {
     let _gpus = take_gpus();
     let case = Case::new("gpu-two");
     case.script("see.sh", SEE);
-    let job = case.qsub_image(IMAGE, &["-l", "gpu=2", "-o", "out", "-j", "y", "see.sh"]);
+    let job = qsub_here(&case, &["-l", "gpu=2", "-o", "out", "-j", "y", "see.sh"]);
     let acct = case.wait_done(job, 1);
     assert_eq!(acct[0].exit_status(), 0, "{acct:?}");
     let out = case.read("out");
@@ -113,7 +129,7 @@ fn a_grant_forged_in_the_environment_gives_nothing_more() {
         let mut args = forged.to_vec();
         args.extend_from_slice(extra);
         args.extend(["-o", out, "-j", "y", "see.sh"]);
-        case.qsub_image(IMAGE, &args)
+        qsub_here(&case, &args)
     };
     let none = submit(&[], "none");
     let one = submit(&["-l", "gpu=1"], "one");
@@ -137,7 +153,10 @@ fn a_native_job_gets_the_host_numbers_of_its_gpus() {
     let _gpus = take_gpus();
     let case = Case::new("gpu-native");
     case.script("env.sh", "echo \"visible=$CUDA_VISIBLE_DEVICES\"\n");
+    let queue = home_queue();
     let job = case.qsub(&[
+        "-q",
+        &queue,
         "-cwd",
         "-l",
         "gpu=3",
@@ -168,8 +187,8 @@ fn a_parallel_job_holds_its_hosts_share_per_slot() {
     let _gpus = take_gpus();
     let case = Case::new("gpu-pe");
     case.script("see.sh", SEE);
-    let job = case.qsub_image(
-        IMAGE,
+    let job = qsub_here(
+        &case,
         &[
             "-pe", "smp", "2", "-l", "gpu=1", "-o", "out", "-j", "y", "see.sh",
         ],
@@ -194,7 +213,7 @@ fn two_concurrent_jobs_hold_disjoint_gpus() {
     );
     let jobs: Vec<u32> = ["a", "b"]
         .iter()
-        .map(|o| case.qsub_image(IMAGE, &["-l", "gpu=2", "-o", o, "-j", "y", "both.sh"]))
+        .map(|o| qsub_here(&case, &["-l", "gpu=2", "-o", o, "-j", "y", "both.sh"]))
         .collect();
     for &job in &jobs {
         assert_eq!(case.wait_done(job, 1)[0].exit_status(), 0);
@@ -225,7 +244,7 @@ fn array_tasks_never_share_a_gpu_nor_run_beyond_the_hosts_gpus() {
                 for d in /dev/qdock-gpu*; do [ -c \"$d\" ] && rmdir \"held/${d##*/}\"; done\n\
                 true\n";
     case.script("task.sh", body);
-    let job = case.qsub_image(IMAGE, &["-t", "1-6", "-l", "gpu=2", "task.sh"]);
+    let job = qsub_here(&case, &["-t", "1-6", "-l", "gpu=2", "task.sh"]);
     let acct = case.wait_done(job, 6);
     assert!(acct.iter().all(|a| a.exit_status() == 0), "{acct:?}");
     assert!(!case.path("clash").exists(), "{}", case.read("clash"));
@@ -246,7 +265,7 @@ fn a_request_beyond_the_hosts_gpus_waits_with_the_reason() {
     require_cell!();
     let case = Case::new("gpu-beyond");
     case.script("never.sh", "echo must-not-run\n");
-    let job = case.qsub_image(IMAGE, &["-l", "gpu=5", "never.sh"]);
+    let job = qsub_here(&case, &["-l", "gpu=5", "never.sh"]);
     let shown = case.wait_for_reason(job, "gpu");
     assert!(shown.contains("gpu"), "{shown}");
     assert_eq!(case.states(job), vec!["qw".to_string()]);
@@ -262,7 +281,7 @@ fn a_killed_starters_gpus_are_freed_by_the_watcher() {
     let _gpus = take_gpus();
     let case = Case::new("gpu-killed");
     case.script("hold.sh", &format!("{SEE}{UNTIL_GO}"));
-    let job = case.qsub_image(IMAGE, &["-l", "gpu=2", "-o", "held", "-j", "y", "hold.sh"]);
+    let job = qsub_here(&case, &["-l", "gpu=2", "-o", "held", "-j", "y", "hold.sh"]);
     case.wait_for_container(job, 0, "running");
     let container = task_container(job, 0);
     assert_eq!(holdings_of(&container), 2);
@@ -291,10 +310,68 @@ fn a_killed_starters_gpus_are_freed_by_the_watcher() {
     );
     case.wait_done(job, 1);
     case.script("all.sh", SEE);
-    let all = case.qsub_image(IMAGE, &["-l", "gpu=4", "-o", "all", "-j", "y", "all.sh"]);
+    let all = qsub_here(&case, &["-l", "gpu=4", "-o", "all", "-j", "y", "all.sh"]);
     assert_eq!(case.wait_done(all, 1)[0].exit_status(), 0);
     let (nodes, visible) = seen(&case.read("all"));
     assert_eq!(nodes.len(), 4, "{nodes:?}");
     assert_eq!(visible, "0,1,2,3");
+    case.assert_clean();
+}
+
+/// The mixed cell's Podman host, with two fake GPUs and a ledger of its own (`bin/setup-cluster
+/// --hosts 3 --podman-host node3 --fake-gpus 4`): a job granted one there sees exactly one of
+/// that host's nodes in its Podman container, numbered 0 for CUDA, and none of this
+/// machine's; the grant is in the record, and the holding goes with the job.
+#[test]
+#[ignore = "needs the mixed cell (bin/setup-cluster --hosts 3 --podman-host node3 --fake-gpus 4): cargo test --test gpus -- --ignored"]
+fn a_job_on_the_podman_host_gets_one_of_its_gpus_in_podman() {
+    require_podman_host!();
+    let host = PODMAN_HOST.name;
+    let own: Vec<String> = (0..2)
+        .map(|i| format!("/dev/qdock-{host}-gpu{i}"))
+        .collect();
+    for node in &own {
+        assert!(
+            Path::new(node).exists(),
+            "{node} is missing: bin/setup-cluster --hosts 3 --podman-host {host} --fake-gpus 4 makes it"
+        );
+    }
+    let case = Case::cluster("gpu-podman");
+    case.script(
+        "see.sh",
+        "echo \"visible=${CUDA_VISIBLE_DEVICES-unset}\"\n\
+         for d in /dev/qdock-*; do [ -c \"$d\" ] && echo x > \"$d\" && echo \"$d\"; done\ntrue\n",
+    );
+    let queue = PODMAN_HOST.queue();
+    let job = case.qsub_image(
+        IMAGE,
+        &[
+            "-q", &queue, "-l", "gpu=1", "-o", "out", "-j", "y", "see.sh",
+        ],
+    );
+    let acct = case.wait_done(job, 1);
+    assert_eq!(
+        (acct[0].get("hostname"), acct[0].exit_status()),
+        (host, 0),
+        "{acct:?}"
+    );
+    PODMAN_HOST.assert_ran_in_podman(job, 0);
+    let out = case.read("out");
+    let seen: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("/dev/qdock-"))
+        .collect();
+    assert_eq!(seen.len(), 1, "{out}");
+    assert!(own.iter().any(|n| n == seen[0]), "{out}");
+    assert!(out.contains("visible=0\n"), "{out}");
+    let record = case.client("qdock", &["usage", &job.to_string()]);
+    assert!(
+        record
+            .lines()
+            .any(|l| l.trim().starts_with("gpus") && l.contains(seen[0])),
+        "{record}"
+    );
+    let ledger = format!("/var/lib/qdock/gpus-{host}");
+    assert_eq!(holdings_in(&ledger, &task_container(job, 0)), 0);
     case.assert_clean();
 }

@@ -8,7 +8,8 @@
 //!
 //! The tests are `#[ignore]`d: `bin/test`'s cell has two hosts, both on dockerd. `.ci/run`
 //! makes the mixed cell after it and runs them with `cargo test --test podman_cell --
-//! --ignored` (under `CI=true` a missing Podman host then fails them).
+//! --ignored` (under `CI=true` a missing Podman host then fails them), with the one such test
+//! each of drmaa.rs, workflow.rs and gpus.rs (DRMAA, Snakemake and a GPU job on the host).
 
 #[macro_use]
 mod common;
@@ -23,28 +24,9 @@ use std::time::Duration;
 
 const HOST: Host = PODMAN_HOST;
 
-/// Skips (or under CI fails) a test without the Podman host.
-macro_rules! require_podman_host {
-    () => {
-        if !require_podman_host() {
-            return;
-        }
-    };
-}
-
-/// What Podman says of the container of `job`'s task `task` (0 for a job that is no array)
-/// by `podman inspect --format FORMAT`; None once it is gone.
-fn podman_inspect(job: u32, task: u32, format: &str) -> Option<String> {
-    let name = task_container(job, task);
-    let out = HOST.docker(&["inspect", "--format", format, &name]);
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 /// The state of `job`'s container (task 0) in the Podman host's Podman; None once it is gone.
 fn podman_state(job: u32) -> Option<String> {
-    podman_inspect(job, 0, "{{.State.Status}}")
+    HOST.inspect(job, 0, "{{.State.Status}}")
 }
 
 /// Waits until the container of `job`'s task `task` runs in the host's Podman.
@@ -52,47 +34,13 @@ fn wait_running_in_podman(case: &Case, job: u32, task: u32) {
     case.wait_until(
         &format!("{} runs in Podman", task_container(job, task)),
         JOB_TIMEOUT,
-        || podman_inspect(job, task, "{{.State.Status}}").as_deref() == Some("running"),
+        || HOST.inspect(job, task, "{{.State.Status}}").as_deref() == Some("running"),
     );
-}
-
-/// Podman's event log on the host about the container of `job`'s task `task`, in order, each
-/// event as `format` shows it (`{{.Status}}`: `create`, `start`, `pause`, `died`, `remove` …).
-fn podman_event_log(job: u32, task: u32, format: &str) -> Vec<String> {
-    let filter = format!("container={}", task_container(job, task));
-    HOST.docker_text(&[
-        "events",
-        "--stream=false",
-        "--filter",
-        &filter,
-        "--format",
-        format,
-    ])
-    .lines()
-    .map(str::to_string)
-    .collect()
 }
 
 /// What happened to `job`'s container (task 0) in Podman: `create`, `start`, `pause` …
 fn podman_events(job: u32) -> Vec<String> {
-    podman_event_log(job, 0, "{{.Status}}")
-}
-
-/// The container of `job`'s task `task` came and went in the host's Podman: created,
-/// started, died, removed.
-fn assert_task_ran_in_podman(job: u32, task: u32) {
-    let events = podman_event_log(job, task, "{{.Status}}");
-    for wanted in ["create", "start", "died", "remove"] {
-        assert!(
-            events.iter().any(|e| e == wanted),
-            "no {wanted} in Podman's events of job {job}.{task}: {events:?}"
-        );
-    }
-}
-
-/// [`assert_task_ran_in_podman`] for a job that is no array.
-fn assert_ran_in_podman(job: u32) {
-    assert_task_ran_in_podman(job, 0);
+    HOST.container_events(job, 0, "{{.Status}}")
 }
 
 /// `job` ran once, on the Podman host, and exited with `code` by itself (failed 0).
@@ -156,12 +104,12 @@ fn a_script_job_and_a_binary_job_run_in_podman_with_their_output_and_exit_codes(
             .is_some_and(|l| l.starts_with("qdock: usage: wall ")),
         "{stderr}"
     );
-    assert_ran_in_podman(script);
+    HOST.assert_ran_in_podman(script, 0);
 
     assert_ran_on_host(&case, binary, 0);
     assert_eq!(case.read(format!("echo.o{binary}")), "hi there\n");
     assert_runs_line(&case.read(format!("echo.e{binary}")), binary);
-    assert_ran_in_podman(binary);
+    HOST.assert_ran_in_podman(binary, 0);
     assert_clean(&case);
 }
 
@@ -301,7 +249,7 @@ fn the_jsv_sends_a_job_for_an_image_only_podman_holds_to_the_podman_host() {
     );
     assert_ran_on_host(&case, job, 0);
     assert_eq!(case.read(format!("marker.sh.o{job}")), format!("{IMAGE}\n"));
-    assert_ran_in_podman(job);
+    HOST.assert_ran_in_podman(job, 0);
     assert_clean(&case);
 }
 
@@ -399,8 +347,8 @@ fn an_array_job_runs_a_podman_container_per_task_each_in_the_usage_record() {
             case.read(format!("arr.o{job}.{task}")),
             format!("task {task}\n{IMAGE}\n")
         );
-        assert_task_ran_in_podman(job, task);
-        let died = podman_event_log(job, task, "{{.Status}} {{.ContainerExitCode}}");
+        HOST.assert_ran_in_podman(job, task);
+        let died = HOST.container_events(job, task, "{{.Status}} {{.ContainerExitCode}}");
         assert!(
             died.contains(&format!("died {}", task + 10)),
             "task {task}: {died:?}"
@@ -487,7 +435,7 @@ fn pe_smp_binding_h_vmem_and_h_rt_act_on_the_podman_container() {
     for job in [timed, smp, bound] {
         wait_running_in_podman(&case, job, 0);
     }
-    let look = |job, format| podman_inspect(job, 0, format).unwrap_or_default();
+    let look = |job, format| HOST.inspect(job, 0, format).unwrap_or_default();
 
     assert_eq!(look(smp, "{{.HostConfig.NanoCpus}}"), "2000000000");
     let mounts = look(smp, BIND_MOUNTS);
@@ -523,12 +471,12 @@ fn pe_smp_binding_h_vmem_and_h_rt_act_on_the_podman_container() {
     let wall = acct[0].wallclock_secs();
     assert!((5.0..30.0).contains(&wall), "{acct:?}");
     assert_eq!(case.read(format!("long.sh.o{timed}")), "started\n");
-    assert_ran_in_podman(timed);
+    HOST.assert_ran_in_podman(timed, 0);
 
     fs::write(case.path("go"), "").expect("go");
     for job in [smp, bound] {
         assert_ran_on_host(&case, job, 0);
-        assert_ran_in_podman(job);
+        HOST.assert_ran_in_podman(job, 0);
     }
     let out = case.read(format!("smp.sh.o{smp}"));
     let lines: Vec<&str> = out.lines().collect();
@@ -566,7 +514,8 @@ fn qrsh_with_a_terminal_gives_a_shell_in_a_podman_container() {
     let mut shell = qrsh_shell(&case, &["-q", &queue, "-v", &image]);
     let job = session_job(&case, &mut shell);
     assert_eq!(
-        podman_inspect(job, 0, "{{.State.Status}} {{.Config.Tty}}").as_deref(),
+        HOST.inspect(job, 0, "{{.State.Status}} {{.Config.Tty}}")
+            .as_deref(),
         Some("running true")
     );
     let said = shell.run("hostname; cat /qdock-image-marker; tty; stty size");
@@ -581,7 +530,7 @@ fn qrsh_with_a_terminal_gives_a_shell_in_a_podman_container() {
     case.wait_until("the job left qstat", JOB_TIMEOUT, || {
         case.states(job).is_empty()
     });
-    assert_ran_in_podman(job);
+    HOST.assert_ran_in_podman(job, 0);
     assert_clean(&case);
 }
 
@@ -599,7 +548,8 @@ fn a_killed_starters_podman_container_is_removed_by_the_hosts_gc_watcher() {
     let removed = format!("removed {} ", task_container(job, 0));
     let log = || HOST.log("qdock-gc-watch.log");
     assert!(!log().contains(&removed), "an earlier {removed:?}");
-    let starter: i32 = podman_inspect(job, 0, "{{index .Config.Labels \"qdock.starter-pid\"}}")
+    let starter: i32 = HOST
+        .inspect(job, 0, "{{index .Config.Labels \"qdock.starter-pid\"}}")
         .and_then(|p| p.parse().ok())
         .expect("the starter's pid");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(starter), Signal::SIGKILL)

@@ -108,12 +108,16 @@ fn workflow(name: &str) -> Case {
     case
 }
 
-/// Snakemake with qdock's profile, as alice in the case's directory, running.
-fn start(case: &Case, args: &[&str]) -> Running {
+/// Snakemake with qdock's profile, as alice in the case's directory, running; its jobs
+/// submitted with the profile's `QDOCK_QSUB_OPTIONS` set to `qsub_options`.
+fn start(case: &Case, args: &[&str], qsub_options: &str) -> Running {
     let mut all = vec!["--profile", PROFILE, "--seconds-between-status-checks", "1"];
     all.extend_from_slice(args);
     let mut command = case.command(SNAKEMAKE, &all);
-    command.stdin(Stdio::null()).process_group(0);
+    command
+        .env("QDOCK_QSUB_OPTIONS", qsub_options)
+        .stdin(Stdio::null())
+        .process_group(0);
     Running::spawn(command, format!("snakemake {args:?}"))
 }
 
@@ -128,8 +132,8 @@ fn submitted(log: &str) -> Vec<u32> {
 /// Runs Snakemake to its end; registers its jobs with the case and checks that none left a
 /// container on any host; returns its exit code, its log and the jobs' accounting records
 /// by rule (the job name is `snakejob.RULE.N`).
-fn run(case: &Case, args: &[&str]) -> (i32, String, Vec<(String, Acct)>) {
-    let out = start(case, args).wait(RUN_TIMEOUT);
+fn run(case: &Case, args: &[&str], qsub_options: &str) -> (i32, String, Vec<(String, Acct)>) {
+    let out = start(case, args, qsub_options).wait(RUN_TIMEOUT);
     let jobs = submitted(&out.stderr);
     let mut records = Vec::new();
     for &job in &jobs {
@@ -186,7 +190,7 @@ fn snakemake_runs_container_rules_in_their_image_and_reruns_only_what_failed() {
     require_snakemake!();
     let case = workflow("snakemake");
 
-    let (code, log, jobs) = run(&case, &["--keep-going"]);
+    let (code, log, jobs) = run(&case, &["--keep-going"], "");
     assert_eq!(code, 1, "Snakemake's exit with a failed rule:\n{log}");
     let rules: Vec<&str> = jobs.iter().map(|(r, _)| r.as_str()).collect();
     assert_eq!(rules, ["boxed", "failing", "native"], "{log}");
@@ -214,7 +218,7 @@ fn snakemake_runs_container_rules_in_their_image_and_reruns_only_what_failed() {
     let ran: BTreeSet<String> = runs_log(&case).into_iter().collect();
     assert_eq!(ran, ["boxed", "failing", "native"].map(String::from).into());
 
-    let (code, log, jobs) = run(&case, &["--config", "code=0"]);
+    let (code, log, jobs) = run(&case, &["--config", "code=0"], "");
     assert_eq!(code, 0, "the rerun:\n{log}");
     let rules: Vec<&str> = jobs.iter().map(|(r, _)| r.as_str()).collect();
     assert_eq!(rules, ["failing"], "only the failed rule runs again: {log}");
@@ -224,7 +228,7 @@ fn snakemake_runs_container_rules_in_their_image_and_reruns_only_what_failed() {
     assert_eq!(runs_log(&case).len(), 4, "{:?}", runs_log(&case));
 
     // A run: block is Python in Snakemake: refused at submission, one line saying why.
-    let (code, log, jobs) = run(&case, &["out/python.txt"]);
+    let (code, log, jobs) = run(&case, &["out/python.txt"], "");
     assert_eq!((code, jobs.len()), (1, 0), "{log}");
     assert!(
         log.contains("qdock: rule python_in_image asks for container 'qdock/busybox:1', but run:"),
@@ -240,7 +244,7 @@ fn snakemake_runs_container_rules_in_their_image_and_reruns_only_what_failed() {
 fn interrupting_snakemake_deletes_its_jobs_and_leaves_no_container() {
     require_snakemake!();
     let case = workflow("snakemake-cancel");
-    let mut snakemake = start(&case, &["slow"]);
+    let mut snakemake = start(&case, &["slow"], "");
     let mut jobs = Vec::new();
     snakemake.wait_until("Snakemake submitted both jobs", JOB_TIMEOUT, |s| {
         jobs = submitted(&s.stderr_so_far());
@@ -278,5 +282,40 @@ fn interrupting_snakemake_deletes_its_jobs_and_leaves_no_container() {
         });
         assert_no_container_anywhere(job);
     }
+    case.assert_clean();
+}
+
+/// The workflow on the mixed cell's Podman host, every job sent there with the profile's
+/// `QDOCK_QSUB_OPTIONS`: the container rules run in Podman (the rule's own exit code in
+/// qacct), the native rule on the host, and no container is left anywhere.
+#[test]
+#[ignore = "needs the mixed cell (bin/setup-cluster --hosts 3 --podman-host node3): cargo test --test workflow -- --ignored"]
+fn snakemake_runs_container_rules_in_podman_on_the_podman_host() {
+    require_snakemake!();
+    require_podman_host!();
+    let case = workflow("snakemake-podman");
+    let pinned = format!("-q {}", PODMAN_HOST.queue());
+    let (code, log, jobs) = run(&case, &["--keep-going"], &pinned);
+    assert_eq!(code, 1, "Snakemake's exit with a failed rule:\n{log}");
+    let outcomes: Vec<(&str, i32, i32)> = jobs
+        .iter()
+        .map(|(rule, acct)| (rule.as_str(), acct.exit_status(), acct.failed()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [("boxed", 0, 0), ("failing", 3, 0), ("native", 0, 0)],
+        "{log}"
+    );
+    for (rule, acct) in &jobs {
+        assert_eq!(acct.get("hostname"), PODMAN_HOST.name, "{rule}: {acct:?}");
+        let job: u32 = acct.get("jobnumber").parse().expect("a job number");
+        if rule != "native" {
+            PODMAN_HOST.assert_ran_in_podman(job, 0);
+        }
+    }
+    assert_eq!(case.read("out/boxed.txt"), format!("{IMAGE}\nhi there\n"));
+    assert_eq!(case.read("out/native.txt"), "native\n");
+    assert!(!case.path("out/after.txt").exists(), "{log}");
+    assert_eq!(PODMAN_HOST.qdock_containers(), Vec::<String>::new());
     case.assert_clean();
 }

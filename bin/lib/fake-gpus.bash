@@ -4,8 +4,9 @@
 # site registers real GPUs: the consumable `gpu`, `complex_values gpu=N` on this machine's
 # execution host, the devices in [gpus] of /etc/qdock/qdock.toml (made from the example when
 # missing: bin/install keeps an existing config), and a CDI spec of kind qdock.test/gpu
-# describing them, for the `cdi` mode. Sourced by bin/setup-cluster (--fake-gpus N), which
-# defines log, die and qc.
+# describing them, for the `cdi` mode. A mixed cell's Podman host gets two of its own
+# (setup_host_fake_gpus). Sourced by bin/setup-cluster (--fake-gpus N), which defines log,
+# die and qc, and bin/lib/hosts.bash's hosts_state.
 
 fake_gpu_conf=/etc/qdock/qdock.toml
 fake_gpu_cdi=/etc/cdi/qdock-test-gpu.json
@@ -39,13 +40,36 @@ setup_fake_gpus() {
         install -d -m 0755 "$(dirname "$fake_gpu_conf")"
         install -m 0644 "$repo/sge-conf/qdock.example.toml" "$fake_gpu_conf"
     fi
-    # A config from before GPUs: the example's section (its last) is added.
-    if ! grep -q '^\[gpus\]' "$fake_gpu_conf"; then
-        { echo; sed -n '/^\[gpus\]/,$p' "$repo/sge-conf/qdock.example.toml"; } >>"$fake_gpu_conf"
-    fi
-    list=$(printf '"%s", ' "${nodes[@]}")
-    sed -i "/^\[gpus\]/,/^\[/ s|^devices = .*|devices = [${list%, }]|" "$fake_gpu_conf"
-    grep -q "^devices = \[\"/dev/qdock-gpu" "$fake_gpu_conf" \
-        || die "$fake_gpu_conf has no [gpus] section with a devices line to list the fake GPUs in"
+    list_fake_gpus "$fake_gpu_conf" "/var/lib/qdock/gpus" "${nodes[@]}"
     log "fake GPUs: ${nodes[*]} (gpu=$n on $host, [gpus] devices in $fake_gpu_conf, CDI spec $fake_gpu_cdi)"
+}
+
+# Two fake GPUs of host $1's own, /dev/qdock-$1-gpu0 and 1, in its config, with a ledger of its
+# own: the namespace hosts share this machine's /var/lib/qdock, where a real host has its
+# own, and the same device paths would pass for the same GPUs there.
+setup_host_fake_gpus() {
+    local h=$1 n=2 i nodes=() ledger=/var/lib/qdock/gpus-$1
+    for ((i = 0; i < n; i++)); do
+        nodes+=("/dev/qdock-$h-gpu$i")
+        [[ -c /dev/qdock-$h-gpu$i ]] || mknod -m 0666 "/dev/qdock-$h-gpu$i" c 1 3
+    done
+    # As sge-conf/setup-host makes /var/lib/qdock/gpus.
+    install -d -o root -g docker -m 2770 "$ledger"
+    qc -mattr exechost complex_values "gpu=$n" "$h"
+    list_fake_gpus "$hosts_state/$h/qdock/qdock.toml" "$ledger" "${nodes[@]}"
+    log "fake GPUs on $h: ${nodes[*]} (gpu=$n, its ledger $ledger)"
+}
+
+# list_fake_gpus CONF LEDGER NODE...: CONF's [gpus] lists the NODEs, its ledger LEDGER.
+list_fake_gpus() {
+    local conf=$1 ledger=$2 list
+    shift 2
+    # A config from before GPUs: the example's section (its last) is added.
+    if ! grep -q '^\[gpus\]' "$conf"; then
+        { echo; sed -n '/^\[gpus\]/,$p' "$repo/sge-conf/qdock.example.toml"; } >>"$conf"
+    fi
+    list=$(printf '"%s", ' "$@")
+    sed -i "/^\[gpus\]/,/^\[/ { s|^devices = .*|devices = [${list%, }]|; s|^lock_dir = .*|lock_dir = \"$ledger\"| }" "$conf"
+    grep -qF "devices = [${list%, }]" "$conf" \
+        || die "$conf has no [gpus] section with a devices line to list the fake GPUs in"
 }

@@ -180,6 +180,47 @@ impl Host {
             .success()
     }
 
+    /// What the host's engine says of the container of `job`'s task `task` (0 for a job that
+    /// is no array) by `inspect --format FORMAT`; None once it is gone.
+    pub fn inspect(&self, job: u32, task: u32, format: &str) -> Option<String> {
+        let name = super::cell::task_container(job, task);
+        let out = self.docker(&["inspect", "--format", format, &name]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// The engine's event log on the host about the container of `job`'s task `task`, in
+    /// order, each event as `format` shows it (`{{.Status}}`: `create`, `start`, `pause`,
+    /// `died` on Podman …).
+    pub fn container_events(&self, job: u32, task: u32, format: &str) -> Vec<String> {
+        let filter = format!("container={}", super::cell::task_container(job, task));
+        self.docker_text(&[
+            "events",
+            "--stream=false",
+            "--filter",
+            &filter,
+            "--format",
+            format,
+        ])
+        .lines()
+        .map(str::to_string)
+        .collect()
+    }
+
+    /// The container of `job`'s task `task` came and went in the host's Podman: created,
+    /// started, died, removed.
+    pub fn assert_ran_in_podman(&self, job: u32, task: u32) {
+        let events = self.container_events(job, task, "{{.Status}}");
+        for wanted in ["create", "start", "died", "remove"] {
+            assert!(
+                events.iter().any(|e| e == wanted),
+                "no {wanted} in {}'s Podman events of job {job}.{task}: {events:?}",
+                self.name
+            );
+        }
+    }
+
     /// The names of the containers of this cell on the host's engine (all states).
     pub fn qdock_containers(&self) -> Vec<String> {
         let cell = format!("label=qdock.cell={}", super::cell::SGE_CELL);

@@ -120,6 +120,17 @@ macro_rules! require_cell {
     };
 }
 
+/// Skips (or under CI fails) a test that needs the mixed cell's Podman host
+/// ([`hosts::PODMAN_HOST`]).
+#[allow(unused_macros)]
+macro_rules! require_podman_host {
+    () => {
+        if !$crate::common::hosts::require_podman_host() {
+            return;
+        }
+    };
+}
+
 pub mod cell;
 pub mod engine;
 pub mod hosts;
