@@ -309,6 +309,13 @@ fn unix_ns(text: &str) -> Option<i128> {
     Some(i128::from(secs) * 1_000_000_000 + i128::from(nanos))
 }
 
+/// Whether a process's cgroup `proc_path` (its line in `/proc/<pid>/cgroup`) is the
+/// container's cgroup `path` (below the hierarchy's root) or a cgroup below it: crun, under
+/// systemd on cgroup v2, runs the processes in `<scope>/container`.
+pub fn is_within(proc_path: &str, path: &str) -> bool {
+    proc_path.ends_with(path) || proc_path.contains(&format!("{path}/"))
+}
+
 /// Whether `/proc/<pid>/status` is that of the first process (PID 1) of its pid namespace:
 /// the last `NSpid` entry is its pid there.
 pub fn is_namespace_init(status: &str) -> bool {
@@ -613,6 +620,23 @@ mod tests {
         assert_eq!(Hierarchy::V1.cgroup_of(unified), None);
         // A named v1 hierarchy with id 0 would still name a controller-less one only.
         assert_eq!(Hierarchy::V2.cgroup_of("1:name=systemd:/x\n"), None);
+    }
+
+    #[test]
+    fn a_process_is_within_its_containers_cgroup_or_below_it() {
+        let scope = "machine.slice/libpod-abc.scope";
+        assert!(is_within("/machine.slice/libpod-abc.scope", scope));
+        assert!(is_within(
+            "/machine.slice/libpod-abc.scope/container",
+            scope
+        ));
+        assert!(is_within("/docker/abc", "docker/abc"));
+        assert!(!is_within("/machine.slice/libpod-abcd.scope", scope));
+        assert!(!is_within(
+            "/machine.slice/libpod-abc.scope.x/container",
+            scope
+        ));
+        assert!(!is_within("/docker/abc2", "docker/abc"));
     }
 
     #[test]

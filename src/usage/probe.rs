@@ -37,7 +37,7 @@ use std::thread::JoinHandle;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use super::{Hierarchy, Measured, Memory, Usage, is_namespace_init};
+use super::{Hierarchy, Measured, Memory, Usage, is_namespace_init, is_within};
 use crate::engine::Engine;
 
 /// Where the cgroup hierarchies are mounted: v1 one directory per controller below it, v2
@@ -329,9 +329,7 @@ fn cgroup_dir(path: &str) -> PathBuf {
 /// A pidfd of the process that is PID 1 in the container's pid namespace, or None when no
 /// process is left: the container has ended and its cgroup holds its final figures.
 fn first_process(path: &str) -> Result<Option<OwnedFd>, String> {
-    let procs =
-        std::fs::read_to_string(cgroup_dir(path).join("cgroup.procs")).map_err(|_| gone())?;
-    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+    for pid in pids_within(&cgroup_dir(path))? {
         let is_first = || {
             std::fs::read_to_string(format!("/proc/{pid}/status"))
                 .is_ok_and(|status| is_namespace_init(&status))
@@ -341,8 +339,11 @@ fn first_process(path: &str) -> Result<Option<OwnedFd>, String> {
         }
         // Checked again once pinned by the pidfd: the pid may have been reused meanwhile.
         if let Ok(pidfd) = crate::process::pidfd_open(pid) {
-            let member = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-                .is_ok_and(|c| hierarchy().cgroup_of(&c).is_some_and(|p| p.ends_with(path)));
+            let member = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| {
+                hierarchy()
+                    .cgroup_of(&c)
+                    .is_some_and(|p| is_within(p, path))
+            });
             if member && is_first() {
                 return Ok(Some(pidfd));
             }
@@ -351,6 +352,28 @@ fn first_process(path: &str) -> Result<Option<OwnedFd>, String> {
     // Its first process is gone, and with it (the kernel kills the rest of its pid
     // namespace) the container.
     Ok(None)
+}
+
+/// The processes of the cgroup at `dir`, or, when it holds none, of the cgroups below it: a
+/// runtime may run the container's processes in a cgroup of its own below the one it was
+/// given (crun under systemd on cgroup v2: `<scope>/container`), and on v2 a cgroup that
+/// hands controllers to its children holds no process itself.
+fn pids_within(dir: &Path) -> Result<Vec<i32>, String> {
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).map_err(|_| gone())?;
+    let mut pids: Vec<i32> = procs
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    if pids.is_empty() {
+        let below = std::fs::read_dir(dir).map_err(|_| gone())?;
+        for entry in below.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                // A cgroup removed meanwhile holds nothing.
+                pids.extend(pids_within(&entry.path()).unwrap_or_default());
+            }
+        }
+    }
+    Ok(pids)
 }
 
 /// Samples the cgroup each second until the first process behind `pidfd` exits, then reads
