@@ -115,6 +115,7 @@ fuzz_target!(|input: Input| {
         helper: "/usr/local/bin/qdock-stdio".into(),
         stdout: "/var/lib/qdock/stdio/j/stdout".into(),
         stderr: "/var/lib/qdock/stdio/j/stderr".into(),
+        go: "/var/lib/qdock/stdio/j/go".into(),
         profile: "/var/lib/qdock/stdio/j/profile".into(),
     };
     let host = Host {
