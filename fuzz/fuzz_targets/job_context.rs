@@ -179,16 +179,17 @@ fuzz_target!(|input: Input| {
                 "{e:?} passed"
             );
         }
-        // The helper's only other work: TMPDIR's link, from the container's /tmp through
-        // the host's /tmp mounted out of the way.
-        if spec.entrypoint.get(1).map(String::as_str) == Some("--link") {
+        // The helper waits for the starter's go-ahead; its only other work: TMPDIR's link,
+        // from the container's /tmp through the host's /tmp mounted out of the way.
+        assert_eq!(spec.entrypoint[1..3], ["--wait", spec::STDIO_GO]);
+        if spec.entrypoint.get(3).map(String::as_str) == Some("--link") {
             assert!(
-                spec.entrypoint[2].starts_with("/tmp/"),
+                spec.entrypoint[4].starts_with("/tmp/"),
                 "{:?}",
                 spec.entrypoint
             );
             assert!(
-                spec.entrypoint[3].starts_with(spec::HOST_TMP),
+                spec.entrypoint[5].starts_with(spec::HOST_TMP),
                 "{:?}",
                 spec.entrypoint
             );
@@ -204,9 +205,12 @@ fuzz_target!(|input: Input| {
         }
         // The output helper and its pipes come first, read-only, whatever the job asked for;
         // the helper runs first.
-        let (stdio, others) = spec.mounts.split_at(3);
+        let (stdio, others) = spec.mounts.split_at(4);
         let sources: Vec<_> = stdio.iter().map(|m| &m.source).collect();
-        assert_eq!(sources, [&pipes.helper, &pipes.stdout, &pipes.stderr]);
+        assert_eq!(
+            sources,
+            [&pipes.helper, &pipes.stdout, &pipes.stderr, &pipes.go]
+        );
         assert!(stdio.iter().all(|m| m.read_only));
         assert_eq!(spec.entrypoint[0], spec::STDIO_HELPER);
         // The job script is always mounted, read-only unless the same path is also a
