@@ -230,11 +230,12 @@ fn a_job_over_in_milliseconds_is_measured_exactly_with_its_wall_time() {
     }
 }
 
-/// Ten jobs of a millisecond started at once, on a host that is busy with them: each job
-/// waits in its container until the starter follows it (the output helper's go-ahead), so
-/// none ends unseen and every one has figures. (Whether each read came before the engine
-/// removed the cgroup, or the sample taken at the pin stands, depends on the load: the line
-/// says which.)
+/// Ten jobs of a millisecond started at once, on a host busy with them: each job waits in
+/// its container until the starter follows it (the output helper's go-ahead), so none ends
+/// before its cgroup is found, and no line says "not measured". Under this load the final
+/// read may still come after the engine removed the cgroup: then the sample taken when the
+/// job was pinned (before it ran: no CPU yet) stands, and the line and the record say so.
+/// The case where the job used to end unfound is tests/cluster.rs's, below a cgroup parent.
 #[test]
 fn millisecond_jobs_started_at_once_are_each_measured() {
     require_engine!();
@@ -246,10 +247,19 @@ fn millisecond_jobs_started_at_once_are_each_measured() {
         let last = out.stderr.lines().last().unwrap_or_default().to_string();
         assert!(last.starts_with("qdock: usage: wall "), "{out:?}");
         assert!(!last.contains("not measured"), "{last}");
-        assert!(figure(&last, "cpu ") > 0.0, "{last}");
         let records = records(ALICE, job);
         assert_eq!(records.len(), 1, "{records:?}");
-        assert!(number(&records[0]["container"], "/usage/cpu_ns") > 0.0);
+        let usage = &records[0]["container"]["usage"];
+        if usage["exact"] == true {
+            assert!(figure(&last, "cpu ") > 0.0, "{last}");
+            assert!(number(usage, "/cpu_ns") > 0.0, "{usage}");
+        } else {
+            assert!(
+                last.ends_with("(last sample before the end: the rest is missing)"),
+                "{last}"
+            );
+            assert_eq!(usage["exact"], false, "{usage}");
+        }
     }
 }
 

@@ -123,7 +123,9 @@ switch_to_podman() {
 # figure must be exact, as in the cgroupfs boot.
 switch_to_cgroupfs_driver() {
     echo '{"exec-opts": ["native.cgroupdriver=cgroupfs"]}' >/etc/docker/daemon.json
-    systemctl restart docker || return
+    # Without its dependencies: this script's unit requires docker.service, and would be
+    # stopped with it (seen: the guest powered off).
+    systemctl --job-mode=ignore-dependencies restart docker || return
     sed -i "s|^socket = .*|socket = \"/var/run/docker.sock\"|" /etc/qdock/qdock.toml
     engine=dockerd-cgroupfs
     sock=/var/run/docker.sock
@@ -312,9 +314,12 @@ $hold"
             holds 'cpu >= own - 1e9 && cpu - own < 0.5e9' -v cpu="$cpu" -v own="$own"
     fi
     # time counts the burning shell only; the container also ran docker-init, qdock's
-    # output helper and the job's shell: a few tenths of a second under TCG.
-    check "$name: cpu vs busybox time" "usage $cpu ns, time inside: user ${tuser} s + system ${tsys} s" \
-        holds 'cpu / 1e9 >= u + s - 0.02 && cpu / 1e9 - (u + s) < 1.0' -v cpu="$cpu" -v u="$tuser" -v s="$tsys"
+    # output helper and the job's shell: a few tenths of a second under TCG. A last sample
+    # may lack up to a second of the burn (seen: 0.1 s below time's count).
+    local lag=0.02
+    [[ $exact == true ]] || lag=1.0
+    check "$name: cpu vs busybox time" "usage $cpu ns$([[ $exact == true ]] || echo " (a sample)"), time inside: user ${tuser} s + system ${tsys} s" \
+        holds 'cpu / 1e9 >= u + s - lag && cpu / 1e9 - (u + s) < 1.0' -v cpu="$cpu" -v u="$tuser" -v s="$tsys" -v lag="$lag"
     # The burn is one process, within the wall time; the container's whole CPU need not be:
     # runc's or crun's init is charged to it before the engine stamps the start, and the job's
     # helpers run on the other CPU.
