@@ -371,7 +371,10 @@ fn a_job_on_the_podman_host_gets_one_of_its_gpus_in_podman() {
             .any(|l| l.trim().starts_with("gpus") && l.contains(seen[0])),
         "{record}"
     );
-    let ledger = format!("/var/lib/qdock/gpus-{host}");
-    assert_eq!(holdings_in(&ledger, &task_container(job, 0)), 0);
+    let ledger = PODMAN_HOST.state_dir().join("gpus");
+    assert_eq!(
+        holdings_in(ledger.to_str().unwrap(), &task_container(job, 0)),
+        0
+    );
     case.assert_clean();
 }

@@ -45,10 +45,10 @@ setup_fake_gpus() {
 }
 
 # Two fake GPUs of host $1's own, /dev/qdock-$1-gpu0 and 1, in its config, with a ledger of its
-# own: the namespace hosts share this machine's /var/lib/qdock, where a real host has its
-# own, and the same device paths would pass for the same GPUs there.
+# own in the host's state directory (which goes with the host): the namespace hosts share
+# this machine's /var/lib/qdock, where a real host has its own.
 setup_host_fake_gpus() {
-    local h=$1 n=2 i nodes=() ledger=/var/lib/qdock/gpus-$1
+    local h=$1 n=2 i nodes=() ledger=$hosts_state/$1/gpus
     for ((i = 0; i < n; i++)); do
         nodes+=("/dev/qdock-$h-gpu$i")
         [[ -c /dev/qdock-$h-gpu$i ]] || mknod -m 0666 "/dev/qdock-$h-gpu$i" c 1 3

@@ -254,9 +254,14 @@ impl Host {
             .success()
     }
 
+    /// The host's own state on this machine (`bin/setup-cluster`): its config, log, spool.
+    pub fn state_dir(&self) -> PathBuf {
+        Path::new(STATE).join(self.name)
+    }
+
     /// The host's /etc/qdock/qdock.toml as this machine sees it.
     pub fn config_path(&self) -> PathBuf {
-        Path::new(STATE).join(self.name).join("qdock/qdock.toml")
+        self.state_dir().join("qdock/qdock.toml")
     }
 
     /// The host's log file `name` (in its own /var/log) as this machine sees it; empty while
