@@ -131,6 +131,11 @@ fn spec_in(
     )
 }
 
+/// A job template's `IMAGE` in `jobEnvironment`, as [`spec`]'s `extra`.
+fn image_env() -> String {
+    format!(", \"env\": {{\"IMAGE\": {IMAGE:?}}}")
+}
+
 /// What `wait()` says of a job ended by control(TERMINATE).
 const ABORTED: &str = "{\"hasExited\": false, \"exitStatus\": 0, \"hasSignaled\": false, \"terminatedSignal\": \"\", \"wasAborted\": true}";
 
@@ -150,7 +155,7 @@ fn drmaa_script_and_binary_jobs_run_in_the_image() {
         "job.sh",
         "cat /qdock-image-marker\necho \"args: $*\"\nexit 3\n",
     );
-    let image_env = format!(", \"env\": {{\"IMAGE\": {IMAGE:?}}}");
+    let image_env = image_env();
     let image_native = format!(", \"native\": \"-v IMAGE={IMAGE}\"");
     let cases = [
         (
@@ -213,7 +218,7 @@ fn drmaa_control_pauses_resumes_and_terminates_the_container() {
     require_cell!();
     let case = Case::new("drmaa-control");
     let actions = ["suspend", "resume", "terminate"];
-    let image_env = format!(", \"env\": {{\"IMAGE\": {IMAGE:?}}}");
+    let image_env = image_env();
     let mut session = Session::submit(
         &case,
         &spec(&case, "sleep_image", "/bin/sleep", &["600"], &image_env),
@@ -271,7 +276,7 @@ fn drmaa_runs_and_controls_jobs_in_podman_on_the_podman_host() {
     require_podman_host!();
     let case = Case::cluster("drmaa-podman");
     let queue = PODMAN_HOST.queue();
-    let image_env = format!(", \"env\": {{\"IMAGE\": {IMAGE:?}}}");
+    let image_env = image_env();
     let script = case.script("job.sh", "cat /qdock-image-marker\nexit 3\n");
     let script = script.to_str().unwrap();
     let ran = Session::submit(

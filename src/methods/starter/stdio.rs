@@ -67,15 +67,17 @@ pub struct Pipes {
     gate: Option<Gate>,
 }
 
-/// The starter's own write ends: while they are open, the pipes do not end. With them both
-/// ends of the go-ahead FIFO, so that its byte waits there for the helper however late it
-/// opens it.
+/// The starter's own write ends: while they are open, the pipes do not end. With them the
+/// go-ahead FIFO's read end, so that the [`Gate`]'s byte waits there for the helper however
+/// late it opens it.
 pub struct Writers {
-    _open: [OwnedFd; 4],
+    _open: [OwnedFd; 3],
 }
 
 /// Lets the job start: one byte on the go-ahead FIFO, which the helper waits for
-/// (helper/qdock-stdio.rs, `--wait`). Opened once; every later call does nothing.
+/// (helper/qdock-stdio.rs, `--wait`). Opened once; every later call does nothing. It holds
+/// the FIFO's write end as long as the pipes live: the helper sees its end only when the
+/// starter is gone.
 #[derive(Clone)]
 pub struct Gate(Arc<GateInner>);
 
@@ -130,12 +132,9 @@ impl Pipes {
         let (out, out_kept) = make(&pipes.stdio.stdout)?;
         let (err, err_kept) = make(&pipes.stdio.stderr)?;
         let (go_read, go) = make(&pipes.stdio.go)?;
-        let go_kept = go
-            .try_clone()
-            .map_err(|e| Error::io("keep the job's go-ahead pipe", e))?;
         pipes.reads = Some([out, err]);
         pipes.writers = Some(Writers {
-            _open: [out_kept, err_kept, go_read, go_kept],
+            _open: [out_kept, err_kept, go_read],
         });
         pipes.gate = Some(Gate(Arc::new(GateInner {
             go,
